@@ -1,0 +1,1 @@
+"""logflume: the thin composition root (CLI and local services). No domain logic here."""

@@ -1,0 +1,127 @@
+"""Settings of the logflume services, read once at the entry point and passed down.
+
+Library code never reads ``os.environ``: the CLI builds one :class:`Settings` and hands it
+to whatever it runs. ``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL`` keep their
+conventional names; everything else is ``LOGFLUME_*``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from producers.contract import DEFAULT_MAX_EVENT_BYTES
+
+__all__ = ["Settings", "Topics"]
+
+LOCAL_DB_USER = "logflume"
+LOCAL_DB_NAME = "logflume"
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    """Names of the Kafka topics the pipeline uses (DESIGN section 3)."""
+
+    events: str
+    entities: str
+    rollups: str
+    deadletter: str
+
+    @classmethod
+    def with_prefix(cls, prefix: str) -> Topics:
+        return cls(
+            events=f"{prefix}.events",
+            entities=f"{prefix}.entities",
+            rollups=f"{prefix}.rollups",
+            deadletter=f"{prefix}.deadletter",
+        )
+
+    def all(self) -> tuple[str, ...]:
+        return (self.events, self.entities, self.rollups, self.deadletter)
+
+
+class Settings(BaseSettings):
+    """Configuration of one logflume process; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(env_prefix="LOGFLUME_", frozen=True, extra="ignore")
+
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "KAFKA_BOOTSTRAP_SERVERS", "LOGFLUME_KAFKA_BOOTSTRAP_SERVERS"
+        ),
+        description="Bootstrap servers of a running broker; unset means the local broker of `up`.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("DATABASE_URL", "LOGFLUME_DATABASE_URL"),
+        description="DSN of a running PostgreSQL; unset means the local cluster of `up`.",
+    )
+    home: Path = Field(
+        default=Path(".logflume"),
+        description="Folder for the local services' jars, data, logs and pid files.",
+    )
+    kafka_port: int = Field(default=19092, ge=1, le=65535, description="Local broker port.")
+    kafka_controller_port: int = Field(
+        default=19093, ge=1, le=65535, description="Local KRaft controller port."
+    )
+    kafka_heap: str = Field(default="768m", description="Java heap of the local broker.")
+    postgres_port: int = Field(default=15432, ge=1, le=65535, description="Local Postgres port.")
+    topic_prefix: str = Field(
+        default="logflume", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="Prefix of topics."
+    )
+    partitions: int = Field(default=12, ge=1, le=1024, description="Partitions per topic.")
+    events_retention_ms: int = Field(
+        default=-1, ge=-1, description="Retention of the raw events topic (-1 keeps history)."
+    )
+    max_event_bytes: int = Field(
+        default=DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest accepted event, in bytes."
+    )
+    startup_timeout_s: float = Field(
+        default=120.0, gt=0, description="How long `up` waits for each service to answer."
+    )
+
+    @property
+    def kafka_is_external(self) -> bool:
+        """True when the environment points at a broker that logflume must not manage."""
+        return self.kafka_bootstrap_servers is not None
+
+    @property
+    def postgres_is_external(self) -> bool:
+        return self.database_url is not None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+
+    @property
+    def dsn(self) -> str:
+        """The database DSN. Secret: never log it, use :meth:`redacted_dsn`."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return (
+            f"postgresql://{LOCAL_DB_USER}:{LOCAL_DB_USER}@127.0.0.1:{self.postgres_port}"
+            f"/{LOCAL_DB_NAME}"
+        )
+
+    @property
+    def redacted_dsn(self) -> str:
+        """The DSN with its password masked, for status output and logs."""
+        return redact_dsn(self.dsn)
+
+    @property
+    def topics(self) -> Topics:
+        return Topics.with_prefix(self.topic_prefix)
+
+
+def redact_dsn(dsn: str) -> str:
+    """``postgresql://u:secret@h/db`` -> ``postgresql://u:***@h/db``."""
+    scheme, sep, rest = dsn.partition("://")
+    if not sep or "@" not in rest:
+        return dsn
+    creds, _, host = rest.rpartition("@")
+    user = creds.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}" if ":" in creds else dsn

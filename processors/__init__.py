@@ -1,0 +1,1 @@
+"""Processors: the Faust stages (entity merge, trace assembly). Built on the wire contract."""

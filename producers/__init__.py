@@ -1,0 +1,1 @@
+"""Producers: the wire contract of every event and (later) the fire-and-forget SDK."""

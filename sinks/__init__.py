@@ -1,0 +1,1 @@
+"""Sinks: the PostgreSQL schema, its migrations, and the batched upserting consumers."""
