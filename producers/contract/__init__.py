@@ -38,6 +38,7 @@ from .maxim import (
     TraceBody,
     Usage,
 )
+from .records import entity_identity, pack_record, partition_for, routing_key, unpack_record
 from .types import ChatMessage, ToolCall, ToolChoiceFunction
 from .views import CreateLogResponse, LogResponse, ObservabilityStatus
 
@@ -78,7 +79,12 @@ __all__ = [
     "TraceEvent",
     "Usage",
     "encode_event",
+    "entity_identity",
     "event_json_schema",
+    "pack_record",
     "parse_event",
+    "partition_for",
+    "routing_key",
+    "unpack_record",
     "validate_event",
 ]

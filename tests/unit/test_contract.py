@@ -22,7 +22,11 @@ from producers.contract import (
     LogUpdateEvent,
     encode_event,
     event_json_schema,
+    pack_record,
     parse_event,
+    partition_for,
+    routing_key,
+    unpack_record,
     validate_event,
 )
 
@@ -269,3 +273,34 @@ def test_invalid_bytes_are_rejected_naming_the_field(raw: bytes, field: str) -> 
 
 def test_there_are_at_least_25_distinct_invalid_cases() -> None:
     assert len({case[0] for case in INVALID}) >= 25
+
+
+def test_routing_key_is_the_entity_identity_within_its_project() -> None:
+    log = parse_event((FIXTURES / LOG).read_bytes())
+    update = parse_event((FIXTURES / UPDATE).read_bytes())
+    assert routing_key(log) == routing_key(update) == b"support-bot/ticket-4711:answer"
+    generation = parse_event((FIXTURES / GEN).read_bytes())
+    result = parse_event((FIXTURES / RESULT).read_bytes())
+    assert routing_key(generation) == routing_key(result) == b"support-bot/generation-id"
+
+
+JAVA_MURMUR2 = {  # org.apache.kafka.common.utils.Utils.murmur2, from Kafka's UtilsTest
+    b"21": -973932308,
+    b"foobar": -790332482,
+    b"a-little-bit-long-string": -985981536,
+    b"abc": 479470107,
+}
+
+
+@pytest.mark.parametrize("key", list(JAVA_MURMUR2))
+def test_partition_matches_kafkas_java_partitioner(key: bytes) -> None:
+    for partitions in (1, 12, 1000):
+        expected = (JAVA_MURMUR2[key] & 0x7FFFFFFF) % partitions
+        assert partition_for(key, partitions) == expected
+
+
+def test_record_packs_and_unpacks_events() -> None:
+    events = [encode_event(parse_event((FIXTURES / name).read_bytes())) for name in EVENT_FIXTURES]
+    unpacked = unpack_record(pack_record(events))
+    assert [parse_event(raw) for raw in unpacked] == [parse_event(raw) for raw in events]
+    assert len(unpack_record(events[0])) == 1
