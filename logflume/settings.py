@@ -46,7 +46,9 @@ class Topics:
 class Settings(BaseSettings):
     """Configuration of one logflume process; see the README's configuration table."""
 
-    model_config = SettingsConfigDict(env_prefix="LOGFLUME_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(
+        env_prefix="LOGFLUME_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     kafka_bootstrap_servers: str | None = Field(
         default=None,
@@ -111,6 +113,11 @@ class Settings(BaseSettings):
     def redacted_dsn(self) -> str:
         """The DSN with its password masked, for status output and logs."""
         return redact_dsn(self.dsn)
+
+    @property
+    def max_record_bytes(self) -> int:
+        """Largest Kafka record (a batch of events): twice the largest event."""
+        return 2 * self.max_event_bytes
 
     @property
     def topics(self) -> Topics:

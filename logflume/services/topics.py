@@ -1,0 +1,170 @@
+"""Talking to any Kafka broker (local or external): is it answering, and the pipeline's topics.
+
+``ensure_topics`` creates the topics of DESIGN section 3 with the configured partition
+count (replication 1; retention of the raw events topic from the settings) and checks that
+topics which already exist have the expected partition count.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from logflume.services.prerequisites import ServiceError
+from logflume.settings import Settings
+
+__all__ = ["TopicsReport", "ensure_topics", "kafka_answers", "wait_for_kafka"]
+
+log = logging.getLogger(__name__)
+
+_RETRIES = 10  # a broker that just started may briefly answer with retriable errors
+
+
+@dataclass(slots=True)
+class TopicsReport:
+    created: list[str] = field(default_factory=list)
+    existing: list[str] = field(default_factory=list)
+
+
+async def ensure_topics(settings: Settings, *, timeout_s: float = 60.0) -> TopicsReport:
+    """Create the pipeline's topics that are missing; verify the partition count of all."""
+    topics = settings.topics
+    wanted = list(topics.all())
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+    )
+    report = TopicsReport()
+    try:
+        await admin.start()
+        for attempt in range(_RETRIES):
+            existing = set(await admin.list_topics())
+            missing = [t for t in wanted if t not in existing]
+            if not missing:
+                break
+            new_topics = [
+                NewTopic(
+                    name=name,
+                    num_partitions=settings.partitions,
+                    replication_factor=1,
+                    topic_configs=_topic_configs(settings, name),
+                )
+                for name in missing
+            ]
+            response = await admin.create_topics(new_topics, timeout_ms=int(timeout_s * 1000))
+            retriable = _created(response, report)
+            if not retriable:
+                break
+            log.info("retrying topic creation (%s): %s", attempt + 1, ", ".join(retriable))
+            await asyncio.sleep(0.5 * (attempt + 1))
+        else:
+            raise ServiceError(f"could not create the Kafka topics {', '.join(wanted)}")
+        report.existing = [t for t in wanted if t not in report.created]
+        await _verify_partitions(admin, wanted, settings.partitions)
+    except KafkaError as exc:
+        raise ServiceError(
+            f"Kafka at {settings.bootstrap_servers} failed while ensuring topics: {exc!r}"
+        ) from exc
+    finally:
+        await admin.close()
+    if report.created:
+        log.info("created topics: %s", ", ".join(report.created))
+    return report
+
+
+def _topic_configs(settings: Settings, name: str) -> dict[str, str]:
+    # A record carries a batch of events: let it be larger than the largest single event,
+    # on external brokers too (the topic setting overrides the broker default).
+    configs = {"max.message.bytes": str(settings.max_record_bytes)}
+    if name == settings.topics.events:
+        configs["retention.ms"] = str(settings.events_retention_ms)
+    return configs
+
+
+def _created(response: Any, report: TopicsReport) -> list[str]:
+    """Record the created topics; raise on fatal errors; return the retriable ones."""
+    retriable: list[str] = []
+    for entry in response.topic_errors:
+        name, code = entry[0], entry[1]
+        message = entry[2] if len(entry) > 2 and entry[2] else ""
+        if code == 0:
+            report.created.append(name)
+            continue
+        error = for_code(code)
+        if error is TopicAlreadyExistsError:
+            continue  # created concurrently by another process: fine
+        if getattr(error, "retriable", False):
+            retriable.append(name)
+            continue
+        raise ServiceError(f"could not create topic {name!r}: {error.__name__} {message}".strip())
+    return retriable
+
+
+async def _verify_partitions(admin: AIOKafkaAdminClient, names: list[str], expected: int) -> None:
+    described = await admin.describe_topics(names)
+    wrong: list[str] = []
+    for topic in described:
+        if topic["error_code"]:
+            error = for_code(topic["error_code"])
+            raise ServiceError(f"could not describe topic {topic['topic']!r}: {error.__name__}")
+        count = len(topic["partitions"])
+        if count != expected:
+            wrong.append(f"{topic['topic']} has {count}")
+    if wrong:
+        raise ServiceError(
+            f"existing topics do not have the expected {expected} partitions ({'; '.join(wrong)}); "
+            "set LOGFLUME_PARTITIONS to match, or delete and recreate the topics "
+            "(partitions decide event ordering, so logflume never changes them itself)"
+        )
+
+
+async def kafka_answers(bootstrap_servers: str, timeout_s: float = 5.0) -> bool:
+    """True when a broker at ``bootstrap_servers`` answers a metadata request."""
+    hosts = [h.strip() for h in bootstrap_servers.split(",") if h.strip()]
+    if not any([await _tcp_open(h, timeout_s) for h in hosts]):
+        return False  # Skip aiokafka while nothing listens: it logs every refused connection.
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        async with asyncio.timeout(timeout_s):
+            await admin.start()
+            cluster = await admin.describe_cluster()
+        return bool(cluster.get("brokers"))
+    except (KafkaError, OSError, TimeoutError):
+        return False
+    finally:
+        await admin.close()
+
+
+async def wait_for_kafka(bootstrap_servers: str, timeout_s: float) -> None:
+    """Wait until a broker answers, else :class:`ServiceError`."""
+    deadline = time.monotonic() + timeout_s
+    while not await kafka_answers(bootstrap_servers, timeout_s=min(5.0, timeout_s)):
+        if time.monotonic() >= deadline:
+            raise ServiceError(
+                f"Kafka at {bootstrap_servers} did not answer within {timeout_s:.0f}s"
+            )
+        await asyncio.sleep(1.0)
+
+
+async def _tcp_open(host_port: str, timeout_s: float) -> bool:
+    host, _, port = host_port.rpartition(":")
+    try:
+        async with asyncio.timeout(timeout_s):
+            _reader, writer = await asyncio.open_connection(
+                host.strip("[]") or "127.0.0.1", int(port)
+            )
+    except (OSError, ValueError, TimeoutError):
+        return False
+    writer.close()
+    try:
+        await writer.wait_closed()
+    except OSError:
+        pass
+    return True
