@@ -1,0 +1,230 @@
+"""Events to changes, and merged states to canonical entities (stage 1's domain rules).
+
+Entity kinds and their table keys (``kind:project/identity``; every event of an entity
+routes to one partition, see ``producers.contract.records``):
+
+- ``log``: ``log`` and ``log_update`` events, identity = reference_id, else the log id;
+- ``feedback``: one per feedback id (routed with the log it rates);
+- ``trace``, ``span``: Maxim create / update / end events;
+- ``generation``: ``generation``, ``generation_result`` and ``generation_error`` events.
+
+A log is emitted once its create has arrived (updates before it are kept in the state and
+applied then: a partial log has no id of its own to be stored under); the other kinds are
+emitted at once, marked ``partial`` until their create arrives.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from producers.contract import (
+    Event,
+    FeedbackEvent,
+    GenerationErrorEvent,
+    GenerationEvent,
+    GenerationResultEvent,
+    LogEvent,
+    LogUpdateEvent,
+    SpanEvent,
+    TraceEvent,
+    entity_identity,
+)
+
+from .merge import Change, field_values
+from .pricing import price_call
+
+__all__ = ["canonical_entity", "prompt_version_id", "state_key", "to_change"]
+
+# Fields a log keeps from its first create (DESIGN section 2: immutable).
+_LOG_IMMUTABLE = frozenset(
+    {
+        "id",
+        "reference_id",
+        "path",
+        "prompt_id",
+        "prompt",
+        "version_id",
+        "trace_id",
+        "trace_parent_log_id",
+        "created_at",
+    }
+)
+_NODE_IMMUTABLE = frozenset({"id", "trace_id", "parent_id"})
+_FEEDBACK_IMMUTABLE = frozenset({"id", "log_id", "reference_id"})
+_MAPS = ("metadata", "tags")  # merged key by key
+
+
+def state_key(kind: str, event: Event) -> str:
+    return f"{kind}:{event.project}/{entity_identity(event)}"
+
+
+def _ts_us(event: Event) -> int:
+    return int(event.ts.timestamp() * 1_000_000)
+
+
+def _change(kind: str, event: Event, carried: dict[str, Any], immutable: frozenset[str]) -> Change:
+    change = Change(kind=kind, project=event.project, event_id=event.event_id, ts_us=_ts_us(event))
+    for name, value in carried.items():
+        if name in _MAPS:
+            if isinstance(value, dict):
+                change.metadata.update((f"{name}.{k}", v) for k, v in value.items())
+        elif name in immutable:
+            change.immutable[name] = value
+        else:
+            change.mutable[name] = value
+    return change
+
+
+def to_change(event: Event) -> tuple[str, Change]:
+    """The table key of the event's entity and what the event asserts about it."""
+    carried = event.body.model_dump(mode="json", exclude_unset=True)
+    match event:
+        case LogEvent():
+            save = carried.pop("save", True)
+            change = _change("log", event, carried, _LOG_IMMUTABLE)
+            change.is_create, change.save = True, bool(save)
+            return state_key("log", event), change
+        case LogUpdateEvent():
+            target = {k: carried.pop(k) for k in ("id", "reference_id") if k in carried}
+            change = _change("log", event, carried, frozenset())
+            change.immutable.update((f"target_{k}", v) for k, v in target.items())
+            return state_key("log", event), change
+        case FeedbackEvent():
+            change = _change("feedback", event, carried, _FEEDBACK_IMMUTABLE)
+            change.is_create = True
+            return f"feedback:{event.project}/{event.body.id}", change
+        case TraceEvent() | SpanEvent():
+            kind = event.type
+            action = carried.pop("action", "create")
+            if action == "end" and "end_time" not in carried:
+                carried["end_time"] = event.ts.isoformat()
+            change = _change(kind, event, carried, _NODE_IMMUTABLE)
+            change.is_create = action == "create"
+            return state_key(kind, event), change
+        case GenerationEvent():
+            change = _change("generation", event, carried, _NODE_IMMUTABLE)
+            change.is_create = True
+            return state_key("generation", event), change
+        case GenerationResultEvent() | GenerationErrorEvent():
+            generation_id = carried.pop("generation_id")
+            trace_id = carried.pop("trace_id")
+            if isinstance(event, GenerationResultEvent):
+                carried["status"] = "success"
+            else:
+                carried["status"] = "error"
+            change = _change("generation", event, carried, _NODE_IMMUTABLE)
+            change.immutable.update(id=generation_id, trace_id=trace_id)
+            return state_key("generation", event), change
+    raise TypeError(f"not an event: {type(event).__name__}")
+
+
+def prompt_version_id(prompt: dict[str, Any]) -> str:
+    """Deterministic id of a prompt version: a hash of its content (model, template,
+    parameters, tools), independent of key order."""
+    digest = hashlib.sha256(orjson.dumps(prompt, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"prv_{digest[:24]}"
+
+
+def _ts(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _log_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    values.pop("target_id", None)
+    values.pop("target_reference_id", None)
+    prompt = values.get("prompt")
+    if prompt is not None and not values.get("version_id"):
+        values["version_id"] = prompt_version_id(prompt)
+    prompt_tokens = values.get("prompt_tokens") or 0
+    output_tokens = values.get("output_tokens") or 0
+    values["tokens"] = prompt_tokens + output_tokens
+    if values.get("prompt_cost") is not None or values.get("output_cost") is not None:
+        values["cost_source"] = "provided"  # a caller-given cost always wins
+    else:
+        model = prompt.get("model") if prompt else None
+        provider = prompt.get("provider") if prompt else None
+        created = values.get("created_at") or values.get("start_time")
+        at = _ts(created) or _ts_from_us(state)
+        price = price_call(
+            provider,
+            model,
+            prompt_tokens=prompt_tokens,
+            output_tokens=output_tokens,
+            cached_tokens=values.get("cached_tokens") or 0,
+            at=at,
+        )
+        if price is None:
+            values["cost_source"] = "unknown"
+        else:
+            values.update(prompt_cost=price.prompt, output_cost=price.output)
+            values["cost_source"] = "computed"
+    if values["cost_source"] == "unknown":
+        values["cost"] = None
+    else:
+        values["cost"] = (values.get("prompt_cost") or 0.0) + (values.get("output_cost") or 0.0)
+    values["save"] = state["save"]
+    values["trace_root"] = values.get("trace_id") or values["id"]
+    return values
+
+
+def _ts_from_us(state: dict[str, Any]) -> datetime:
+    return datetime.fromtimestamp(state["last_ts"], UTC)
+
+
+def _generation_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    result = values.get("result") or {}
+    usage = result.get("usage") or {}
+    prompt_tokens = usage.get("prompt_tokens") or 0
+    output_tokens = usage.get("completion_tokens") or 0
+    cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+    reasoning = (usage.get("completion_tokens_details") or {}).get("reasoning_tokens") or 0
+    values.update(
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached,
+        reasoning_tokens=reasoning,
+        tokens=usage.get("total_tokens") or prompt_tokens + output_tokens,
+    )
+    model = values.get("model") or result.get("model")
+    if not usage:
+        values.update(cost=None, cost_source=None)
+        return values
+    price = price_call(
+        values.get("provider"),
+        model,
+        prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens,
+        cached_tokens=cached,
+        at=_ts(values.get("start_time")) or _ts_from_us(state),
+    )
+    values["cost"] = price.total if price else None
+    values["cost_source"] = "computed" if price else "unknown"
+    return values
+
+
+def canonical_entity(key: str, state: dict[str, Any]) -> dict[str, Any] | None:
+    """The entity as downstream sees it, or None while it cannot be emitted yet."""
+    kind = state["kind"]
+    if kind == "log" and not state["created"]:
+        return None  # updates before the create wait in the state
+    values = field_values(state)
+    if kind == "log":
+        values = _log_entity(values, state)
+    elif kind == "generation":
+        values = _generation_entity(values, state)
+    elif kind == "trace":
+        values["trace_root"] = values.get("id")
+    values.setdefault("trace_root", values.get("trace_id"))
+    values.update(
+        kind=kind,
+        key=key,
+        project=state["project"],
+        version=len(state["seen"]),
+        partial=not state["created"],
+        last_ts=state["last_ts"],
+    )
+    return values

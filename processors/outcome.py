@@ -1,0 +1,82 @@
+"""What processing one Kafka record yields: the pure stages return this, the Faust agents
+act on it (write the table values, send the outputs, send the dead letters).
+
+The pure functions never touch Faust or Kafka, so they are tested alone and reused by the
+test oracle, the benchmark and replay.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+__all__ = ["DeadLetter", "Lookup", "Origin", "Outcome", "Output", "load_record"]
+
+# Reads one table value (a plain JSON-able dict) by key; None when absent.
+Lookup = Callable[[str], dict[str, Any] | None]
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a record came from; dead letters name it."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """An event (or a whole record) that could not be parsed or validated."""
+
+    origin: Origin
+    index: int  # position of the event in its record; -1 when the record itself is bad
+    reason: str
+    raw: bytes
+    event_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "topic": self.origin.topic,
+            "partition": self.origin.partition,
+            "offset": self.origin.offset,
+            "index": self.index,
+            "event_id": self.event_id,
+            "reason": self.reason,
+            "raw": self.raw.decode("utf-8", errors="replace"),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    """One value to emit downstream, routed by ``key`` (sent in batch records per partition)."""
+
+    key: bytes
+    value: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Table writes (coalesced: one per key touched by the record), outputs, dead letters."""
+
+    writes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    outputs: list[Output] = field(default_factory=list)
+    regroup: list[Output] = field(default_factory=list)  # to the groups topic (stage 2 only)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    duplicates: int = 0
+    unpriced: int = 0  # events of a model the price table does not know
+
+
+def load_record(value: bytes, origin: Origin, outcome: Outcome) -> list[Any]:
+    """The items of a record holding a JSON array (or one object); a record that is not
+    JSON becomes one dead letter and yields nothing."""
+    try:
+        decoded = orjson.loads(value)
+    except orjson.JSONDecodeError as exc:
+        reason = f"record is not valid JSON: {exc}"
+        outcome.dead_letters.append(DeadLetter(origin, -1, reason, value))
+        return []
+    return decoded if isinstance(decoded, list) else [decoded]

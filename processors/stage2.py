@@ -1,0 +1,135 @@
+"""Stage 2, trace assembly and rollups: canonical entities in, trace rollups out, plus the
+contributions that the groups step (sessions, prompt versions) aggregates. Pure.
+
+Both steps re-emit the rollup of every group a record touches, changed or not, so a worker
+that crashed between its state write and its output re-emits on redelivery; the rollup's
+``version`` makes that idempotent downstream.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .assembly import add_member, entity_summary, group_rollup
+from .outcome import DeadLetter, Lookup, Origin, Outcome, Output, load_record
+
+__all__ = ["process_entities_record", "process_groups_record", "rollup_summary"]
+
+_ENTITY_KEYS = {"kind", "key", "project", "version", "trace_root"}
+_CONTRIBUTION_KEYS = {"group", "project", "id", "member", "summary", "last_ts"}
+
+
+def _select(items: list[Any], wanted: set[str], origin: Origin, value: bytes,
+            outcome: Outcome) -> list[dict[str, Any]]:  # fmt: skip
+    """The items that are objects with the ``wanted`` keys; any other makes a dead letter."""
+    valid = [item for item in items if isinstance(item, dict) and wanted <= item.keys()]
+    if len(valid) != len(items):
+        reason = f"record holds values without the keys {sorted(wanted)}"
+        outcome.dead_letters.append(DeadLetter(origin, -1, reason, value))
+    return valid
+
+
+def rollup_summary(rollup: dict[str, Any]) -> dict[str, Any]:
+    """A trace rollup as a member of its session."""
+    return {
+        "kind": "trace",
+        "id": rollup["id"],
+        "version": rollup["version"],
+        **{name: rollup[name] for name in ("prompt_tokens", "output_tokens", "cached_tokens")},
+        "reasoning_tokens": rollup["reasoning_tokens"],
+        "tokens": rollup["tokens"],
+        "cost": rollup["cost"],
+        "error": rollup["error_count"] > 0,
+        "error_count": rollup["error_count"],
+        "unpriced_count": rollup["unpriced_count"],
+        "start": rollup["start_time"],
+        "end": rollup["end_time"],
+    }
+
+
+class _Groups:
+    """The groups one record touches: their states (read once, written once)."""
+
+    def __init__(self, lookup: Lookup, outcome: Outcome) -> None:
+        self.lookup, self.outcome = lookup, outcome
+        self.states: dict[str, dict[str, Any] | None] = {}
+
+    def add(self, key: str, member: str, summary: dict[str, Any], last_ts: float) -> None:
+        state = self.states[key] if key in self.states else self.lookup(key)
+        updated = add_member(state, member, summary, last_ts)
+        if updated is not None:
+            self.outcome.writes[key] = updated
+            state = updated
+        self.states[key] = state
+
+    def touched(self) -> list[tuple[str, str, str, dict[str, Any]]]:
+        """(kind, project, id, state) of every touched group that has a state."""
+        found = []
+        for key, state in self.states.items():
+            if state is not None:
+                kind, _, rest = key.partition(":")
+                project, _, group_id = rest.partition("/")
+                found.append((kind, project, group_id, state))
+        return found
+
+
+def _contribution(
+    group: str, project: str, group_id: str, member: str, summary: dict[str, Any], last_ts: float
+) -> Output:
+    """A member's summary for the groups step, routed by the group's key."""
+    value = {
+        "group": group,
+        "project": project,
+        "id": group_id,
+        "member": member,
+        "summary": summary,
+        "last_ts": last_ts,
+    }
+    return Output(f"{project}/{group_id}".encode(), value)
+
+
+def process_entities_record(value: bytes, origin: Origin, lookup: Lookup) -> Outcome:
+    outcome = Outcome()
+    groups = _Groups(lookup, outcome)
+    entities = _select(load_record(value, origin, outcome), _ENTITY_KEYS, origin, value, outcome)
+    for entity in entities:
+        if entity["kind"] == "feedback":
+            continue  # feedback rates a log; it adds nothing to trace totals
+        project, last_ts = entity["project"], entity.get("last_ts", 0.0)
+        summary = entity_summary(entity)
+        groups.add(f"trace:{project}/{entity['trace_root']}", entity["key"], summary, last_ts)
+        if entity["kind"] == "log" and entity.get("version_id"):
+            outcome.regroup.append(
+                _contribution(
+                    "prompt_version", project, entity["version_id"], entity["key"], summary, last_ts
+                )
+            )
+    for kind, project, trace_id, state in groups.touched():
+        rollup = group_rollup(kind, project, trace_id, state)
+        outcome.outputs.append(Output(f"{project}/{trace_id}".encode(), rollup))
+        if rollup.get("session_id"):
+            outcome.regroup.append(
+                _contribution(
+                    "session",
+                    project,
+                    rollup["session_id"],
+                    f"trace:{trace_id}",
+                    rollup_summary(rollup),
+                    state["last_ts"],
+                )
+            )
+    return outcome
+
+
+def process_groups_record(value: bytes, origin: Origin, lookup: Lookup) -> Outcome:
+    """Sessions and prompt versions: aggregate the contributions of stage 2."""
+    outcome = Outcome()
+    groups = _Groups(lookup, outcome)
+    items = _select(load_record(value, origin, outcome), _CONTRIBUTION_KEYS, origin, value, outcome)
+    for item in items:
+        key = f"{item['group']}:{item['project']}/{item['id']}"
+        groups.add(key, item["member"], item["summary"], item["last_ts"])
+    for kind, project, group_id, state in groups.touched():
+        rollup = group_rollup(kind, project, group_id, state)
+        outcome.outputs.append(Output(f"{project}/{group_id}".encode(), rollup))
+    return outcome
