@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import signal
 from collections.abc import Coroutine
 from typing import Any, NoReturn, TypeVar
 
@@ -26,6 +27,7 @@ from logflume.services import manager
 from logflume.services.prerequisites import ServiceError
 from logflume.settings import Settings
 from producers.contract import event_json_schema
+from sinks.consumer import Sink
 from sinks.migrations import MigrationError
 
 __all__ = ["main", "run"]
@@ -135,6 +137,21 @@ def migrate(settings: Settings) -> None:
 def schema(indent: int) -> None:
     """Print the JSON Schema of one event (the wire contract)."""
     click.echo(json.dumps(event_json_schema(), indent=indent or None))
+
+
+@main.command()
+@click.pass_obj
+def sink(settings: Settings) -> None:
+    """Consume the stage outputs and upsert them into PostgreSQL (Ctrl-C stops cleanly)."""
+    run(_serve(Sink(settings)))
+
+
+async def _serve(service: Sink) -> None:
+    """Run a service until SIGINT / SIGTERM, then let it finish its current batch."""
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, service.stop)
+    await service.run()
 
 
 def _print_action(svc: manager.ServiceAction) -> None:

@@ -82,6 +82,16 @@ class Settings(BaseSettings):
     max_event_bytes: int = Field(
         default=DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest accepted event, in bytes."
     )
+    sink_group: str = Field(default="logflume-sink", description="Consumer group of the sinks.")
+    sink_batch_values: int = Field(
+        default=5000, ge=1, description="A sink batch ends at this many stage outputs..."
+    )
+    sink_linger_ms: int = Field(
+        default=200, ge=0, description="...or when its first record is this old."
+    )
+    sink_retry_max_s: float = Field(
+        default=10.0, gt=0, description="Longest pause between retries while Postgres is down."
+    )
     startup_timeout_s: float = Field(
         default=120.0, gt=0, description="How long `up` waits for each service to answer."
     )

@@ -36,8 +36,15 @@ from producers.contract import (
 
 from .merge import Change, field_values
 from .pricing import price_call
+from .text import scrub_nul
 
-__all__ = ["canonical_entity", "prompt_version_id", "state_key", "to_change"]
+__all__ = [
+    "canonical_entity",
+    "prompt_id_for_path",
+    "prompt_version_id",
+    "state_key",
+    "to_change",
+]
 
 # Fields a log keeps from its first create (DESIGN section 2: immutable).
 _LOG_IMMUTABLE = frozenset(
@@ -79,9 +86,13 @@ def _change(kind: str, event: Event, carried: dict[str, Any], immutable: frozens
     return change
 
 
-def to_change(event: Event) -> tuple[str, Change]:
-    """The table key of the event's entity and what the event asserts about it."""
+def to_change(event: Event, *, scrub: bool = False) -> tuple[str, Change]:
+    """The table key of the event's entity and what the event asserts about it.
+
+    ``scrub``: the event may hold NUL characters; apply the rule of ``processors.text``."""
     carried = event.body.model_dump(mode="json", exclude_unset=True)
+    if scrub:
+        carried = scrub_nul(carried)
     match event:
         case LogEvent():
             save = carried.pop("save", True)
@@ -129,6 +140,11 @@ def prompt_version_id(prompt: dict[str, Any]) -> str:
     return f"prv_{digest[:24]}"
 
 
+def prompt_id_for_path(path: str) -> str:
+    """A Prompt's id when the caller named it only by path: stable per path."""
+    return f"pr_{hashlib.sha256(path.encode()).hexdigest()[:24]}"
+
+
 def _ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
 
@@ -139,6 +155,8 @@ def _log_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]
     prompt = values.get("prompt")
     if prompt is not None and not values.get("version_id"):
         values["version_id"] = prompt_version_id(prompt)
+    if values.get("path") and not values.get("prompt_id"):
+        values["prompt_id"] = prompt_id_for_path(values["path"])
     prompt_tokens = values.get("prompt_tokens") or 0
     output_tokens = values.get("output_tokens") or 0
     values["tokens"] = prompt_tokens + output_tokens

@@ -22,6 +22,7 @@ from producers.contract import ContractError, Event, validate_event
 from .entities import canonical_entity, to_change
 from .merge import apply_change
 from .outcome import DeadLetter, Lookup, Origin, Outcome, Output, load_record
+from .text import NUL_ESCAPE
 
 __all__ = ["entity_output_key", "merge_events", "process_events_record"]
 
@@ -58,11 +59,13 @@ def entity_output_key(entity: dict[str, Any]) -> bytes:
     return f"{entity['project']}/{root or entity['id']}".encode()
 
 
-def merge_events(events: list[Event], lookup: Lookup, outcome: Outcome) -> None:
+def merge_events(
+    events: list[Event], lookup: Lookup, outcome: Outcome, *, scrub: bool = False
+) -> None:
     """Merge events into their entities' states; one write and one output per entity."""
     states: dict[str, dict[str, Any] | None] = {}
     for event in events:
-        key, change = to_change(event)
+        key, change = to_change(event, scrub=scrub)
         state = states[key] if key in states else lookup(key)
         merged = apply_change(state, change)
         if merged is None:
@@ -86,5 +89,6 @@ def process_events_record(
     value: bytes, origin: Origin, lookup: Lookup, *, max_event_bytes: int
 ) -> Outcome:
     outcome = Outcome()
-    merge_events(_parse(value, origin, max_event_bytes, outcome), lookup, outcome)
+    events = _parse(value, origin, max_event_bytes, outcome)
+    merge_events(events, lookup, outcome, scrub=NUL_ESCAPE in value)
     return outcome

@@ -1,0 +1,230 @@
+"""The one Faust app of the processors, its options, and the expiring state table.
+
+Choices (DESIGN sections 3-4; the report of issue 4 gives the evidence):
+
+- Processing guarantee ``at_least_once``. Faust's ``exactly_once`` is not reliable with
+  faust-streaming 0.15 (crash at startup, duplicates despite transactions, crashes on
+  rebalance: faust-streaming issues 440, 517, 323, 177). Offsets are committed only after
+  Faust flushed its producer (outputs and changelog writes), so a killed worker re-runs the
+  records after its last commit; the reducers absorb the replay (dedup by ``event_id``).
+- Store ``memory://``: rocksdb is not installed. State lives in memory and is rebuilt from
+  the compacted changelog topic whenever a worker gets a partition (also after a restart);
+  standby replicas are off since a memory store cannot skip recovery with them.
+- Topics: Faust declares nothing (``topic_allow_declare=False``, no leader topic); the
+  worker creates the changelog topics itself with the pipeline's partition count before
+  starting (:mod:`processors.worker`), and the pipeline's topics come from ``logflume up``.
+- Values stay bytes (``value_serializer='raw'``); the agents decode with orjson.
+
+Expiry of states. Faust tables have no TTL. An :class:`ExpiringTable` deletes a state once
+its ``state["last_ts"]`` (epoch seconds, carried by every state) is more than ``ttl_s``
+behind its partition's stream time: the latest ``last_ts`` of the partition, capped by the
+wall clock. Live, that is "older than ``ttl_s``"; when history is replayed, states expire
+relative to the replayed events, not to today. A deletion is a tombstone on the changelog
+(so recovery forgets the key too) and is sent only for partitions this worker owns; states
+of partitions it no longer owns are dropped locally after each rebalance.
+
+A late event for an expired entity starts a fresh state: duplicates of events from before
+the expiry are not detected, and the canonical entity re-emitted downstream restarts its
+version counter (the sinks handle that).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import faust
+from faust.types import TP, EventT
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from logflume.settings import Settings
+from processors.codec import RECORD_OVERHEAD_BYTES, OrjsonCodec
+
+__all__ = ["ExpiringTable", "ProcessorOptions", "app_id", "make_app"]
+
+log = logging.getLogger(__name__)
+
+_SWEEP_CHUNK = 5000  # keys examined between two yields to the event loop
+
+
+class ProcessorOptions(BaseSettings):
+    """Options of a processor worker (``LOGFLUME_PROCESSOR_*``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="LOGFLUME_PROCESSOR_", frozen=True, extra="ignore"
+    )
+
+    state_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0, description="State TTL.")
+    ttl_sweep_interval_s: float = Field(default=600.0, gt=0, description="Expiry sweep period.")
+    worker_name: str = Field(
+        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="Names the worker's data folder and Kafka client id.",
+    )
+    web_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Faust's web server port; unset disables it."
+    )
+    log_level: str = Field(default="warning", description="Level of the worker's logging.")
+    session_timeout_s: float = Field(
+        default=10.0, ge=1, description="A silent (killed) worker loses its partitions after this."
+    )
+    heartbeat_interval_s: float = Field(default=1.0, gt=0, description="Group heartbeat period.")
+    rebalance_timeout_s: float = Field(default=30.0, gt=0, description="Rejoin deadline.")
+    commit_interval_s: float = Field(default=2.0, gt=0, description="Offset commit period.")
+    producer_linger_s: float = Field(default=0.005, ge=0, description="Producer batching delay.")
+
+
+def app_id(settings: Settings) -> str:
+    """The Faust app id: the consumer group and the prefix of the changelog topics."""
+    return f"{settings.topic_prefix}.processors"
+
+
+def make_app(settings: Settings, options: ProcessorOptions | None = None) -> faust.App:
+    """The processors' app, configured from the settings; agents are added by the stages."""
+    options = options or ProcessorOptions()
+    brokers = [f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",") if h.strip()]
+    datadir = worker_datadir(settings, options)
+    return faust.App(
+        app_id(settings),
+        broker=brokers,
+        broker_client_id=f"{app_id(settings)}-{options.worker_name}",
+        autodiscover=False,
+        store="memory://",
+        processing_guarantee="at_least_once",
+        datadir=str(datadir),
+        key_serializer="raw",
+        value_serializer="raw",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=False,
+        topic_disable_leader=True,
+        table_standby_replicas=0,
+        web_enabled=options.web_port is not None,
+        web_port=options.web_port or 6066,
+        web_host="127.0.0.1",
+        broker_session_timeout=options.session_timeout_s,
+        broker_heartbeat_interval=options.heartbeat_interval_s,
+        broker_rebalance_timeout=options.rebalance_timeout_s,
+        broker_commit_interval=options.commit_interval_s,
+        consumer_auto_offset_reset="earliest",
+        consumer_max_fetch_size=max(settings.max_record_bytes, 1024**2),
+        producer_max_request_size=settings.max_record_bytes + RECORD_OVERHEAD_BYTES,
+        producer_max_batch_size=256 * 1024,
+        producer_linger=options.producer_linger_s,
+        producer_acks=-1,
+        worker_redirect_stdouts=False,
+    )
+
+
+def worker_datadir(settings: Settings, options: ProcessorOptions) -> Path:
+    """Each worker's own folder (Faust wants one even with a memory store)."""
+    return settings.home.expanduser().resolve() / "processors" / options.worker_name
+
+
+class ExpiringTable(faust.Table):
+    """A table of JSON dict states that expire ``ttl_s`` after their ``last_ts``.
+
+    Keys are strings (UTF-8 on the changelog), values dicts (orjson). Writes must replace
+    values (``table[key] = state``): an in-place change never reaches the changelog.
+    """
+
+    def __init__(self, app: faust.App, *, ttl_s: float, source_topic: str, **kwargs: Any) -> None:
+        super().__init__(app, key_type=str, **kwargs)
+        self.key_serializer = "raw"
+        self.value_serializer = OrjsonCodec()
+        self.ttl_s = ttl_s
+        self.source_topic = source_topic
+        self.expired_total = 0
+
+    def info(self) -> Mapping[str, Any]:
+        return {**super().info(), "ttl_s": self.ttl_s, "source_topic": self.source_topic}
+
+    @cached_property
+    def _partition_of(self) -> dict[Any, int]:
+        # The memory store already maps the keys it recovered to their partition (and uses
+        # the map to drop revoked keys); share that map and keep it complete for live writes.
+        shared = getattr(self.data, "_key_partition", None)
+        return shared if isinstance(shared, dict) else {}
+
+    def on_key_set(self, key: Any, value: Any) -> None:
+        fut = self.send_changelog(self.partition_for_key(key), key, value)
+        partition = fut.message.partition
+        assert partition is not None
+        self._partition_of[key] = partition
+        self._sensor_on_set(self, key, value)
+
+    def on_key_del(self, key: Any) -> None:
+        super().on_key_del(key)
+        self._partition_of.pop(key, None)
+
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        events = batch if isinstance(batch, list) else list(batch)
+        partition_of = self._partition_of
+        for event in events:
+            key = self._to_key(event.key)
+            if event.message.value is None:
+                partition_of.pop(key, None)
+            else:
+                partition_of[key] = event.message.partition
+        super().apply_changelog_batch(events)
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        owned = {tp.partition for tp in active_tps}
+        dropped = [k for k, p in self._partition_of.items() if p not in owned]
+        for key in dropped:  # another worker owns them now: forget, without a tombstone
+            self._partition_of.pop(key, None)
+            self.data.pop(key, None)
+        if dropped:
+            log.info("table %s dropped %d states of revoked partitions", self.name, len(dropped))
+        await super().on_recovery_completed(active_tps, standby_tps)
+
+    def owned_partitions(self) -> set[int]:
+        return {tp.partition for tp in self.app.consumer.assignment() if tp.topic == self.source_topic}
+
+    async def expire(self, now: float | None = None) -> int:
+        """Delete the states past their TTL in the partitions this worker owns; the count."""
+        if self.app.rebalancing or self.app.in_recovery:
+            return 0
+        now = time.time() if now is None else now
+        owned = self.owned_partitions()
+        keys = list(self._partition_of)
+        stream_time: dict[int, float] = {}
+        async for key, partition, last_ts in self._scan(keys, owned):
+            if last_ts > stream_time.get(partition, float("-inf")):
+                stream_time[partition] = last_ts
+        cutoff = {p: min(now, t) - self.ttl_s for p, t in stream_time.items()}
+        expired = 0
+        async for key, partition, last_ts in self._scan(keys, owned):
+            if last_ts < cutoff[partition] and self._partition_of.get(key) == partition:
+                self.send_changelog(partition, key, None, value_serializer="raw")
+                self._partition_of.pop(key, None)
+                self.data.pop(key, None)
+                expired += 1
+        self.expired_total += expired
+        if expired:
+            log.info("table %s expired %d states", self.name, expired)
+        return expired
+
+    async def _scan(self, keys: list[Any], owned: set[int]) -> Any:
+        """``(key, partition, last_ts)`` of the keys still present in an owned partition."""
+        data = self.data
+        for start in range(0, len(keys), _SWEEP_CHUNK):
+            if self.app.rebalancing:
+                return  # ownership is changing: try again at the next sweep
+            for key in keys[start : start + _SWEEP_CHUNK]:
+                partition = self._partition_of.get(key)
+                if partition not in owned:
+                    continue
+                state = data.get(key)
+                last_ts = state.get("last_ts") if isinstance(state, dict) else None
+                if isinstance(last_ts, int | float):
+                    yield key, partition, float(last_ts)
+            await asyncio.sleep(0)

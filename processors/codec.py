@@ -1,0 +1,93 @@
+"""Bytes at the processors' Kafka edges: table values, output records, dead letters.
+
+Table values are plain JSON dicts encoded with orjson (:class:`OrjsonCodec`, handed to the
+tables as their value serializer; the app's own serializer stays ``raw``). Outputs leave in
+batch records: :func:`pack_outputs` groups them by destination partition (Kafka's murmur2
+partitioner on each output's key, as in the wire contract) and packs one record per
+partition, split so that no record exceeds the record size limit. An output too large for
+any record cannot be sent and is returned apart, to be dead-lettered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from faust.serializers.codecs import Codec
+
+from processors.outcome import DeadLetter, Output
+from producers.contract import pack_record, partition_for
+
+__all__ = [
+    "RECORD_OVERHEAD_BYTES",
+    "OrjsonCodec",
+    "PackedOutputs",
+    "encode_dead_letter",
+    "pack_outputs",
+]
+
+# Room left under the record limit for the record's key, headers and batch framing.
+RECORD_OVERHEAD_BYTES = 1024
+# A dead letter keeps at most this much of the raw record when the whole would not fit.
+_DEAD_LETTER_RAW_KEEP = 64 * 1024
+
+
+class OrjsonCodec(Codec):
+    """Faust codec for table values: JSON via orjson (dicts in, dicts out)."""
+
+    def _dumps(self, s: Any) -> bytes:
+        return orjson.dumps(s)
+
+    def _loads(self, s: bytes) -> Any:
+        return orjson.loads(s)
+
+
+@dataclass(slots=True)
+class PackedOutputs:
+    """Records to send, as ``(partition, value)``, and the outputs that fit in no record."""
+
+    records: list[tuple[int, bytes]] = field(default_factory=list)
+    oversized: list[tuple[Output, int]] = field(default_factory=list)  # (output, its size)
+
+
+def pack_outputs(outputs: Iterable[Output], partitions: int, max_bytes: int) -> PackedOutputs:
+    """One batch record per destination partition, split when it would exceed ``max_bytes``.
+
+    Order is kept within a partition, which is all Kafka orders anyway.
+    """
+    budget = max_bytes - RECORD_OVERHEAD_BYTES
+    grouped: dict[int, list[bytes]] = {}
+    packed = PackedOutputs()
+    for output in outputs:
+        encoded = orjson.dumps(output.value)
+        if len(encoded) + 2 > budget:
+            packed.oversized.append((output, len(encoded)))
+            continue
+        grouped.setdefault(partition_for(output.key, partitions), []).append(encoded)
+    for partition, encoded_values in grouped.items():
+        chunk: list[bytes] = []
+        size = 2  # the brackets
+        for encoded in encoded_values:
+            if chunk and size + len(encoded) + 1 > budget:
+                packed.records.append((partition, pack_record(chunk)))
+                chunk, size = [], 2
+            chunk.append(encoded)
+            size += len(encoded) + 1
+        if chunk:
+            packed.records.append((partition, pack_record(chunk)))
+    return packed
+
+
+def encode_dead_letter(dead_letter: DeadLetter, max_bytes: int) -> bytes:
+    """The dead-letter record value; the raw bytes are cut (and flagged) if it would not fit."""
+    data = dead_letter.to_json()
+    encoded = orjson.dumps(data)
+    if len(encoded) <= max_bytes - RECORD_OVERHEAD_BYTES:
+        return encoded
+    raw = dead_letter.raw[:_DEAD_LETTER_RAW_KEEP]
+    data["raw"] = raw.decode("utf-8", errors="replace")
+    data["raw_truncated"] = True
+    data["raw_bytes"] = len(dead_letter.raw)
+    return orjson.dumps(data)

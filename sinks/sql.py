@@ -1,0 +1,86 @@
+"""All the SQL the sink runs, generated once from the table specs.
+
+Each table is written with one statement per batch that binds one array per column
+(``INSERT … SELECT … FROM unnest($1::text[], …) ON CONFLICT … DO UPDATE``), guarded by the
+row's version: an older state never overwrites a newer one, and writing the same state
+again changes nothing (not even ``updated_at``), so redelivered batches are no-ops.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from .tables import TableSpec
+
+__all__ = ["DEAD_LETTERS", "PROMPTS", "PROMPT_VERSIONS", "param_type", "upsert_sql"]
+
+# unnest() cannot take arrays of arrays of uneven length, and asyncpg wants Python objects
+# of the exact type for timestamps: such columns travel as text and are cast in SQL.
+_AS_TEXT = {"jsonb", "timestamptz", "text[]"}
+
+
+def _q(name: str) -> str:
+    return f'"{name}"'
+
+
+def param_type(pg_type: str) -> str:
+    return "text" if pg_type in _AS_TEXT else pg_type
+
+
+def _select(name: str, pg_type: str) -> str:
+    column = f"u.{_q(name)}"
+    if pg_type == "text[]":  # carried as a JSON array
+        return (
+            f"CASE WHEN {column} IS NULL THEN NULL "
+            f"ELSE ARRAY(SELECT jsonb_array_elements_text({column}::jsonb)) END"
+        )
+    if pg_type in _AS_TEXT:
+        return f"{column}::{pg_type}"
+    return column
+
+
+@cache
+def upsert_sql(spec: TableSpec) -> str:
+    names = spec.names
+    columns = ", ".join(_q(n) for n in names)
+    params = ", ".join(
+        f"${i}::{param_type(pg_type)}[]" for i, (_, pg_type, _) in enumerate(spec.columns, 1)
+    )
+    selects = ", ".join(_select(name, pg_type) for name, pg_type, _ in spec.columns)
+    keys = {"project", "id"}
+    updates = ", ".join(
+        f"{_q(n)} = EXCLUDED.{_q(n)}" for n in names if n not in keys | spec.keep_first
+    )
+    version = _q(spec.version_column)
+    return (
+        f"INSERT INTO {_q(spec.table)} AS t ({columns})\n"
+        f"SELECT {selects}\nFROM unnest({params}) AS u({columns})\n"
+        f"ON CONFLICT (project, id) DO UPDATE SET {updates}, updated_at = now()\n"
+        f"WHERE t.{version} < EXCLUDED.{version}"
+    )
+
+
+DEAD_LETTERS = """
+INSERT INTO dead_letters (topic, "partition", "offset", event_index, event_id, reason, raw)
+SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[], $5::text[], $6::text[],
+                     $7::bytea[])
+ON CONFLICT (topic, "partition", "offset", event_index) DO NOTHING
+"""
+
+# A prompt and its versions are content-addressed: the first write is the only one.
+PROMPTS = """
+INSERT INTO prompts (project, id, path)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
+ON CONFLICT (project, id) DO NOTHING
+"""
+
+PROMPT_VERSIONS = """
+INSERT INTO prompt_versions (project, id, prompt_id, model, provider, template, parameters,
+                             tools, environment)
+SELECT u.project, u.id, u.prompt_id, u.model, u.provider, u.template::jsonb,
+       u.parameters::jsonb, u.tools::jsonb, u.environment
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[])
+     AS u(project, id, prompt_id, model, provider, template, parameters, tools, environment)
+ON CONFLICT (project, id) DO NOTHING
+"""

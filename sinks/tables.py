@@ -1,0 +1,259 @@
+"""Which stage output goes to which table, and how a value becomes a row.
+
+A :class:`TableSpec` names a table's columns with their PostgreSQL types and where each
+value comes from in a canonical entity or rollup. The SQL (``sinks.sql``) is generated
+from the specs once; a row is a tuple in column order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+__all__ = ["SPECS", "TableSpec", "spec_for"]
+
+Extract = Callable[[dict[str, Any]], Any]
+
+
+def _json(name: str) -> Extract:
+    def extract(value: dict[str, Any]) -> str | None:
+        item = value.get(name)
+        return None if item is None else orjson.dumps(item).decode()
+
+    return extract
+
+
+def _get(name: str) -> Extract:
+    return lambda value: value.get(name)
+
+
+def _int(name: str) -> Extract:
+    return lambda value: None if value.get(name) is None else int(value[name])
+
+
+@dataclass(frozen=True, slots=True)
+class TableSpec:
+    """One table the sink upserts: ``columns`` are (name, type, extract)."""
+
+    table: str
+    columns: tuple[tuple[str, str, Extract], ...]
+    version_column: str = "version"
+    # Columns that only the first write sets (an upsert never changes them).
+    keep_first: frozenset[str] = frozenset()
+
+    @property
+    def names(self) -> list[str]:
+        return [name for name, _, _ in self.columns]
+
+    def row(self, value: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(extract(value) for _, _, extract in self.columns)
+
+    def key(self, value: dict[str, Any]) -> tuple[str, str]:
+        return value["project"], value["id"]
+
+
+def _cols(
+    *specs: tuple[str, str] | tuple[str, str, Extract],
+) -> tuple[tuple[str, str, Extract], ...]:
+    out = []
+    for spec in specs:
+        name, pg_type = spec[0], spec[1]
+        extract = spec[2] if len(spec) == 3 else (_json(name) if pg_type == "jsonb" else _get(name))
+        out.append((name, pg_type, extract))
+    return tuple(out)
+
+
+_TOTALS = _cols(
+    ("prompt_tokens", "bigint"),
+    ("output_tokens", "bigint"),
+    ("cached_tokens", "bigint"),
+    ("reasoning_tokens", "bigint"),
+    ("total_tokens", "bigint", _int("tokens")),
+    ("cost", "float8"),
+    ("unpriced_count", "integer"),
+    ("error_count", "integer"),
+    ("counts", "jsonb"),
+    ("first_seen", "timestamptz", _get("start_time")),
+    ("last_seen", "timestamptz", _get("end_time")),
+    ("rollup_version", "bigint", _get("version")),
+)
+
+LOGS = TableSpec(
+    "logs",
+    _cols(
+        ("project", "text"),
+        ("id", "text"),
+        ("reference_id", "text"),
+        ("prompt_id", "text"),
+        ("version_id", "text"),
+        ("path", "text"),
+        ("environment", "text"),
+        ("session_id", "text"),
+        ("session_reference_id", "text"),
+        ("parent_id", "text"),
+        ("parent_reference_id", "text"),
+        ("trace_id", "text"),
+        ("trace_parent_log_id", "text"),
+        ("source_datapoint_id", "text"),
+        ("evaluation_id", "text"),
+        ("config_id", "text"),
+        ("batch_ids", "text[]", _json("batches")),
+        ("save", "boolean"),
+        ("messages", "jsonb"),
+        ("inputs", "jsonb"),
+        ("output", "text"),
+        ("output_message", "jsonb"),
+        ("raw_output", "text"),
+        ("tools", "jsonb"),
+        ("tool_choice", "jsonb"),
+        ("provider_request", "jsonb"),
+        ("provider_response", "jsonb"),
+        ("stdout", "text"),
+        ("error", "text"),
+        ("finish_reason", "text"),
+        ("judgment", "jsonb"),
+        ("prompt_tokens", "bigint"),
+        ("output_tokens", "bigint"),
+        ("cached_tokens", "bigint"),
+        ("reasoning_tokens", "bigint"),
+        ("tokens", "bigint"),
+        ("prompt_cost", "float8"),
+        ("output_cost", "float8"),
+        ("cost", "float8"),
+        ("cost_source", "text"),
+        ("provider_latency", "float8"),
+        ("duration", "float8"),
+        ("start_time", "timestamptz"),
+        ("end_time", "timestamptz"),
+        ("metadata", "jsonb"),
+        ("source", "text"),
+        ("user", "text"),
+        ("created_at", "timestamptz"),
+        ("prompt", "jsonb"),
+        ("version", "bigint"),
+    ),
+    keep_first=frozenset({"created_at"}),
+)
+
+FEEDBACK = TableSpec(
+    "feedback",
+    _cols(
+        ("project", "text"),
+        ("id", "text"),
+        ("log_id", "text"),
+        ("reference_id", "text"),
+        ("value", "jsonb"),
+        ("source", "text"),
+        ("user", "text"),
+        ("metadata", "jsonb"),
+        ("created_at", "timestamptz"),
+        ("version", "bigint"),
+    ),
+)
+
+TRACES = TableSpec(
+    "traces",
+    _cols(
+        ("project", "text"),
+        ("id", "text"),
+        ("name", "text"),
+        ("session_id", "text"),
+        ("tags", "jsonb"),
+        ("metadata", "jsonb"),
+        ("input", "text"),
+        ("output", "text"),
+        ("start_time", "timestamptz"),
+        ("end_time", "timestamptz"),
+        ("is_partial", "boolean", _get("partial")),
+        ("version", "bigint"),
+    ),
+)
+
+TRACE_ROLLUPS = TableSpec(
+    "traces",
+    (
+        *_cols(("project", "text"), ("id", "text"), ("status", "text")),
+        *_TOTALS,
+        *_cols(("duration", "float8"), ("rollup_session_id", "text", _get("session_id"))),
+    ),
+    version_column="rollup_version",
+)
+
+SPANS = TableSpec(
+    "spans",
+    _cols(
+        ("project", "text"),
+        ("id", "text"),
+        ("trace_id", "text"),
+        ("parent_id", "text"),
+        ("name", "text"),
+        ("tags", "jsonb"),
+        ("metadata", "jsonb"),
+        ("start_time", "timestamptz"),
+        ("end_time", "timestamptz"),
+        ("is_partial", "boolean", _get("partial")),
+        ("version", "bigint"),
+    ),
+)
+
+GENERATIONS = TableSpec(
+    "generations",
+    _cols(
+        ("project", "text"),
+        ("id", "text"),
+        ("trace_id", "text"),
+        ("parent_id", "text"),
+        ("name", "text"),
+        ("provider", "text"),
+        ("model", "text"),
+        ("model_parameters", "jsonb"),
+        ("messages", "jsonb"),
+        ("result", "jsonb"),
+        ("error", "jsonb"),
+        ("tags", "jsonb"),
+        ("metadata", "jsonb"),
+        ("status", "text"),
+        ("prompt_tokens", "bigint"),
+        ("completion_tokens", "bigint", _int("output_tokens")),
+        ("cached_tokens", "bigint"),
+        ("reasoning_tokens", "bigint"),
+        ("total_tokens", "bigint", _int("tokens")),
+        ("cost", "float8"),
+        ("cost_source", "text"),
+        ("start_time", "timestamptz"),
+        ("end_time", "timestamptz"),
+        ("is_partial", "boolean", _get("partial")),
+        ("version", "bigint"),
+    ),
+)
+
+SESSIONS = TableSpec(
+    "sessions",
+    (*_cols(("project", "text"), ("id", "text")), *_TOTALS),
+    version_column="rollup_version",
+)
+
+PROMPT_VERSION_ROLLUPS = TableSpec(
+    "prompt_version_stats",
+    (*_cols(("project", "text"), ("id", "text")), *_TOTALS),
+    version_column="rollup_version",
+)
+
+# Stage outputs by (topic role, kind).
+SPECS: dict[tuple[str, str], TableSpec] = {
+    ("entities", "log"): LOGS,
+    ("entities", "feedback"): FEEDBACK,
+    ("entities", "trace"): TRACES,
+    ("entities", "span"): SPANS,
+    ("entities", "generation"): GENERATIONS,
+    ("rollups", "trace"): TRACE_ROLLUPS,
+    ("rollups", "session"): SESSIONS,
+    ("rollups", "prompt_version"): PROMPT_VERSION_ROLLUPS,
+}
+
+
+def spec_for(role: str, kind: str) -> TableSpec | None:
+    return SPECS.get((role, kind))

@@ -1,0 +1,147 @@
+"""Write one batch to PostgreSQL in one transaction: one statement per table.
+
+A row the database refuses (a value no column can hold) must not stall the sink: the
+failing table's rows are then written one by one under savepoints, and each refused row
+becomes a dead letter with the database's reason, while the rest of the batch commits.
+Connection failures are not handled here: they propagate, and the consumer retries the
+whole batch (every statement is idempotent).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import orjson
+
+from . import sql
+from .batch import Batch, DeadLetterRow
+from .tables import TableSpec
+
+__all__ = ["WriteResult", "write_batch"]
+
+log = logging.getLogger(__name__)
+
+# Errors of a row's content (not of the connection): isolate the row, don't retry.
+_ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
+@dataclass(slots=True)
+class WriteResult:
+    rows: dict[str, int]
+    refused: int = 0
+
+
+def _columns(spec: TableSpec, values: list[dict[str, Any]]) -> list[list[Any]]:
+    rows = [spec.row(value) for value in values]
+    return [list(column) for column in zip(*rows, strict=True)] if rows else []
+
+
+async def _upsert(
+    conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
+) -> None:
+    await conn.execute(sql.upsert_sql(spec), *_columns(spec, values), timeout=timeout)
+
+
+async def _upsert_isolating(
+    conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
+) -> list[DeadLetterRow]:
+    """Write rows one at a time; the refused ones come back as dead letters."""
+    refused: list[DeadLetterRow] = []
+    for value in values:
+        try:
+            async with conn.transaction():  # a savepoint inside the batch's transaction
+                await _upsert(conn, spec, [value], timeout)
+        except _ROW_ERRORS as exc:
+            reason = f"{spec.table}: PostgreSQL refused the row: {exc}".replace("\x00", "\ufffd")
+            raw = orjson.dumps(value)
+            refused.append(
+                DeadLetterRow(f"sink:{spec.table}", -1, -1, -1, value.get("id"), reason, raw)
+            )
+    return refused
+
+
+async def _dead_letters(
+    conn: asyncpg.Connection, rows: list[DeadLetterRow], timeout: float
+) -> None:
+    columns = [
+        [r.topic for r in rows],
+        [r.partition for r in rows],
+        [r.offset for r in rows],
+        [r.index for r in rows],
+        [r.event_id for r in rows],
+        [r.reason.replace("\x00", "\ufffd") for r in rows],
+        [r.raw for r in rows],
+    ]
+    await conn.execute(sql.DEAD_LETTERS, *columns, timeout=timeout)
+
+
+async def _prompts(conn: asyncpg.Connection, batch: Batch, timeout: float) -> None:
+    prompts = list(batch.prompts.values())
+    await conn.execute(
+        sql.PROMPTS,
+        [p.project for p in prompts],
+        [p.prompt_id for p in prompts],
+        [p.path for p in prompts],
+        timeout=timeout,
+    )
+
+    def part(p: dict[str, Any], *names: str) -> str | None:
+        found = {n: p[n] for n in names if p.get(n) is not None}
+        return orjson.dumps(found).decode() if found else None
+
+    await conn.execute(
+        sql.PROMPT_VERSIONS,
+        [p.project for p in prompts],
+        [p.version_id for p in prompts],
+        [p.prompt_id for p in prompts],
+        [p.prompt.get("model") for p in prompts],
+        [p.prompt.get("provider") for p in prompts],
+        [orjson.dumps(p.prompt.get("template")).decode() for p in prompts],
+        [part(p.prompt, *_PARAMETERS) for p in prompts],
+        [orjson.dumps(p.prompt.get("tools")).decode() for p in prompts],
+        [p.environment for p in prompts],
+        timeout=timeout,
+    )
+
+
+_PARAMETERS = (
+    "temperature",
+    "max_tokens",
+    "top_p",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "seed",
+    "response_format",
+    "reasoning_effort",
+    "other",
+)
+
+
+async def write_batch(
+    conn: asyncpg.Connection, batch: Batch, *, timeout: float = 60.0
+) -> WriteResult:
+    """Write the batch in one transaction; returns rows per table and refused rows."""
+    result = WriteResult(rows={})
+    dead = list(batch.dead_letters)
+    async with conn.transaction():
+        if batch.prompts:
+            await _prompts(conn, batch, timeout)
+        for spec, rows in batch.rows.items():
+            values = list(rows.values())
+            try:
+                async with conn.transaction():
+                    await _upsert(conn, spec, values, timeout)
+            except _ROW_ERRORS:
+                refused = await _upsert_isolating(conn, spec, values, timeout)
+                result.refused += len(refused)
+                dead.extend(refused)
+            result.rows[spec.table] = result.rows.get(spec.table, 0) + len(values)
+        if dead:
+            await _dead_letters(conn, dead, timeout)
+    if result.refused:
+        log.warning("PostgreSQL refused %d rows; they are in dead_letters", result.refused)
+    return result
