@@ -1,1 +1,1 @@
-"""Producers: the wire contract of every event and (later) the fire-and-forget SDK."""
+"""Producers: the wire contract of every event (`contract`) and the fire-and-forget SDK (`sdk`)."""

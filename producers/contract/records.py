@@ -13,10 +13,10 @@ a single envelope object (what other languages and the gateway may send).
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from .events import (
     Event,
@@ -30,7 +30,14 @@ from .events import (
     TraceEvent,
 )
 
-__all__ = ["entity_identity", "pack_record", "partition_for", "routing_key", "unpack_record"]
+__all__ = [
+    "entity_identity",
+    "murmur2",
+    "pack_record",
+    "partition_for",
+    "routing_key",
+    "unpack_record",
+]
 
 
 def entity_identity(event: Event) -> str:
@@ -51,6 +58,43 @@ def entity_identity(event: Event) -> str:
 def routing_key(event: Event) -> bytes:
     """The Kafka key that places every event of one entity on one partition."""
     return f"{event.project}/{entity_identity(event)}".encode()
+
+
+try:  # a C murmur2 (~0.2 µs a key); the pure-Python one below costs ~4 µs
+    from murmurhash2 import murmurhash2 as _c_murmur2
+except ImportError:  # pragma: no cover - depends on the environment
+    _c_murmur2 = None
+
+_SEED = 0x9747B28C
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+def _py_murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (``Utils.murmur2``), a word at a time."""
+    length = len(data)
+    h = _SEED ^ length
+    for k in struct.unpack_from(f"<{length >> 2}I", data):
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        h = ((h * _M) & _MASK) ^ ((k * _M) & _MASK)
+    extra = length & 3
+    if extra:
+        tail = length & ~3
+        if extra >= 3:
+            h ^= data[tail + 2] << 16
+        if extra >= 2:
+            h ^= data[tail + 1] << 8
+        h ^= data[tail]
+        h = (h * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
+
+
+def murmur2(key: bytes) -> int:
+    """Kafka's murmur2 of a key (unsigned 32 bits), as the Java client computes it."""
+    return _c_murmur2(key, _SEED) if _c_murmur2 is not None else _py_murmur2(key)
 
 
 def partition_for(key: bytes, partitions: int) -> int:

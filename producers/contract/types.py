@@ -56,6 +56,10 @@ EntityId = Annotated[
 
 
 def _check_prompt_path(value: str) -> str:
+    # Cheap test first: only a path with "//", a leading "/" or ".", a trailing "/" or a
+    # "/." can hold an empty or dot segment.
+    if "//" not in value and "/." not in value and value[:1] not in "/." and value[-1:] != "/":
+        return value
     segments = value.split("/")
     if any(segment in ("", ".", "..") for segment in segments):
         raise ValueError("path segments must be non-empty and not '.' or '..'")

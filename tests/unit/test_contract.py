@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +305,21 @@ def test_record_packs_and_unpacks_events() -> None:
     unpacked = unpack_record(pack_record(events))
     assert [parse_event(raw) for raw in unpacked] == [parse_event(raw) for raw in events]
     assert len(unpack_record(events[0])) == 1
+
+
+@pytest.mark.parametrize("use_c", [True, False], ids=["c-murmurhash2", "pure-python"])
+def test_murmur2_equals_aiokafkas_reference_implementation(
+    use_c: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiokafka.partitioner import murmur2 as reference
+
+    import producers.contract.records as records
+
+    if not use_c:
+        monkeypatch.setattr(records, "_c_murmur2", None)
+    assert records._c_murmur2 is not None or not use_c, "murmurhash2 is a dependency"
+    rng = random.Random(1)
+    for length in range(90):
+        for _ in range(5):
+            key = rng.randbytes(length)
+            assert records.murmur2(key) == reference(key) & 0xFFFFFFFF

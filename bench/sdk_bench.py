@@ -1,0 +1,304 @@
+"""Benchmark of the fire-and-forget SDK against a naive ``send_and_wait``-per-event emitter.
+
+Measures, against a real broker, in one run:
+
+* call-site cost of ``client.log(...)`` (p50, p99, p99.9, max in µs) with the broker up,
+  and with the broker down (bootstrap pointing at a closed port: events go to the spool);
+* events/s delivered to Kafka (first call until ``flush()`` returned: all acknowledged);
+* events/s re-sent from the spool by a new client after the broker-down run;
+* the naive emitter: build the event with the contract's models, ``encode_event``, then
+  ``await producer.send_and_wait(...)`` per event (idempotent, acks=all).
+
+Usage::
+
+    python bench/sdk_bench.py --bootstrap 127.0.0.1:29092 [--events 100000]
+        [--naive-events 5000] [--save run.json] [--baseline previous.json]
+
+Goal: p50 <= 5 µs, p99 <= 50 µs per call. Creates (and deletes) its own topic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import platform
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from producers.contract import LogEvent, encode_event  # noqa: E402
+from producers.sdk import Client  # noqa: E402
+
+GOAL_P50_US = 5.0
+GOAL_P99_US = 50.0
+MESSAGES = [
+    {"role": "system", "content": "You are a helpful support assistant for Acme."},
+    {"role": "user", "content": "My internet is not working since this morning."},
+]
+OUTPUT = "Sorry about that. Could you share your customer id so I can check the line?"
+
+
+def call_kwargs(i: int) -> dict[str, Any]:
+    return {
+        "path": "support/answer",
+        "messages": MESSAGES,
+        "output": OUTPUT,
+        "prompt_tokens": 120,
+        "output_tokens": 24,
+        "reference_id": f"ticket-{i}",
+        "session_id": "sess-bench",
+        "metadata": {"tier": "gold"},
+    }
+
+
+def percentiles(samples_ns: list[int]) -> dict[str, float]:
+    ordered = sorted(samples_ns)
+    n = len(ordered)
+
+    def at(q: float) -> float:
+        return ordered[min(n - 1, int(n * q))] / 1000
+
+    return {"p50_us": at(0.5), "p99_us": at(0.99), "p999_us": at(0.999), "max_us": at(1.0)}
+
+
+def emit(client: Client, count: int) -> list[int]:
+    """Call ``client.log`` ``count`` times in a tight loop; per-call nanoseconds."""
+    samples = [0] * count
+    clock = time.perf_counter_ns
+    log = client.log
+    for i in range(count):
+        kwargs = call_kwargs(i)
+        start = clock()
+        log(**kwargs)
+        samples[i] = clock() - start
+    return samples
+
+
+def sdk_broker_up(bootstrap: str, topic: str, count: int, spool: Path) -> dict[str, Any]:
+    client = Client(bootstrap_servers=bootstrap, topic=topic, project="bench", spool_dir=spool)
+    client.log(output="warm-up")  # connects the producer before the clock starts
+    client.flush(30)
+    start = time.perf_counter()
+    samples = emit(client, count)
+    emitted = time.perf_counter() - start
+    delivered = client.flush(120)
+    elapsed = time.perf_counter() - start
+    stats = client.stats()
+    client.close(10)
+    return {
+        **percentiles(samples),
+        "events": count,
+        "emit_s": emitted,
+        "delivered_all": delivered,
+        "events_per_s": count / elapsed if delivered else 0.0,
+        "spooled": stats.spooled,
+        "dropped": dict(stats.dropped),
+    }
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
+
+
+def sdk_broker_down(bootstrap: str, topic: str, count: int, spool: Path) -> dict[str, Any]:
+    down = f"127.0.0.1:{closed_port()}"
+    client = Client(
+        bootstrap_servers=down, topic=topic, project="bench", spool_dir=spool, send_timeout_s=2
+    )
+    start = time.perf_counter()
+    samples = emit(client, count)
+    emitted = time.perf_counter() - start
+    client.close(0.5)  # whatever is not in the spool yet goes there now
+    stats = client.stats()
+    result = {
+        **percentiles(samples),
+        "events": count,
+        "emit_s": emitted,
+        "spooled": stats.spooled,
+        "dropped": dict(stats.dropped),
+    }
+    # The broker is back: a new client on the same spool sends what the last one left.
+    start = time.perf_counter()
+    again = Client(bootstrap_servers=bootstrap, topic=topic, project="bench", spool_dir=spool)
+    delivered = again.flush(120)
+    elapsed = time.perf_counter() - start
+    resent = again.stats().resent_from_spool
+    again.close(10)
+    result["respool_delivered_all"] = delivered
+    result["respool_events_per_s"] = resent / elapsed if delivered else 0.0
+    return result
+
+
+async def naive(bootstrap: str, topic: str, count: int) -> dict[str, Any]:
+    """What a naive emitter does: validate, encode, ``send_and_wait`` per event."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, compression_type="lz4"
+    )
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, b"[]")  # warm-up
+        samples = [0] * count
+        clock = time.perf_counter_ns
+        start = time.perf_counter()
+        for i in range(count):
+            t0 = clock()
+            event = LogEvent.model_validate(
+                {
+                    "event_id": f"evt_{uuid.uuid4().hex}",
+                    "ts": datetime.now(UTC),
+                    "project": "bench",
+                    "body": {"id": f"data_{uuid.uuid4().hex}", **call_kwargs(i)},
+                }
+            )
+            await producer.send_and_wait(topic, encode_event(event), key=f"ticket-{i}".encode())
+            samples[i] = clock() - t0
+        elapsed = time.perf_counter() - start
+    finally:
+        await producer.stop()
+    return {**percentiles(samples), "events": count, "events_per_s": count / elapsed}
+
+
+async def make_topic(bootstrap: str, partitions: int) -> str:
+    name = f"logflume-sdk-bench-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [NewTopic(name=name, num_partitions=partitions, replication_factor=1)]
+        )
+    finally:
+        await admin.close()
+    return name
+
+
+async def drop_topic(bootstrap: str, name: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics([name])
+    finally:
+        await admin.close()
+
+
+ROWS = [
+    ("sdk, broker up", "sdk_up"),
+    ("sdk, broker down (spool)", "sdk_down"),
+    ("naive send_and_wait", "naive"),
+]
+
+
+def fmt(value: Any, digits: int = 1) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+def delta(now: float | None, before: float | None) -> str:
+    if now is None or before is None or before == 0:
+        return ""
+    return f" ({(now - before) / before * 100:+.0f}%)"
+
+
+def print_table(results: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+    header = f"{'emitter':28} {'events':>8} {'p50 µs':>14} {'p99 µs':>14} {'p99.9 µs':>12}"
+    header += f" {'max µs':>10} {'events/s to Kafka':>24}"
+    print(header)
+    print("-" * len(header))
+    for label, key in ROWS:
+        row = results[key]
+        base = (baseline or {}).get("results", {}).get(key, {})
+        rate = row.get("events_per_s")
+        if key == "sdk_down":
+            rate = row.get("respool_events_per_s")
+        base_rate = base.get("respool_events_per_s" if key == "sdk_down" else "events_per_s")
+        cells = [
+            f"{label:28}",
+            f"{fmt(row['events']):>8}",
+            f"{fmt(row['p50_us'], 2) + delta(row['p50_us'], base.get('p50_us')):>14}",
+            f"{fmt(row['p99_us'], 2) + delta(row['p99_us'], base.get('p99_us')):>14}",
+            f"{fmt(row['p999_us']):>12}",
+            f"{fmt(row['max_us'], 0):>10}",
+            f"{fmt(rate, 0) + delta(rate, base_rate):>24}",
+        ]
+        print(" ".join(cells))
+    print()
+    down = results["sdk_down"]
+    print(
+        "broker down: events/s column = re-sent from the spool by the next client "
+        f"(spooled {down['spooled']:,}, dropped {down['dropped'] or 0})"
+    )
+    up = results["sdk_up"]
+    speedup = up["events_per_s"] / results["naive"]["events_per_s"]
+    print(f"sdk vs naive: {speedup:,.0f}x events/s delivered")
+    for name in ("sdk_up", "sdk_down"):
+        row = results[name]
+        ok = row["p50_us"] <= GOAL_P50_US and row["p99_us"] <= GOAL_P99_US
+        print(
+            f"goal p50 <= {GOAL_P50_US:g} µs, p99 <= {GOAL_P99_US:g} µs ({name}): "
+            f"{'met' if ok else 'NOT met'}"
+        )
+    if baseline:
+        print(f"(deltas against {baseline.get('when', 'the baseline')})")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--bootstrap",
+        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:19092)",
+    )
+    parser.add_argument("--events", type=int, default=100_000, help="SDK calls per scenario")
+    parser.add_argument("--naive-events", type=int, default=5_000, help="naive emitter events")
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument("--save", type=Path, help="write the results as JSON here")
+    parser.add_argument("--baseline", type=Path, help="compare against a saved JSON run")
+    args = parser.parse_args()
+
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    topic = asyncio.run(make_topic(args.bootstrap, args.partitions))
+    results: dict[str, Any] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="logflume-sdk-bench-") as tmp:
+            gc.collect()
+            results["sdk_up"] = sdk_broker_up(args.bootstrap, topic, args.events, Path(tmp) / "a")
+            gc.collect()
+            results["sdk_down"] = sdk_broker_down(
+                args.bootstrap, topic, args.events, Path(tmp) / "b"
+            )
+        gc.collect()
+        results["naive"] = asyncio.run(naive(args.bootstrap, topic, args.naive_events))
+    finally:
+        asyncio.run(drop_topic(args.bootstrap, topic))
+
+    run = {
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "results": results,
+    }
+    print_table(results, baseline)
+    if args.save:
+        args.save.write_text(json.dumps(run, indent=2))
+        print(f"saved to {args.save}")
+
+
+if __name__ == "__main__":
+    main()

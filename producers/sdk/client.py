@@ -1,0 +1,259 @@
+"""The public client: fire-and-forget emit calls, flush, close, stats.
+
+Every emit call does cheap work on the caller's thread (an id when none is given, the
+time, a tuple appended to a bounded deque) and returns at once; it never blocks on the
+network or the disk and never raises, except in strict mode where the event is validated
+at the call and a :class:`~producers.contract.ContractError` (a ``ValueError``) names the
+field. Usable from plain threads and from inside a running asyncio loop: the sending
+happens on the client's own worker thread and loop.
+
+Objects passed in (messages, metadata, completions) are serialized on the worker thread
+shortly after the call: do not mutate them afterwards. The ``messages`` list itself is
+copied at the call, so the usual chat loop that appends to one list is safe.
+
+The client sends what was queued at interpreter exit (``atexit``, up to
+``close_timeout_s``) and spools the rest. With ``fork()``, create the client in the child.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import logging
+import time
+from types import TracebackType
+from typing import Any
+
+from aiokafka import codec
+from typing_extensions import Unpack
+
+from producers.contract import ContractError
+
+from .config import SDKSettings
+from .encoding import PRE_ENCODED, EventEncoder, Item, new_id
+from .params import FeedbackParams, LogParams, LogUpdateParams, TraceParams
+from .queue import EventQueue
+from .spool import Spool, SpoolError
+from .stats import DropReason, RateLimitedWarner, SDKStats, StatsRecorder
+from .tracing import Trace, open_node
+from .transport import KafkaTransport, Transport
+from .worker import Worker
+
+__all__ = ["Client"]
+
+log = logging.getLogger(__name__)
+
+_NONE: tuple[str, ...] = ()
+_CODECS = {"lz4": codec.has_lz4, "zstd": codec.has_zstd, "gzip": codec.has_gzip}
+
+
+class Client:
+    """Fire-and-forget emitter of logflume events.
+
+    ``Client()`` reads :class:`SDKSettings` from the environment; pass ``settings`` or
+    keyword overrides (``Client(project="bot", bootstrap_servers="host:9092")``).
+    ``transport`` replaces the Kafka transport (tests use the in-memory twin).
+    """
+
+    def __init__(
+        self,
+        settings: SDKSettings | None = None,
+        *,
+        transport: Transport | None = None,
+        **overrides: Any,
+    ) -> None:
+        if settings is None:
+            settings = SDKSettings(**overrides)
+        elif overrides:
+            settings = SDKSettings.model_validate({**settings.model_dump(), **overrides})
+        self.settings = settings
+        self._strict = settings.strict
+        self._stats = StatsRecorder()
+        self._warner = RateLimitedWarner(settings.warn_interval_s, log)
+        self._encoder = EventEncoder(settings.project, max_event_bytes=settings.max_event_bytes)
+        self._spool = self._open_spool(settings)
+        self._queue = EventQueue(
+            settings.max_queue_events, settings.max_queue_bytes, wake_at=settings.batch_max_events
+        )
+        if transport is None:
+            transport = KafkaTransport(settings, compression=self._codec(settings))
+        self._worker = Worker(
+            settings, self._queue, transport, self._spool, self._encoder, self._stats, self._warner
+        )
+        self._closed = False
+        self._worker.start()
+        self._queue.set_waker(self._worker.wake)
+        atexit.register(self._at_exit)
+
+    # -- Humanloop style -------------------------------------------------------------------
+
+    def log(self, **fields: Unpack[LogParams]) -> str:
+        """Log one LLM call against a Prompt; returns the log id (``data_<uuid hex>`` when
+        ``id`` is not given) at once."""
+        body: dict[str, Any] = fields  # type: ignore[assignment]
+        log_id = body.get("id")
+        if log_id is None:
+            log_id = body["id"] = new_id("data_")
+        messages = body.get("messages")
+        if messages.__class__ is list:
+            body["messages"] = messages.copy()  # type: ignore[union-attr]
+        self._emit("log", body, _NONE)
+        return log_id  # type: ignore[no-any-return]
+
+    def update_log(self, **fields: Unpack[LogUpdateParams]) -> None:
+        """Set fields of a log addressed by ``reference_id`` (or by log ``id``)."""
+        self._emit("log_update", fields, _NONE)  # type: ignore[arg-type]
+
+    def feedback(self, **fields: Unpack[FeedbackParams]) -> str:
+        """A rating or judgment (``value``) on a log (``log_id`` or ``reference_id``);
+        returns the feedback id."""
+        body: dict[str, Any] = fields  # type: ignore[assignment]
+        feedback_id = body.get("id")
+        if feedback_id is None:
+            feedback_id = body["id"] = new_id("fbk_")
+        self._emit("feedback", body, _NONE)
+        return feedback_id  # type: ignore[no-any-return]
+
+    # -- Maxim style -------------------------------------------------------------------------
+
+    def trace(self, **fields: Unpack[TraceParams]) -> Trace:
+        """Start a trace; open spans and generations on the returned handle."""
+        trace_id = open_node(self, "trace", "trace_", fields)  # type: ignore[arg-type]
+        return Trace(self, trace_id, trace_id)
+
+    # -- the hot path ------------------------------------------------------------------------
+
+    def _emit(self, etype: str, body: dict[str, Any], stamp: tuple[str, ...]) -> None:
+        ts = time.time()
+        try:
+            if self._strict:
+                item: Item = (PRE_ENCODED, ts, self._encoder.encode(etype, ts, body, stamp), _NONE)
+            else:
+                item = (etype, ts, body, stamp)
+            if not self._queue.put(item):
+                self._overflow(item)
+        except ContractError:
+            if self._strict:
+                raise
+        except Exception as exc:  # never crash the application
+            self._warner.warn("emit", "logflume: an emit call failed: %s", type(exc).__name__)
+
+    def _overflow(self, item: Item) -> None:
+        """The queue is full (or closed). Policy "spool": this caller writes the event to the
+        spool itself (the worker is not keeping up); "drop": count it."""
+        if self._closed:
+            self._stats.drop(DropReason.CLOSED)
+            return
+        spool = self._spool
+        if spool is None:
+            self._stats.drop(DropReason.QUEUE_FULL)
+            self._warner.warn(
+                "queue_full", "logflume: the event queue is full; dropping events (policy drop)"
+            )
+            return
+        etype, ts, body, stamp = item
+        try:
+            encoded = body if etype == PRE_ENCODED else self._encoder.encode(etype, ts, body, stamp)
+        except ContractError as exc:
+            self._worker.reject(etype, exc)
+            return
+        try:
+            written = spool.append([encoded])
+        except SpoolError as exc:
+            self._stats.drop(DropReason.SPOOL_ERROR)
+            self._warner.warn("spool_error", "logflume: cannot write the spool: %s", exc)
+            return
+        if written:
+            self._stats.add(accepted=1, spooled=1)
+        else:
+            self._stats.drop(DropReason.SPOOL_FULL)
+
+    # -- delivery control ----------------------------------------------------------------------
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Block until everything emitted so far is acknowledged by Kafka (True) or
+        ``timeout`` seconds passed (False). From async code use :meth:`aflush`."""
+        if self._closed:
+            return self._worker.delivered_all
+        return self._worker.flush(timeout)
+
+    async def aflush(self, timeout: float = 10.0) -> bool:
+        """:meth:`flush` without blocking the running event loop."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Deliver until ``timeout`` (default ``close_timeout_s``), spool what is left, stop
+        the worker. Later emits are counted as dropped ("closed"). True if all was sent."""
+        if self._closed:
+            return self._worker.delivered_all
+        self._closed = True
+        self._queue.close()
+        atexit.unregister(self._at_exit)
+        return self._worker.close(self.settings.close_timeout_s if timeout is None else timeout)
+
+    async def aclose(self, timeout: float | None = None) -> bool:
+        return await asyncio.to_thread(self.close, timeout)
+
+    def _at_exit(self) -> None:
+        self.close()
+
+    def stats(self) -> SDKStats:
+        """Counts of events accepted, sent, spooled and dropped (by reason)."""
+        spool = self._spool
+        return self._stats.snapshot(
+            queued=len(self._queue),
+            inflight=self._worker.inflight_events,
+            spool_bytes=spool.nbytes if spool is not None else 0,
+        )
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # -- construction helpers ------------------------------------------------------------------
+
+    def _open_spool(self, settings: SDKSettings) -> Spool | None:
+        root = settings.resolved_spool_dir()
+        if root is None:
+            return None
+        try:
+            return Spool(
+                root,
+                max_bytes=settings.spool_max_bytes,
+                segment_bytes=settings.spool_segment_bytes,
+                fsync=settings.spool_fsync,
+            )
+        except OSError as exc:
+            # Never crash the application: run without a spool (overflow is then dropped).
+            log.warning("logflume: cannot open the spool at %s (%s); running without", root, exc)
+            return None
+
+    @staticmethod
+    def _codec(settings: SDKSettings) -> str | None:
+        name = settings.compression
+        if name == "none":
+            return None
+        if _CODECS[name]():
+            return name
+        log.warning(
+            "logflume: %s compression needs the cramjam package; sending uncompressed", name
+        )
+        return None

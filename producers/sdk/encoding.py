@@ -1,0 +1,207 @@
+"""From a call's fields to the wire bytes of one event, validated against the contract.
+
+A call enqueues ``(type, ts, body, stamp)`` (an :data:`Item`): the caller's keyword
+arguments as a dict, the emit time as a float, and the names of body fields to stamp with
+that time. The worker (or the caller, in strict mode) turns it into an :data:`Encoded`
+pair, ``(routing key, event bytes)``:
+
+1. the body is serialized with orjson (objects with ``model_dump()``, such as the openai
+   package's responses or the contract's own models, are dumped to JSON first);
+2. those exact bytes are validated by the contract's body model (``validate_json``), so
+   every caller-supplied field is checked, and checked on the bytes that travel;
+3. the envelope around them is built by hand: ``event_id``, ``ts`` and ``project`` are made
+   here (or validated once, for the project), so validating them per event would only
+   cost time. Measured on this machine for a typical log (2 messages, tokens, output):
+   body-only ``validate_json`` ~5.7 µs against ~8 µs for the whole envelope through the
+   discriminated union, and ~27 µs for ``validate_python`` + ``encode_event``.
+
+A rejected event is re-parsed whole with :func:`producers.contract.parse_event`, so the
+:class:`~producers.contract.ContractError` names fields exactly as the consumer would.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from pydantic_core import SchemaValidator
+
+from producers.contract import (
+    ContractError,
+    FeedbackBody,
+    FieldError,
+    GenerationBody,
+    GenerationErrorBody,
+    GenerationResultBody,
+    LogBody,
+    LogUpdateBody,
+    SpanBody,
+    TraceBody,
+    parse_event,
+)
+
+__all__ = ["PRE_ENCODED", "Encoded", "EventEncoder", "Item", "new_id", "to_jsonable"]
+
+Item = tuple[str, float, Any, tuple[str, ...]]
+"""What a call enqueues: ``(event type, emit time, body dict, fields to stamp with the time)``,
+or ``(PRE_ENCODED, 0.0, Encoded, ())`` when strict mode already encoded it."""
+
+Encoded = tuple[bytes, bytes]
+"""``(routing key, event bytes)``: what the spool stores and the transport sends."""
+
+PRE_ENCODED: Final = "__encoded__"
+
+_BODY_MODELS: Final[dict[str, type[BaseModel]]] = {
+    "log": LogBody,
+    "log_update": LogUpdateBody,
+    "feedback": FeedbackBody,
+    "trace": TraceBody,
+    "span": SpanBody,
+    "generation": GenerationBody,
+    "generation_result": GenerationResultBody,
+    "generation_error": GenerationErrorBody,
+}
+_VALIDATORS: Final[dict[str, SchemaValidator]] = {
+    name: model.__pydantic_validator__ for name, model in _BODY_MODELS.items()
+}
+
+
+def _ref_or_id(body: Any) -> str:
+    return body.reference_id or body.id  # type: ignore[no-any-return]
+
+
+def _ref_or_log_id(body: Any) -> str:
+    return body.reference_id or body.log_id  # type: ignore[no-any-return]
+
+
+def _generation_id(body: Any) -> str:
+    return body.generation_id  # type: ignore[no-any-return]
+
+
+def _own_id(body: Any) -> str:
+    return body.id  # type: ignore[no-any-return]
+
+
+# The entity identity of each type, as ``producers.contract.entity_identity`` defines it
+# (a unit test checks that both agree for every type).
+_IDENTITY: Final[dict[str, Callable[[Any], str]]] = {
+    "log": _ref_or_id,
+    "log_update": _ref_or_id,
+    "feedback": _ref_or_log_id,
+    "trace": _own_id,
+    "span": _own_id,
+    "generation": _own_id,
+    "generation_result": _generation_id,
+    "generation_error": _generation_id,
+}
+
+_ENVELOPE: Final = b'{"event_id":"%b","type":"%b","ts":"%b","project":"%b","body":%b}'
+
+
+# Ids come from a private Mersenne Twister seeded from os.urandom, reseeded in a forked
+# child: os.urandom itself releases the GIL (getrandom), which on a busy process costs the
+# caller a GIL hand-off (up to the 5 ms switch interval). A private instance, so that an
+# application seeding ``random`` for reproducibility never makes ids repeat.
+_rng = random.Random()
+os.register_at_fork(after_in_child=_rng.seed)
+_getrandbits = _rng.getrandbits
+_UUID4_CLEAR = ~((0xF << 76) | (0xC << 60))
+_UUID4_SET = (0x4 << 76) | (0x8 << 60)
+
+
+def new_id(prefix: str) -> str:
+    """``prefix`` + the hex of a random (version 4) UUID, ~0.5 µs; never releases the GIL."""
+    return prefix + "%032x" % (_getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+
+
+def to_jsonable(obj: Any) -> Any:
+    """orjson's fallback: pydantic-style objects (openai responses, contract models) and
+    read-only mappings. Anything else is not JSON and raises ``TypeError``."""
+    dump = getattr(obj, "model_dump", None)
+    if callable(dump):
+        return dump(mode="json", exclude_unset=True)
+    if isinstance(obj, Mapping):
+        return dict(obj)
+    if isinstance(obj, set | frozenset):
+        return list(obj)
+    raise TypeError(type(obj).__name__)
+
+
+class EventEncoder:
+    """Encodes items for one project; used by the worker and by strict-mode calls."""
+
+    def __init__(self, project: str, *, max_event_bytes: int) -> None:
+        self._project = project.encode()
+        self._key_prefix = project + "/"
+        self._max_bytes = max_event_bytes
+        self._second: tuple[int, bytes] = (-1, b"")  # one reference: safe across threads
+
+    def _iso(self, ts: float) -> bytes:
+        """RFC 3339 UTC with microseconds; the date and time of day computed once a second
+        (``datetime.fromtimestamp(...).isoformat()`` costs ~1.5 µs per event)."""
+        second = int(ts)
+        cached, text = self._second
+        if second != cached:
+            formatted = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            text = formatted.encode()
+            self._second = (second, text)
+        return b"%b.%06d+00:00" % (text, min(int((ts - second) * 1e6), 999_999))
+
+    def encode(
+        self, etype: str, ts: float, body: dict[str, Any], stamp: tuple[str, ...]
+    ) -> Encoded:
+        """The routing key and wire bytes of one event; raises ContractError naming fields."""
+        validator = _VALIDATORS.get(etype)
+        if validator is None:
+            raise ContractError([FieldError("type", f"unknown event type {etype!r}")])
+        when = self._iso(ts)
+        if stamp:
+            text = when.decode()
+            for name in stamp:
+                body[name] = text
+        try:
+            body_bytes = orjson.dumps(body, default=to_jsonable)
+        except TypeError:
+            raise ContractError([_unserializable_field(body)]) from None
+        data = _ENVELOPE % (
+            new_id("evt_").encode(),
+            etype.encode(),
+            when,
+            self._project,
+            body_bytes,
+        )
+        try:
+            model = validator.validate_json(body_bytes)
+        except ValidationError:
+            raise _contract_error(data) from None
+        if len(data) > self._max_bytes:
+            raise _contract_error(data, self._max_bytes)
+        return (self._key_prefix + _IDENTITY[etype](model)).encode(), data
+
+
+def _contract_error(data: bytes, max_bytes: int | None = None) -> ContractError:
+    """The consumer's own verdict on ``data`` (field paths such as ``body.prompt_tokens``)."""
+    try:
+        if max_bytes is None:
+            parse_event(data)
+        else:
+            parse_event(data, max_bytes=max_bytes)
+    except ContractError as exc:
+        return exc
+    return ContractError([FieldError("body", "rejected by the contract")])  # pragma: no cover
+
+
+def _unserializable_field(body: dict[str, Any]) -> FieldError:
+    """Name the first field orjson cannot serialize, with its type (never its value)."""
+    for name, value in body.items():
+        try:
+            orjson.dumps(value, default=to_jsonable)
+        except TypeError:
+            kind = type(value).__name__
+            return FieldError(f"body.{name}", f"is not JSON-serializable (a {kind})")
+    return FieldError("body", "is not JSON-serializable")

@@ -1,0 +1,434 @@
+"""The background sender: one thread running its own asyncio loop.
+
+Every ``flush_interval_ms`` (or when the queue reaches a batch) it takes what the callers
+queued, encodes and validates it (rejections counted and warned), and routes each batch:
+
+* direct: the broker is healthy (its last send succeeded) and the bytes in flight are
+  under ``max_inflight_bytes``: ``transport.send`` in a task of its own, so several
+  batches are in flight at once and aiokafka's linger merges them;
+* spool (overflow "spool"): otherwise (broker failing or slow) the batch is appended to
+  the disk spool, and one drain task re-sends the spool in order (read, send, ack, next),
+  with a capped, jittered backoff while the broker is away. Direct sends resume as soon
+  as a send succeeds, alongside the drain;
+* memory (overflow "drop"): otherwise the batch waits in memory; the worker stops taking
+  from the queue while memory is full, so the callers' queue overflows and counts drops.
+
+A failed send puts its unacknowledged events back (spool or memory); events the broker
+rejected for good are counted. The loop never dies: an unexpected error is logged
+(rate-limited) and the next cycle runs. ``close`` works to a deadline and then spools
+what is left (or counts it as dropped, without a spool).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Coroutine, Sequence
+from typing import Any
+
+from producers.contract import ContractError
+
+from .config import SDKSettings
+from .encoding import PRE_ENCODED, Encoded, EventEncoder, Item
+from .queue import EventQueue
+from .spool import Spool, SpoolChunk, SpoolError
+from .stats import DropReason, RateLimitedWarner, StatsRecorder
+from .transport import SendFailure, Transport
+
+__all__ = ["Worker"]
+
+log = logging.getLogger(__name__)
+
+_CLOSING_TICK_S = 0.005
+_BACKOFF_START_S = 0.1
+_SPOOL_READ_BYTES = 4 * 1024 * 1024
+
+
+class Worker:
+    """Owns the transport and the spool; talks to callers only through the queue."""
+
+    def __init__(
+        self,
+        settings: SDKSettings,
+        queue: EventQueue,
+        transport: Transport,
+        spool: Spool | None,
+        encoder: EventEncoder,
+        stats: StatsRecorder,
+        warner: RateLimitedWarner,
+    ) -> None:
+        self._s = settings
+        self._queue = queue
+        self._transport = transport
+        self._spool = spool
+        self._encoder = encoder
+        self._stats = stats
+        self._warner = warner
+        self._memory_only = spool is None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake_event: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="logflume-sdk-worker", daemon=True)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._drain: asyncio.Task[None] | None = None
+        self._pending: deque[list[Encoded]] = deque()
+        self._pending_bytes = 0
+        self.inflight_events = 0
+        self._inflight_bytes = 0
+        self._healthy = True
+        self._backoff_s = _BACKOFF_START_S
+        self._close_deadline: float | None = None
+        self.delivered_all = False
+
+    # -- life cycle (callers' threads) -----------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+        self._ready.wait()
+
+    def wake(self) -> None:
+        """Thread-safe nudge: run a cycle now rather than at the next interval."""
+        loop, event = self._loop, self._wake_event
+        if loop is None or event is None:
+            return
+        try:
+            loop.call_soon_threadsafe(event.set)
+        except RuntimeError:  # the loop is closed: the client was closed
+            pass
+
+    def flush(self, timeout_s: float) -> bool:
+        """Wait until everything queued so far was acknowledged by Kafka (True), or not."""
+        deadline = time.monotonic() + timeout_s
+        future = self._submit(self._until_idle(deadline))
+        if future is None:
+            return False
+        try:
+            return future.result(timeout=max(0.0, timeout_s) + 1.0)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            return False
+
+    def close(self, timeout_s: float) -> bool:
+        """Deliver what can be until the deadline, spool the rest, stop; True if all sent."""
+        loop = self._loop
+        if loop is not None and self._thread.is_alive():
+            deadline = time.monotonic() + timeout_s
+            try:
+                loop.call_soon_threadsafe(self._request_close, deadline)
+            except RuntimeError:
+                pass
+            self._thread.join(timeout_s + self._s.send_timeout_s + 5.0)
+        return self.delivered_all
+
+    def _submit(self, coro: Coroutine[Any, Any, bool]) -> concurrent.futures.Future[bool] | None:
+        loop = self._loop
+        if loop is not None and self._thread.is_alive():
+            try:
+                return asyncio.run_coroutine_threadsafe(coro, loop)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        coro.close()
+        return None
+
+    def _request_close(self, deadline: float) -> None:
+        self._close_deadline = deadline
+        if self._wake_event is not None:
+            self._wake_event.set()
+
+    # -- the loop --------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(self._main())
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    async def _main(self) -> None:
+        self._wake_event = asyncio.Event()
+        self._ready.set()
+        interval = self._s.flush_interval_ms / 1000
+        while True:
+            closing = self._close_deadline is not None
+            try:
+                await asyncio.wait_for(
+                    self._wake_event.wait(), _CLOSING_TICK_S if closing else interval
+                )
+            except TimeoutError:
+                pass
+            self._wake_event.clear()
+            try:
+                await self._cycle()
+            except Exception as exc:  # the loop never dies
+                self._warner.warn("worker", "logflume: SDK worker error: %s", type(exc).__name__)
+                log.debug("SDK worker error", exc_info=True)
+            if self._close_deadline is not None:
+                if self._idle() or time.monotonic() >= self._close_deadline:
+                    break
+        await self._finish()
+
+    async def _cycle(self) -> None:
+        max_batch = self._s.batch_max_events
+        budget = len(self._queue)  # what was queued when the cycle began: the cycle ends
+        while budget > 0:
+            if self._memory_only and self._memory_full():
+                break  # stop taking: the callers' queue overflows and counts drops
+            items = self._queue.drain(min(max_batch, budget))
+            if not items:
+                break
+            budget -= len(items)
+            batch = self._encode(items)
+            if batch:
+                self._route(batch)
+            await asyncio.sleep(0)
+        if self._drain is None and (
+            self._pending or (self._spool is not None and self._spool.has_unsent())
+        ):
+            self._drain = asyncio.get_running_loop().create_task(self._drain_backlog())
+
+    def _idle(self) -> bool:
+        return (
+            not len(self._queue)
+            and not self._tasks
+            and not self._pending
+            and self._drain is None
+            and (self._spool is None or not self._spool.has_unsent())
+        )
+
+    async def _until_idle(self, deadline: float) -> bool:
+        while True:
+            if self._wake_event is not None:
+                self._wake_event.set()
+            await asyncio.sleep(_CLOSING_TICK_S)
+            if self._idle():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+
+    # -- encoding and routing --------------------------------------------------------------
+
+    def _encode(self, items: list[Item]) -> list[Encoded]:
+        out: list[Encoded] = []
+        encode = self._encoder.encode
+        nbytes = 0
+        for etype, ts, body, stamp in items:
+            if etype == PRE_ENCODED:
+                event: Encoded = body
+            else:
+                try:
+                    event = encode(etype, ts, body, stamp)
+                except ContractError as exc:
+                    self.reject(etype, exc)
+                    continue
+                except Exception as exc:  # a caller's object failed to dump itself
+                    self.reject(etype, ContractError([]), detail=type(exc).__name__)
+                    continue
+            out.append(event)
+            nbytes += len(event[1])
+        self._stats.add(accepted=len(items))
+        self._queue.observe(nbytes, len(out))
+        return out
+
+    def reject(self, etype: str, exc: ContractError, *, detail: str = "") -> None:
+        """Count an invalid event and warn (rate-limited) naming the fields, never values."""
+        fields = exc.fields or ("body",)
+        self._stats.invalid(fields)
+        reasons = "; ".join(str(e) for e in exc.errors) or f"could not be serialized ({detail})"
+        self._warner.warn(
+            f"invalid:{etype}:{','.join(fields)}",
+            "logflume: dropped an invalid %s event (%s): %s",
+            etype,
+            ", ".join(fields),
+            reasons,
+        )
+
+    def _route(self, batch: list[Encoded]) -> None:
+        nbytes = sum(len(data) for _, data in batch)
+        room = self._inflight_bytes + nbytes <= self._s.max_inflight_bytes or not self._tasks
+        # Without a spool, memory keeps the order: nothing overtakes the backlog. With one,
+        # a healthy broker gets new batches directly while the drain re-sends the spool in
+        # its own order (the processors' merge does not depend on arrival order).
+        backlog = self._spool is None and (bool(self._pending) or self._drain is not None)
+        # Unhealthy with nothing to drain (the spool refused the events): one batch at a
+        # time goes out directly as a probe, so a recovered broker is noticed.
+        probe = not self._healthy and self._drain is None and not self._tasks
+        if (self._healthy or probe) and room and not backlog:
+            self._start_send(batch, nbytes)
+        else:
+            self._keep(batch)
+
+    def _keep(self, events: Sequence[Encoded]) -> None:
+        """Events that cannot be sent now: to the spool, or to memory without one."""
+        if not events:
+            return
+        if self._spool is None:
+            self._pending.append(list(events))
+            self._pending_bytes += sum(len(data) for _, data in events)
+            return
+        try:
+            written = self._spool.append(events)
+        except SpoolError as exc:
+            self._stats.drop(DropReason.SPOOL_ERROR, len(events))
+            self._warner.warn("spool_error", "logflume: cannot write the spool: %s", exc)
+            return
+        self._stats.add(spooled=written)
+        if written < len(events):
+            self._stats.drop(DropReason.SPOOL_FULL, len(events) - written)
+            self._warner.warn(
+                "spool_full",
+                "logflume: the spool is full (%d bytes); dropping events",
+                self._s.spool_max_bytes,
+            )
+
+    def _memory_full(self) -> bool:
+        return self._inflight_bytes + self._pending_bytes >= self._s.max_inflight_bytes
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def _start_send(self, batch: list[Encoded], nbytes: int) -> None:
+        self._inflight_bytes += nbytes
+        self.inflight_events += len(batch)
+        task = asyncio.get_running_loop().create_task(self._send(batch, nbytes))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send(self, batch: list[Encoded], nbytes: int) -> None:
+        try:
+            await self._transport.send(batch)
+        except SendFailure as failure:
+            self._failed(failure, len(batch), resent=False)
+            self._keep(failure.retry)
+        except asyncio.CancelledError:
+            self._keep_at_close(batch)
+            raise
+        except Exception as exc:
+            self._warner.warn("transport", "logflume: the transport failed: %s", type(exc).__name__)
+            log.debug("transport failure", exc_info=True)
+            self._healthy = False
+            self._keep(batch)
+        else:
+            self._delivered(len(batch), resent=False)
+        finally:
+            self._inflight_bytes -= nbytes
+            self.inflight_events -= len(batch)
+
+    async def _drain_backlog(self) -> None:
+        """Re-send the spool (or, without one, the memory backlog) in order."""
+        try:
+            if self._spool is not None:
+                self._spool.rewind()
+                await self._drain_spool(self._spool)
+            else:
+                await self._drain_memory()
+        finally:
+            self._drain = None
+
+    async def _drain_spool(self, spool: Spool) -> None:
+        chunk: SpoolChunk | None = None
+        while self._close_deadline is None or time.monotonic() < self._close_deadline:
+            if chunk is None:
+                chunk = spool.read(self._s.batch_max_events, _SPOOL_READ_BYTES)
+                if chunk.corrupt_regions:
+                    self._stats.drop(DropReason.SPOOL_CORRUPT, chunk.corrupt_regions)
+                if not chunk.events:
+                    spool.ack(chunk)
+                    return
+            try:
+                await self._transport.send(chunk.events)
+            except SendFailure as failure:
+                self._failed(failure, len(chunk.events), resent=True)
+                if failure.retry:
+                    chunk.events = failure.retry
+                    await self._pause()
+                    continue
+            self._delivered(len(chunk.events), resent=True)
+            spool.ack(chunk)
+            chunk = None
+
+    async def _drain_memory(self) -> None:
+        while self._pending:
+            batch = self._pending[0]
+            try:
+                await self._transport.send(batch)
+            except SendFailure as failure:
+                self._failed(failure, len(batch), resent=True)
+                if failure.retry:
+                    self._pending_bytes -= sum(len(d) for _, d in batch) - sum(
+                        len(d) for _, d in failure.retry
+                    )
+                    self._pending[0] = failure.retry
+                    if self._close_deadline is not None:
+                        return
+                    await self._pause()
+                    continue
+            else:
+                self._delivered(len(batch), resent=True)
+            self._pending.popleft()
+            self._pending_bytes -= sum(len(d) for _, d in batch)
+
+    def _delivered(self, count: int, *, resent: bool) -> None:
+        self._stats.add(sent=count, resent=count if resent and self._spool is not None else 0)
+        self._healthy = True
+        self._backoff_s = _BACKOFF_START_S
+
+    def _failed(self, failure: SendFailure, total: int, *, resent: bool) -> None:
+        acked = total - len(failure.retry) - len(failure.rejected)
+        if acked:
+            self._stats.add(sent=acked, resent=acked if resent and self._spool is not None else 0)
+        if failure.rejected:
+            self._stats.drop(DropReason.REJECTED_BY_BROKER, len(failure.rejected))
+            self._warner.warn(
+                "rejected", "logflume: Kafka rejected events for good: %s", failure.reason
+            )
+        if failure.retry:
+            self._healthy = False
+            self._warner.warn(
+                "send_failed",
+                "logflume: sending to Kafka failed (%s); keeping events %s",
+                failure.reason,
+                "in memory" if self._spool is None else "in the spool",
+            )
+
+    async def _pause(self) -> None:
+        delay = random.uniform(0, self._backoff_s)  # full jitter
+        self._backoff_s = min(self._backoff_s * 2, self._s.retry_backoff_max_s)
+        deadline = self._close_deadline
+        if deadline is not None:
+            delay = min(delay, max(0.0, deadline - time.monotonic()))
+        await asyncio.sleep(delay)
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def _keep_at_close(self, events: Sequence[Encoded]) -> None:
+        if self._spool is not None:
+            self._keep(events)
+        else:
+            self._stats.drop(DropReason.UNSENT_AT_CLOSE, len(events))
+
+    async def _finish(self) -> None:
+        self.delivered_all = self._idle()
+        leftovers = self._queue.drain(len(self._queue) + 1_000_000)
+        if leftovers:
+            self._keep_at_close(self._encode(leftovers))
+        running = [*self._tasks, *([self._drain] if self._drain else [])]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        if self._pending:
+            self._stats.drop(DropReason.UNSENT_AT_CLOSE, sum(len(b) for b in self._pending))
+            self._pending.clear()
+            self._pending_bytes = 0
+        try:
+            await asyncio.wait_for(self._transport.close(), 2.0)
+        except Exception:
+            log.debug("closing the transport failed", exc_info=True)
+        if self._spool is not None:
+            self._spool.close()

@@ -1,0 +1,192 @@
+"""The SDK's wire building agrees with the contract: bytes, routing keys, partitions."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import BaseModel
+
+from producers.contract import (
+    ContractError,
+    parse_event,
+    partition_for,
+    routing_key,
+    unpack_record,
+)
+from producers.sdk.encoding import EventEncoder, new_id
+from producers.sdk.transport import build_records
+
+ENCODER = EventEncoder("proj-1", max_event_bytes=64 * 1024)
+COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "gpt-4o",
+    "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": "hi"}, "finish_reason": "stop"}
+    ],
+    "usage": {
+        "prompt_tokens": 10,
+        "completion_tokens": 2,
+        "total_tokens": 12,
+        "prompt_tokens_details": {"cached_tokens": 4},
+    },
+}
+BODIES: dict[str, dict[str, Any]] = {
+    "log": {"id": "data_1", "reference_id": "ref-1", "path": "a/b", "prompt_tokens": 3},
+    "log_update": {"reference_id": "ref-1", "output": "done", "provider_latency": 0.5},
+    "feedback": {"id": "fbk_1", "log_id": "data_1", "value": True},
+    "trace": {"id": "trace-1", "name": "t", "tags": {"env": "prod"}},
+    "span": {"id": "span-1", "trace_id": "trace-1", "name": "s"},
+    "generation": {
+        "id": "gen-1",
+        "trace_id": "trace-1",
+        "parent_id": "span-1",
+        "provider": "openai",
+        "model": "gpt-4o",
+        "messages": [{"role": "user", "content": "q"}],
+    },
+    "generation_result": {"generation_id": "gen-1", "trace_id": "trace-1", "result": COMPLETION},
+    "generation_error": {
+        "generation_id": "gen-1",
+        "trace_id": "trace-1",
+        "error": {"message": "rate limited", "code": "429"},
+    },
+}
+
+
+@pytest.mark.parametrize("etype", sorted(BODIES))
+def test_encoded_event_parses_and_routes_as_the_contract_says(etype: str) -> None:
+    body = dict(BODIES[etype])
+    key, data = ENCODER.encode(etype, time.time(), body, ())
+    event = parse_event(data)
+    assert event.type == etype and event.project == "proj-1"
+    assert event.event_id.startswith("evt_")
+    assert event.ts.tzinfo is not None
+    assert key == routing_key(event)
+    assert set(orjson.loads(data)["body"]) == set(BODIES[etype])  # only the fields carried
+
+
+def test_stamped_fields_carry_the_call_time() -> None:
+    ts = 1_700_000_000.25
+    _, data = ENCODER.encode("trace", ts, {"id": "t1"}, ("start_time",))
+    event = parse_event(data)
+    assert event.ts.timestamp() == ts
+    assert event.body.start_time == event.ts  # type: ignore[union-attr]
+
+
+def test_log_update_without_reference_or_id_routes_nowhere_and_is_rejected() -> None:
+    with pytest.raises(ContractError) as info:
+        ENCODER.encode("log_update", time.time(), {"output": "x"}, ())
+    assert info.value.fields == ("body.reference_id",)
+
+
+def test_invalid_field_is_named_and_the_value_is_not_in_the_error() -> None:
+    secret = "sk-live-very-secret"
+    with pytest.raises(ValueError) as info:
+        ENCODER.encode("log", time.time(), {"id": "data_1", "prompt_tokens": secret}, ())
+    assert isinstance(info.value, ContractError)
+    assert info.value.fields == ("body.prompt_tokens",)
+    assert secret not in str(info.value)
+
+
+def test_unknown_field_is_named() -> None:
+    with pytest.raises(ContractError) as info:
+        ENCODER.encode("log", time.time(), {"id": "data_1", "promt_tokens": 1}, ())
+    assert info.value.fields == ("body.promt_tokens",)
+
+
+def test_unserializable_value_names_the_field_and_type_only() -> None:
+    with pytest.raises(ContractError) as info:
+        ENCODER.encode("log", time.time(), {"id": "data_1", "metadata": {"x": Decimal("1.5")}}, ())
+    assert info.value.fields == ("body.metadata",)
+    assert "1.5" not in str(info.value)
+
+
+def test_too_large_event_is_rejected_as_event() -> None:
+    small = EventEncoder("p", max_event_bytes=2048)
+    with pytest.raises(ContractError) as info:
+        small.encode("log", time.time(), {"id": "data_1", "output": "x" * 4096}, ())
+    assert info.value.fields == ("event",)
+
+
+def test_naive_datetime_is_rejected() -> None:
+    from datetime import datetime
+
+    with pytest.raises(ContractError) as info:
+        ENCODER.encode("log", time.time(), {"id": "d", "start_time": datetime(2026, 1, 1)}, ())
+    assert info.value.fields == ("body.start_time",)
+
+
+class FakeOpenAIMessage(BaseModel):
+    role: str
+    content: str | None = None
+    refusal: str | None = None
+
+
+class FakeOpenAIChoice(BaseModel):
+    index: int
+    message: FakeOpenAIMessage
+    finish_reason: str
+
+
+class FakeOpenAICompletion(BaseModel):
+    """The shape of ``openai.types.chat.ChatCompletion`` (the package is not installed)."""
+
+    id: str
+    object: str
+    created: int
+    model: str
+    choices: list[FakeOpenAIChoice]
+    service_tier: str | None = None
+
+
+def test_objects_with_model_dump_are_accepted() -> None:
+    completion = FakeOpenAICompletion.model_validate(
+        {**{k: v for k, v in COMPLETION.items() if k != "usage"}, "service_tier": "default"}
+    )
+    body = {"generation_id": "g", "trace_id": "t", "result": completion}
+    _, data = ENCODER.encode("generation_result", time.time(), body, ("end_time",))
+    event = parse_event(data)
+    assert event.body.result.choices[0].message.content == "hi"  # type: ignore[union-attr]
+
+
+def test_new_id_is_a_prefixed_uuid4_and_unique() -> None:
+    ids = {new_id("data_") for _ in range(10_000)}
+    assert len(ids) == 10_000
+    sample = next(iter(ids))
+    assert sample.startswith("data_") and len(sample) == 5 + 32
+    assert uuid.UUID(hex=sample[5:]).version == 4
+
+
+def test_new_id_does_not_follow_the_global_random_seed() -> None:
+    random.seed(7)
+    first = new_id("")
+    random.seed(7)
+    assert new_id("") != first
+
+
+def test_records_hold_only_events_of_their_partition_and_respect_bounds() -> None:
+    events = [
+        ENCODER.encode("log", time.time(), {"id": f"data_{i}", "output": "x" * 50}, ())
+        for i in range(500)
+    ]
+    records = build_records(events, 5, max_bytes=8 * 1024, max_events=40)
+    assert sum(len(r.events) for r in records) == 500
+    for record in records:
+        assert len(record.events) <= 40 and len(record.value) <= 8 * 1024
+        packed = unpack_record(record.value)
+        assert len(packed) == len(record.events)
+        for raw in packed:
+            assert partition_for(routing_key(parse_event(raw)), 5) == record.partition
+    # order within a partition is kept
+    order = [
+        orjson.loads(d)["body"]["id"] for r in records if r.partition == 0 for _, d in r.events
+    ]
+    assert order == sorted(order, key=lambda i: int(i.split("_")[1]))
