@@ -46,14 +46,21 @@ class Batch:
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     prompts: dict[tuple[str, str], PromptRow] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset to read
+    # Where each kept row came from (topic, partition, offset, index in the record): a row
+    # PostgreSQL refuses is dead-lettered under this origin, unique and stable on redelivery.
+    origins: dict[tuple[TableSpec, tuple[str, str]], tuple[str, int, int, int]] = field(
+        default_factory=dict
+    )
     records: int = 0
     values: int = 0
 
     def __len__(self) -> int:
         return self.values
 
-    def add_value(self, role: str, value: dict[str, Any]) -> bool:
-        """Add one stage output; False when no table takes its kind."""
+    def add_value(
+        self, role: str, value: dict[str, Any], origin: tuple[str, int, int, int] | None = None
+    ) -> bool:
+        """Add one stage output (read at ``origin``); False when no table takes its kind."""
         spec = spec_for(role, str(value.get("kind")))
         if spec is None:
             return False
@@ -63,6 +70,8 @@ class Batch:
         current = table.get(key)
         if current is None or current["version"] < value["version"]:
             table[key] = value
+            if origin is not None:
+                self.origins[(spec, key)] = origin
         if spec.table == "logs" and value.get("prompt") and value.get("prompt_id"):
             self._add_prompt(value)
         return True

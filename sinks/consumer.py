@@ -135,7 +135,8 @@ class Sink:
             return
         for index, item in enumerate(items if isinstance(items, list) else [items]):
             try:
-                taken = isinstance(item, dict) and batch.add_value(self._roles[topic], item)
+                origin = (topic, partition, offset, index)
+                taken = isinstance(item, dict) and batch.add_value(self._roles[topic], item, origin)
                 reason = f"no table takes this value (kind={_kind(item)!r})"
             except (KeyError, TypeError) as exc:
                 taken, reason = False, f"malformed stage output: missing or bad {exc}"
@@ -145,8 +146,11 @@ class Sink:
 
     async def _connection_pool(self) -> asyncpg.Pool:
         if self._pool is None:
+            # min_size=0: no background reconnects (asyncpg >= 0.32 keeps a connection floor
+            # and logs a warning with a traceback for every failed attempt while the
+            # database is down); the next write connects, and the outage is logged once.
             self._pool = await asyncpg.create_pool(
-                self._settings.dsn, min_size=1, max_size=1, timeout=10, command_timeout=60
+                self._settings.dsn, min_size=0, max_size=1, timeout=10, command_timeout=60
             )
         return self._pool
 
@@ -186,12 +190,21 @@ class Sink:
 
     async def _backoff(self, consumer: AIOKafkaConsumer, attempt: int) -> None:
         """Capped, jittered exponential backoff that keeps polling (paused partitions give
-        nothing) so the group does not evict this consumer during a long outage."""
+        nothing) so the group does not evict this consumer during a long outage.
+
+        A rebalance during the outage hands over a fresh, unpaused assignment: pause it
+        again before every poll, and seek back over anything a poll still returned, so that
+        no record is read and dropped (the next batches would commit past it)."""
         cap = self._settings.sink_retry_max_s
         delay = min(cap, 0.2 * 2**attempt) * random.uniform(0.5, 1.0)
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline and not self._stopping.is_set():
-            await consumer.getmany(timeout_ms=int(min(1.0, deadline - time.monotonic()) * 1000))
+            consumer.pause(*consumer.assignment())
+            timeout_ms = int(min(1.0, max(0.0, deadline - time.monotonic())) * 1000)
+            fetched = await consumer.getmany(timeout_ms=timeout_ms)
+            for tp, records in fetched.items():
+                if records:
+                    consumer.seek(tp, records[0].offset)
 
     async def _drop_pool(self) -> None:
         if self._pool is not None:

@@ -67,11 +67,14 @@ SELECT * FROM unnest($1::text[], $2::int[], $3::bigint[], $4::int[], $5::text[],
 ON CONFLICT (topic, "partition", "offset", event_index) DO NOTHING
 """
 
-# A prompt and its versions are content-addressed: the first write is the only one.
+# A prompt and its versions are content-addressed: the first write is the only one. A path
+# that another prompt id already holds (named by id once, by path only another time) keeps
+# its first prompt: DO NOTHING on any unique index, and a version is recorded only under a
+# prompt row that exists, so that neither statement can fail (and stall) the batch.
 PROMPTS = """
 INSERT INTO prompts (project, id, path)
 SELECT * FROM unnest($1::text[], $2::text[], $3::text[])
-ON CONFLICT (project, id) DO NOTHING
+ON CONFLICT DO NOTHING
 """
 
 PROMPT_VERSIONS = """
@@ -82,5 +85,6 @@ SELECT u.project, u.id, u.prompt_id, u.model, u.provider, u.template::jsonb,
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[])
      AS u(project, id, prompt_id, model, provider, template, parameters, tools, environment)
+WHERE EXISTS (SELECT 1 FROM prompts p WHERE p.project = u.project AND p.id = u.prompt_id)
 ON CONFLICT (project, id) DO NOTHING
 """

@@ -46,19 +46,23 @@ async def _upsert(
 
 
 async def _upsert_isolating(
-    conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
+    conn: asyncpg.Connection, spec: TableSpec, batch: Batch, timeout: float
 ) -> list[DeadLetterRow]:
-    """Write rows one at a time; the refused ones come back as dead letters."""
+    """Write rows one at a time; the refused ones come back as dead letters, each under
+    the Kafka origin of its value (a redelivered refusal is then not stored twice)."""
     refused: list[DeadLetterRow] = []
-    for value in values:
+    for key, value in batch.rows[spec].items():
         try:
             async with conn.transaction():  # a savepoint inside the batch's transaction
                 await _upsert(conn, spec, [value], timeout)
         except _ROW_ERRORS as exc:
             reason = f"{spec.table}: PostgreSQL refused the row: {exc}".replace("\x00", "\ufffd")
             raw = orjson.dumps(value)
+            topic, partition, offset, index = batch.origins.get(
+                (spec, key), (f"sink:{spec.table}", -1, -1, -1)
+            )
             refused.append(
-                DeadLetterRow(f"sink:{spec.table}", -1, -1, -1, value.get("id"), reason, raw)
+                DeadLetterRow(topic, partition, offset, index, value.get("id"), reason, raw)
             )
     return refused
 
@@ -136,7 +140,7 @@ async def write_batch(
                 async with conn.transaction():
                     await _upsert(conn, spec, values, timeout)
             except _ROW_ERRORS:
-                refused = await _upsert_isolating(conn, spec, values, timeout)
+                refused = await _upsert_isolating(conn, spec, batch, timeout)
                 result.refused += len(refused)
                 dead.extend(refused)
             result.rows[spec.table] = result.rows.get(spec.table, 0) + len(values)

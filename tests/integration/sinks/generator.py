@@ -1,0 +1,343 @@
+"""A realistic event stream for the sink's tests and benchmark, encoded as on the wire.
+
+:func:`generate_events` builds Maxim traces (spans, generations, results and errors) and
+Humanloop logs (creates, updates before and after their create, feedback), with re-sent
+duplicates, local reordering, save=false, caller-given costs and a few invalid events.
+:func:`pack_events` packs them into raw-topic records the way the SDK does (``pack_record``,
+one partition per record from the murmur2 partition of each event's routing key).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from producers.contract import (
+    encode_event,
+    pack_record,
+    partition_for,
+    routing_key,
+    validate_event,
+)
+
+__all__ = ["BASE", "PROJECTS", "event", "generate_events", "pack_events"]
+
+BASE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+PROJECTS = ("acme", "globex")
+_MODELS = (
+    ("openai", "gpt-4o"),
+    ("openai", "gpt-4o-mini"),
+    ("anthropic", "claude-3-5-sonnet-20241022"),
+    ("openai", "mystery-model-9000"),  # unknown to the price table: null cost
+)
+
+
+def _prompt(k: int) -> dict[str, Any]:
+    provider, model = _MODELS[k % len(_MODELS)]
+    return {
+        "path": f"support/answer-{k}",
+        "prompt": {
+            "model": model,
+            "provider": provider,
+            "template": [{"role": "system", "content": f"You are support agent #{k}."}],
+            "temperature": round(0.1 * (k % 10), 1),
+        },
+    }
+
+
+def event(event_id: str, etype: str, ts: datetime, project: str, body: dict[str, Any]) -> bytes:
+    """One valid event as wire bytes (validated by the contract)."""
+    raw = {
+        "event_id": event_id,
+        "type": etype,
+        "ts": ts.isoformat(),
+        "project": project,
+        "body": body,
+    }
+    return encode_event(validate_event(raw))
+
+
+@dataclass(slots=True)
+class _Gen:
+    rng: random.Random
+    sessions: int  # pool sizes grow with the stream, so that groups stay realistic
+    prompts: int
+    clock: datetime = BASE
+    events: list[tuple[datetime, bytes]] = field(default_factory=list)
+    serial: int = 0
+
+    def tick(self, low_ms: int = 1, high_ms: int = 400) -> datetime:
+        self.clock += timedelta(milliseconds=self.rng.randint(low_ms, high_ms))
+        return self.clock
+
+    def emit(
+        self, etype: str, project: str, body: dict[str, Any], at: datetime | None = None
+    ) -> None:
+        self.serial += 1
+        ts = at or self.tick()
+        self.events.append((ts, event(f"ev-{self.serial}", etype, ts, project, body)))
+
+    def session(self) -> str | None:
+        return f"sess-{self.rng.randint(1, self.sessions)}" if self.rng.random() < 0.6 else None
+
+
+def _usage(rng: random.Random) -> dict[str, Any]:
+    prompt, completion = rng.randint(20, 4000), rng.randint(1, 1200)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+        "prompt_tokens_details": {"cached_tokens": rng.randint(0, prompt // 2)},
+        "completion_tokens_details": {"reasoning_tokens": rng.randint(0, completion // 3)},
+    }
+
+
+def _maxim_trace(gen: _Gen, n: int) -> None:
+    rng, project = gen.rng, rng_project(gen.rng)
+    trace_id = f"tr-{n}"
+    start = gen.tick()
+    body: dict[str, Any] = {
+        "id": trace_id,
+        "name": rng.choice(["chat", "rag", "agent"]),
+        "tags": {"env": rng.choice(["prod", "staging"]), "team": "core"},
+        "metadata": {"customer": f"c{rng.randint(1, 9)}", "n": n},
+        "input": f"question {n}",
+        "start_time": start.isoformat(),
+    }
+    if (session := gen.session()) is not None:
+        body["session_id"] = session
+    gen.emit("trace", project, body, start)
+    parent: str | None = None
+    for s in range(rng.randint(1, 3)):
+        span_id = f"{trace_id}.s{s}"
+        span = {
+            "id": span_id,
+            "trace_id": trace_id,
+            "name": f"step-{s}",
+            "start_time": gen.tick().isoformat(),
+            "metadata": {"depth": s},
+        }
+        if parent is not None and rng.random() < 0.5:
+            span["parent_id"] = parent
+        gen.emit("span", project, span)
+        for g in range(rng.randint(1, 2)):
+            gen_id = f"{span_id}.g{g}"
+            provider, model = rng.choice(_MODELS)
+            gen.emit(
+                "generation",
+                project,
+                {
+                    "id": gen_id,
+                    "trace_id": trace_id,
+                    "parent_id": span_id,
+                    "name": "llm",
+                    "provider": provider,
+                    "model": model,
+                    "model_parameters": {"temperature": rng.choice([0, 0.2, 0.7])},
+                    "messages": [{"role": "user", "content": f"question {n}.{s}.{g}"}],
+                    "start_time": gen.tick().isoformat(),
+                },
+            )
+            if rng.random() < 0.9:
+                result = {
+                    "id": f"chatcmpl-{n}-{s}-{g}",
+                    "created": 1_772_000_000 + n,
+                    "model": model,
+                    "usage": _usage(rng),
+                    "choices": [
+                        {
+                            "index": 0,
+                            "finish_reason": "stop",
+                            "message": {"role": "assistant", "content": "ok"},
+                        }
+                    ],
+                }
+                gen.emit(
+                    "generation_result",
+                    project,
+                    {
+                        "generation_id": gen_id,
+                        "trace_id": trace_id,
+                        "result": result,
+                        "end_time": gen.tick().isoformat(),
+                    },
+                )
+            else:
+                gen.emit(
+                    "generation_error",
+                    project,
+                    {
+                        "generation_id": gen_id,
+                        "trace_id": trace_id,
+                        "error": {"message": "rate limited", "code": "429"},
+                    },
+                )
+        gen.emit("span", project, {"id": span_id, "trace_id": trace_id, "action": "end"})
+        parent = span_id
+    if rng.random() < 0.7:
+        gen.emit(
+            "trace",
+            project,
+            {
+                "id": trace_id,
+                "action": "update",
+                "output": f"answer {n}",
+                "metadata": {"score": rng.random()},
+            },
+        )
+    if rng.random() < 0.9:
+        gen.emit("trace", project, {"id": trace_id, "action": "end"})
+
+
+def rng_project(rng: random.Random) -> str:
+    return PROJECTS[0] if rng.random() < 0.75 else PROJECTS[1]
+
+
+def _humanloop_log(gen: _Gen, n: int, parents: list[tuple[str, str]]) -> None:
+    rng, project = gen.rng, rng_project(gen.rng)
+    log_id = f"data_{n}"
+    reference = f"ref-{n}" if rng.random() < 0.7 else None
+    prompt = _prompt(rng.randrange(gen.prompts))
+    created = gen.tick()
+    body: dict[str, Any] = {
+        "id": log_id,
+        "path": prompt["path"],
+        "prompt": prompt["prompt"],
+        "messages": [{"role": "user", "content": f"help me with {n}"}],
+        "output": f"draft {n}",
+        "prompt_tokens": rng.randint(10, 3000),
+        "output_tokens": rng.randint(1, 800),
+        "created_at": created.isoformat(),
+        "start_time": created.isoformat(),
+        "end_time": (created + timedelta(milliseconds=rng.randint(50, 5000))).isoformat(),
+        "metadata": {"tenant": f"t{rng.randint(1, 5)}", "attempt": 1},
+        "source": "sdk",
+        "user": f"user-{rng.randint(1, 30)}",
+        "save": rng.random() > 0.05,
+    }
+    if reference is not None:
+        body["reference_id"] = reference
+    if (session := gen.session()) is not None:
+        body["session_id"] = session
+    if rng.random() < 0.1:
+        body.update(prompt_cost=0.0012, output_cost=0.0034)  # a caller-given cost wins
+    same_project = [p for p in parents if p[0] == project]
+    if same_project and rng.random() < 0.2:
+        _, root = rng.choice(same_project[-10:])
+        body.update(trace_id=root, trace_parent_log_id=root)
+    else:
+        parents.append((project, log_id))
+    gen.emit("log", project, body, created)
+    target = {"reference_id": reference} if reference else {"id": log_id}
+    for u in range(rng.choice([0, 0, 1, 2, 3])):
+        update: dict[str, Any] = {**target}
+        if rng.random() < 0.6:
+            update["output"] = f"final {n}.{u}"
+        if rng.random() < 0.5:
+            update["output_tokens"] = rng.randint(1, 900)
+        if rng.random() < 0.5:
+            update["metadata"] = {"attempt": u + 2, f"k{u}": rng.random()}
+        if rng.random() < 0.1:
+            update["error"] = "upstream timeout"
+        if rng.random() < 0.2:
+            update["judgment"] = rng.choice([True, 0.5, "fine"])
+        # An update may be emitted (and arrive) before its create: stage 1 keeps it.
+        at = created - timedelta(milliseconds=5) if rng.random() < 0.1 else gen.tick()
+        gen.emit("log_update", project, update, at)
+    for f in range(rng.choice([0, 0, 1, 2])):
+        fb = {
+            "id": f"fb-{n}-{f}",
+            "value": rng.choice([True, 0.8, "good", ["a", "b"]]),
+            "source": "user",
+            "metadata": {"via": "widget"},
+        }
+        fb.update({"reference_id": reference} if reference else {"log_id": log_id})
+        gen.emit("feedback", project, fb)
+
+
+def _invalid(gen: _Gen, n: int) -> bytes:
+    """An event the contract rejects (stage 1 dead-letters it with its reason)."""
+    ts = gen.tick().isoformat()
+    bodies = [
+        {
+            "event_id": f"bad-{n}",
+            "type": "log",
+            "ts": ts,
+            "project": "acme",
+            "body": {"id": f"data_bad_{n}", "prompt_tokens": -5},
+        },
+        {"event_id": f"bad-{n}", "type": "metric", "ts": ts, "project": "acme", "body": {}},
+        {
+            "event_id": f"bad-{n}",
+            "type": "span",
+            "ts": "yesterday",
+            "project": "acme",
+            "body": {"id": "s", "trace_id": "t"},
+        },
+    ]
+    return orjson.dumps(bodies[n % len(bodies)])
+
+
+def generate_events(count: int, *, seed: int = 7) -> list[bytes]:
+    """About ``count`` wire events in arrival order: traces and logs interleaved, reordered
+    within a small window, ~3% re-sent (same event_id) and ~0.5% invalid."""
+    gen = _Gen(random.Random(seed), sessions=max(40, count // 60), prompts=max(4, count // 2000))
+    parents: list[tuple[str, str]] = []
+    n = 0
+    while len(gen.events) < count:
+        n += 1
+        if gen.rng.random() < 0.45:
+            _maxim_trace(gen, n)
+        else:
+            _humanloop_log(gen, n, parents)
+        # Units overlap in time: rewind the clock a little so their events interleave.
+        gen.clock -= timedelta(milliseconds=gen.rng.randint(0, 1500))
+    gen.events.sort(key=lambda item: item[0])
+    encoded = [raw for _, raw in gen.events]
+    rng = gen.rng
+    for i in range(len(encoded) - 1):  # reorder: local swaps
+        if rng.random() < 0.15:
+            j = min(len(encoded) - 1, i + rng.randint(1, 8))
+            encoded[i], encoded[j] = encoded[j], encoded[i]
+    for _ in range(len(encoded) * 3 // 100):  # re-sent events, later in the stream
+        i = rng.randrange(len(encoded))
+        encoded.insert(rng.randint(i, len(encoded)), encoded[i])
+    for k in range(max(1, len(encoded) // 200)):
+        encoded.insert(rng.randrange(len(encoded)), _invalid(gen, k))
+    return encoded
+
+
+def pack_events(
+    events: Sequence[bytes], partitions: int, *, seed: int = 7, max_per_record: int = 40
+) -> list[tuple[int, bytes]]:
+    """Raw-topic records as the SDK packs them: events grouped by the partition of their
+    routing key, a few to a record; returned interleaved across partitions (the order in
+    which a stage could read them), each as ``(partition, value)``."""
+    rng = random.Random(seed)
+    by_partition: dict[int, list[bytes]] = {}
+    for raw in events:
+        try:
+            key = routing_key(validate_event(orjson.loads(raw)))
+        except ValueError:
+            key = b"invalid"  # the SDK would not send it; a foreign producer might
+        by_partition.setdefault(partition_for(key, partitions), []).append(raw)
+    queues: dict[int, list[bytes]] = {}
+    for partition, items in sorted(by_partition.items()):
+        records, i = [], 0
+        while i < len(items):
+            size = rng.randint(1, max_per_record)
+            records.append(pack_record(items[i : i + size]))
+            i += size
+        queues[partition] = records
+    out: list[tuple[int, bytes]] = []
+    while queues:
+        for partition in list(queues):
+            out.append((partition, queues[partition].pop(0)))
+            if not queues[partition]:
+                del queues[partition]
+    return out

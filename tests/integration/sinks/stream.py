@@ -1,0 +1,296 @@
+"""The pure stages over a stream of raw records, and the oracle of the sink's tables.
+
+Shared by the sink's integration tests and ``bench/sink_bench.py`` (events come from
+``generator.py`` beside this file):
+
+- :func:`run_stages` runs stage 1 -> stage 2 -> groups with the pure functions record by
+  record, as the Faust agents would, and returns the records the stages would publish
+  (entities, rollups, dead letters) in production order, plus the oracle: the highest
+  version of every row;
+- :func:`oracle_mismatches` compares the database with the oracle column by column;
+- :func:`snapshot` is a full, byte-for-byte text image of every table the sink writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+
+from logflume.settings import Settings
+from processors.codec import RECORD_OVERHEAD_BYTES, encode_dead_letter, pack_outputs
+from processors.outcome import Origin, Output
+from processors.stage1 import process_events_record
+from processors.stage2 import process_entities_record, process_groups_record
+from sinks.sql import param_type
+from sinks.tables import TableSpec, spec_for
+
+__all__ = [
+    "SINK_TABLES",
+    "Oracle",
+    "Published",
+    "Stream",
+    "oracle_mismatches",
+    "publish",
+    "run_stages",
+    "snapshot",
+    "with_database",
+]
+
+# Every table the sink writes, in the order a snapshot lists them.
+SINK_TABLES = (
+    "prompts",
+    "prompt_versions",
+    "logs",
+    "feedback",
+    "traces",
+    "spans",
+    "generations",
+    "sessions",
+    "prompt_version_stats",
+    "dead_letters",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Published:
+    """One record a stage publishes: ``partition`` None lets the producer choose."""
+
+    topic: str
+    partition: int | None
+    value: bytes
+
+
+@dataclass(slots=True)
+class Oracle:
+    """The final row of every table key: the stage output with the highest version."""
+
+    rows: dict[tuple[TableSpec, str, str], dict[str, Any]] = field(default_factory=dict)
+    prompts: dict[tuple[str, str], tuple[str | None, str]] = field(default_factory=dict)
+    dead_letters: set[tuple[str, int, int, int]] = field(default_factory=set)
+
+    def add(self, role: str, value: dict[str, Any]) -> None:
+        spec = spec_for(role, value["kind"])
+        assert spec is not None, f"no table for {role}/{value['kind']}"
+        key = (spec, value["project"], value["id"])
+        current = self.rows.get(key)
+        if current is None or current["version"] < value["version"]:
+            self.rows[key] = value
+        if spec.table == "logs" and value.get("prompt") and value.get("prompt_id"):
+            # A prompt and its versions are content-addressed: the first write stays.
+            self.prompts.setdefault(
+                (value["project"], value["version_id"]), (value.get("path"), value["prompt_id"])
+            )
+
+    def merge(self, other: Oracle) -> None:
+        """Add what ``other`` (the oracle of a later stream) expects."""
+        for key, value in other.rows.items():
+            current = self.rows.get(key)
+            if current is None or current["version"] < value["version"]:
+                self.rows[key] = value
+        for key, prompt in other.prompts.items():
+            self.prompts.setdefault(key, prompt)
+        self.dead_letters |= other.dead_letters
+
+    def tables(self) -> dict[str, set[tuple[str, str]]]:
+        found: dict[str, set[tuple[str, str]]] = {}
+        for spec, project, row_id in self.rows:
+            found.setdefault(spec.table, set()).add((project, row_id))
+        return found
+
+
+@dataclass(slots=True)
+class Stream:
+    """What the stages published for a list of events, and the oracle of the tables."""
+
+    events: int
+    raw_records: int
+    records: list[Published]
+    oracle: Oracle
+    values: int = 0  # stage outputs in the published records
+
+    def by_topic(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for record in self.records:
+            counts[record.topic] = counts.get(record.topic, 0) + 1
+        return counts
+
+
+def run_stages(
+    settings: Settings, raw_records: Sequence[tuple[int, bytes]], events: int = 0
+) -> Stream:
+    """Stage 1 -> stage 2 -> groups with the pure reducers, record by record (a stage's
+    outputs reach the next stage before the following raw record): the records published
+    to the entities, rollups and dead-letter topics, in production order, and the oracle."""
+    topics = settings.topics
+    partitions, max_bytes = settings.partitions, settings.max_record_bytes
+    entity_state: dict[str, Any] = {}
+    trace_state: dict[str, Any] = {}
+    group_state: dict[str, Any] = {}
+    offsets: dict[tuple[str, int], int] = {}
+    stream = Stream(events, len(raw_records), [], Oracle())
+
+    def origin(topic: str, partition: int) -> Origin:
+        offset = offsets.get((topic, partition), 0)
+        offsets[(topic, partition)] = offset + 1
+        return Origin(topic, partition, offset)
+
+    def publish(topic: str, role: str | None, outputs: list[Output]) -> list[tuple[int, bytes]]:
+        packed = pack_outputs(outputs, partitions, max_bytes)
+        assert not packed.oversized
+        for partition, value in packed.records:
+            if role is not None:
+                stream.records.append(Published(topic, partition, value))
+        if role is not None:
+            for output in outputs:
+                stream.oracle.add(role, output.value)
+            stream.values += len(outputs)
+        return packed.records
+
+    def dead(outcome_letters: Iterable[Any]) -> None:
+        for letter in outcome_letters:
+            value = encode_dead_letter(letter, max_bytes)
+            stream.records.append(Published(topics.deadletter, None, value))
+            stream.oracle.dead_letters.add(
+                (letter.origin.topic, letter.origin.partition, letter.origin.offset, letter.index)
+            )
+
+    for partition, raw in raw_records:
+        out1 = process_events_record(
+            raw,
+            origin(topics.events, partition),
+            entity_state.get,
+            max_event_bytes=settings.max_event_bytes,
+        )
+        entity_state.update(out1.writes)
+        dead(out1.dead_letters)
+        for e_partition, e_value in publish(topics.entities, "entities", out1.outputs):
+            out2 = process_entities_record(
+                e_value, origin(topics.entities, e_partition), trace_state.get
+            )
+            trace_state.update(out2.writes)
+            dead(out2.dead_letters)
+            publish(topics.rollups, "rollups", out2.outputs)
+            for g_partition, g_value in publish("groups", None, out2.regroup):
+                out3 = process_groups_record(
+                    g_value, origin("groups", g_partition), group_state.get
+                )
+                group_state.update(out3.writes)
+                dead(out3.dead_letters)
+                publish(topics.rollups, "rollups", out3.outputs)
+    return stream
+
+
+async def publish(settings: Settings, records: Iterable[Published]) -> int:
+    """Send the records (acks=all) and wait for every one; returns how many."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        linger_ms=5,
+        max_request_size=settings.max_record_bytes + RECORD_OVERHEAD_BYTES,
+        max_batch_size=256 * 1024,
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(r.topic, r.value, partition=r.partition) for r in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return len(futures)
+
+
+def with_database(dsn: str, name: str) -> str:
+    """``dsn`` pointing at database ``name``."""
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def snapshot(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    """Every row of every sink table as PostgreSQL prints it (all columns, updated_at
+    included), sorted: equal snapshots mean byte-for-byte equal tables."""
+    image: dict[str, list[str]] = {}
+    for table in SINK_TABLES:
+        rows = await conn.fetch(f'SELECT t::text AS row FROM "{table}" t ORDER BY 1', timeout=60)
+        image[table] = [r["row"] for r in rows]
+    return image
+
+
+async def oracle_mismatches(conn: asyncpg.Connection, oracle: Oracle, limit: int = 20) -> list[str]:
+    """Differences between the tables and the oracle: missing, extra and different rows
+    (every column the sink writes), prompts, and dead letters from the stages."""
+    problems: list[str] = []
+    for table, keys in sorted(oracle.tables().items()):
+        rows = await conn.fetch(f'SELECT project, id FROM "{table}"', timeout=60)
+        stored = {(r["project"], r["id"]) for r in rows}
+        problems += [f"{table}: missing row {k}" for k in sorted(keys - stored)]
+        problems += [f"{table}: unexpected row {k}" for k in sorted(stored - keys)]
+    by_spec: dict[TableSpec, list[dict[str, Any]]] = {}
+    for (spec, _, _), value in oracle.rows.items():
+        by_spec.setdefault(spec, []).append(value)
+    for spec, values in by_spec.items():
+        columns = ", ".join(_read_column(name, pg_type) for name, pg_type, _ in spec.columns)
+        rows = await conn.fetch(f'SELECT {columns} FROM "{spec.table}"', timeout=60)
+        stored_rows = {(r["project"], r["id"]): r for r in rows}
+        for value in values:
+            stored = stored_rows.get((value["project"], value["id"]))
+            if stored is None:
+                continue  # already reported
+            for (name, pg_type, _), expected in zip(spec.columns, spec.row(value), strict=True):
+                if not _same(pg_type, expected, stored[name]):
+                    problems.append(
+                        f"{spec.table}[{value['project']}/{value['id']}].{name}: "
+                        f"stored {stored[name]!r}, expected {expected!r}"
+                    )
+    rows = await conn.fetch("SELECT project, id, prompt_id FROM prompt_versions", timeout=60)
+    versions = {(r["project"], r["id"]): r["prompt_id"] for r in rows}
+    expected_versions = {k: prompt_id for k, (_, prompt_id) in oracle.prompts.items()}
+    if versions != expected_versions:
+        problems.append(f"prompt_versions: stored {versions}, expected {expected_versions}")
+    rows = await conn.fetch(
+        'SELECT topic, "partition", "offset", event_index FROM dead_letters', timeout=60
+    )
+    letters = {tuple(r) for r in rows}
+    if not oracle.dead_letters <= letters:
+        problems.append(f"dead_letters: missing {sorted(oracle.dead_letters - letters)[:5]}")
+    return problems[:limit]
+
+
+def _read_column(name: str, pg_type: str) -> str:
+    # jsonb as its text (compared as parsed JSON); everything else in its native type.
+    return f'"{name}"::text AS "{name}"' if pg_type == "jsonb" else f'"{name}"'
+
+
+def _tagged(value: Any) -> Any:
+    """JSON with booleans tagged, so that ``true`` never equals ``1`` in a comparison."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, dict):
+        return {key: _tagged(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_tagged(item) for item in value]
+    return value
+
+
+def _same(pg_type: str, expected: Any, stored: Any) -> bool:
+    """Does the stored value equal the value the sink was given (in the column's type)?"""
+    if expected is None or stored is None:
+        return expected is None and stored is None
+    if pg_type == "jsonb":
+        return bool(_tagged(orjson.loads(expected)) == _tagged(orjson.loads(stored)))
+    if pg_type == "text[]":
+        return bool(orjson.loads(expected) == list(stored))
+    if pg_type == "timestamptz":
+        return bool(datetime.fromisoformat(expected) == stored)
+    if isinstance(stored, Decimal):  # a float8 value in a numeric(20, 10) column
+        return math.isclose(float(stored), float(expected), rel_tol=1e-12, abs_tol=1e-10)
+    assert param_type(pg_type) == pg_type
+    return bool(expected == stored)
