@@ -235,7 +235,7 @@ def naive_rows(stream: Stream, limit: int) -> list[NaiveRow]:
             continue
         role = roles.setdefault(record.topic, record.topic.rsplit(".", 1)[1])
         for value in orjson.loads(record.value):
-            spec = spec_for(role, value["kind"])
+            spec = spec_for(role, value)
             assert spec is not None
             if spec.table == "logs" and value.get("prompt") and value.get("prompt_id"):
                 one = Batch()

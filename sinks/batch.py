@@ -42,13 +42,13 @@ class PromptRow:
 class Batch:
     """Rows to write, keyed per table spec and (project, id); offsets to commit after."""
 
-    rows: dict[TableSpec, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+    rows: dict[TableSpec, dict[tuple[str, ...], dict[str, Any]]] = field(default_factory=dict)
     dead_letters: list[DeadLetterRow] = field(default_factory=list)
     prompts: dict[tuple[str, str], PromptRow] = field(default_factory=dict)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)  # next offset to read
     # Where each kept row came from (topic, partition, offset, index in the record): a row
     # PostgreSQL refuses is dead-lettered under this origin, unique and stable on redelivery.
-    origins: dict[tuple[TableSpec, tuple[str, str]], tuple[str, int, int, int]] = field(
+    origins: dict[tuple[TableSpec, tuple[str, ...]], tuple[str, int, int, int]] = field(
         default_factory=dict
     )
     records: int = 0
@@ -61,7 +61,7 @@ class Batch:
         self, role: str, value: dict[str, Any], origin: tuple[str, int, int, int] | None = None
     ) -> bool:
         """Add one stage output (read at ``origin``); False when no table takes its kind."""
-        spec = spec_for(role, str(value.get("kind")))
+        spec = spec_for(role, value)
         if spec is None:
             return False
         self.values += 1

@@ -47,15 +47,18 @@ def upsert_sql(spec: TableSpec) -> str:
         f"${i}::{param_type(pg_type)}[]" for i, (_, pg_type, _) in enumerate(spec.columns, 1)
     )
     selects = ", ".join(_select(name, pg_type) for name, pg_type, _ in spec.columns)
-    keys = {"project", "id"}
+    keys = set(spec.conflict)
     updates = ", ".join(
         f"{_q(n)} = EXCLUDED.{_q(n)}" for n in names if n not in keys | spec.keep_first
     )
+    target = ", ".join(_q(c) for c in spec.conflict)
+    if spec.conflict_where:
+        target += f") WHERE ({spec.conflict_where}"
     version = _q(spec.version_column)
     return (
         f"INSERT INTO {_q(spec.table)} AS t ({columns})\n"
         f"SELECT {selects}\nFROM unnest({params}) AS u({columns})\n"
-        f"ON CONFLICT (project, id) DO UPDATE SET {updates}, updated_at = now()\n"
+        f"ON CONFLICT ({target}) DO UPDATE SET {updates}, updated_at = now()\n"
         f"WHERE t.{version} < EXCLUDED.{version}"
     )
 

@@ -8,7 +8,7 @@ from the specs once; a row is a tuple in column order.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -43,6 +43,9 @@ class TableSpec:
     version_column: str = "version"
     # Columns that only the first write sets (an upsert never changes them).
     keep_first: frozenset[str] = frozenset()
+    # The unique index a row is upserted on (and the predicate of a partial index).
+    conflict: tuple[str, ...] = ("project", "id")
+    conflict_where: str = ""
 
     @property
     def names(self) -> list[str]:
@@ -51,8 +54,8 @@ class TableSpec:
     def row(self, value: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(extract(value) for _, _, extract in self.columns)
 
-    def key(self, value: dict[str, Any]) -> tuple[str, str]:
-        return value["project"], value["id"]
+    def key(self, value: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(value[column] for column in self.conflict)
 
 
 def _cols(
@@ -255,5 +258,17 @@ SPECS: dict[tuple[str, str], TableSpec] = {
 }
 
 
-def spec_for(role: str, kind: str) -> TableSpec | None:
-    return SPECS.get((role, kind))
+# A log with a reference_id is that reference's one datapoint: it is upserted on
+# (project, reference_id), so that if the merge settles on another create's id (an earlier
+# create arriving late), the stored row takes that id instead of clashing with itself.
+LOGS_BY_REFERENCE = replace(
+    LOGS, conflict=("project", "reference_id"), conflict_where="reference_id IS NOT NULL"
+)
+
+
+def spec_for(role: str, value: dict[str, Any]) -> TableSpec | None:
+    """The table spec of a stage output, by the topic's role and the value's kind."""
+    spec = SPECS.get((role, str(value.get("kind"))))
+    if spec is LOGS and value.get("reference_id"):
+        return LOGS_BY_REFERENCE
+    return spec

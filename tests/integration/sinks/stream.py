@@ -74,14 +74,14 @@ class Published:
 class Oracle:
     """The final row of every table key: the stage output with the highest version."""
 
-    rows: dict[tuple[TableSpec, str, str], dict[str, Any]] = field(default_factory=dict)
+    rows: dict[tuple[Any, ...], dict[str, Any]] = field(default_factory=dict)
     prompts: dict[tuple[str, str], tuple[str | None, str]] = field(default_factory=dict)
     dead_letters: set[tuple[str, int, int, int]] = field(default_factory=set)
 
     def add(self, role: str, value: dict[str, Any]) -> None:
-        spec = spec_for(role, value["kind"])
+        spec = spec_for(role, value)
         assert spec is not None, f"no table for {role}/{value['kind']}"
-        key = (spec, value["project"], value["id"])
+        key = (spec, *spec.key(value))  # a log with a reference_id: by that reference
         current = self.rows.get(key)
         if current is None or current["version"] < value["version"]:
             self.rows[key] = value
@@ -103,8 +103,8 @@ class Oracle:
 
     def tables(self) -> dict[str, set[tuple[str, str]]]:
         found: dict[str, set[tuple[str, str]]] = {}
-        for spec, project, row_id in self.rows:
-            found.setdefault(spec.table, set()).add((project, row_id))
+        for (spec, *_), value in self.rows.items():
+            found.setdefault(spec.table, set()).add((value["project"], value["id"]))
         return found
 
 

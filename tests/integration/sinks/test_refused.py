@@ -212,13 +212,6 @@ async def test_a_prompt_path_claimed_by_two_prompt_ids_does_not_stall_the_sink(
     assert orphans == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known, not fixed: two creates share a reference_id and the earlier one arrives "
-    "last, so stage 1 changes the log's id (immutable fields keep the earliest (ts, "
-    "event_id)); the new id's row then breaks the unique index logs (project, reference_id) "
-    "and is dead-lettered, and the stored log stays at its first version",
-)
 async def test_a_log_whose_id_changes_still_lands_under_its_reference_id(
     sink_env: SinkEnv,
 ) -> None:
