@@ -1,13 +1,23 @@
 """Trace assembly and rollups: pure reducers over canonical entities (stage 2's rules).
 
-A group (a trace, a session, a prompt version) holds one *member summary* per member,
-replaced only by a summary of a higher ``version``. Totals are recomputed from the members
-in key order, so they equal the brute-force sum over the final entities whatever order,
-duplication or redelivery brought them, and a child that arrives before its parent still
-counts. A group's ``version`` is the sum of its members' versions: it grows with every
-change, which is what the sink's guard needs.
+A group (a trace, a session, a prompt version) holds one compact *contribution* per
+member, replaced only by one of a higher ``version``, and running totals kept up to date
+incrementally (the old contribution subtracted, the new one added). Totals are integers —
+tokens, counts, and cost in units of 1e-10 dollars (the precision of the database's
+``numeric(20, 10)``) — so they are exact: whatever order, duplication or redelivery brought
+the members, the totals equal the brute-force sum over the final entities, and a child
+that arrives before its parent still counts. Start and end are the min and max over every
+contribution seen. A group's ``version`` is the sum of its members' versions: it grows
+with every change, which is what the sink's guard needs.
 
-Group state (a table value): ``{"members": {member_key: summary}, "last_ts": float}``.
+Group state (a table value)::
+
+    {"members": {member_key: contribution}, "totals": {...}, "last_ts": float}
+
+Work per added member is constant in Python; the members dict is still copied (at C speed)
+and the whole value goes to the changelog, so a group's value grows with its members
+(~150 bytes each): fine for traces and sessions; see the README for very large prompt
+versions.
 """
 
 from __future__ import annotations
@@ -16,14 +26,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 __all__ = [
+    "COST_UNIT",
     "TOKEN_FIELDS",
     "add_member",
     "entity_summary",
     "group_rollup",
-    "trace_status",
 ]
 
 TOKEN_FIELDS = ("prompt_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "tokens")
+COST_UNIT = 10_000_000_000  # cost totals are kept in 1e-10 dollars: exact integer sums
+# Integer totals that are the sum of the members' contributions.
+_SUMMED = (*TOKEN_FIELDS, "cost_units", "priced", "errors", "unpriced", "version")
 
 
 def _utc(value: str | None) -> str | None:
@@ -57,67 +70,109 @@ def entity_summary(entity: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _contribution(summary: dict[str, Any]) -> dict[str, Any]:
+    """The compact, integer form of a member summary that the totals are sums of."""
+    cost = summary.get("cost")
+    tokens = {name: int(summary.get(name) or 0) for name in TOKEN_FIELDS}
+    unpriced = summary.get("unpriced_count")  # a member that is itself a rollup
+    if unpriced is None:
+        unpriced = int(cost is None and tokens["tokens"] > 0)
+    return {
+        "kind": summary["kind"],
+        "version": int(summary["version"]),
+        **tokens,
+        "cost_units": round(cost * COST_UNIT) if cost is not None else 0,
+        "priced": summary.get("priced", int(cost is not None)),
+        "errors": int(summary.get("error_count", int(bool(summary.get("error"))))),
+        "unpriced": int(unpriced),
+        "start": summary.get("start"),
+        "end": summary.get("end"),
+        "session_id": summary.get("session_id"),
+        "name": summary.get("name"),
+    }
+
+
+def _empty_totals() -> dict[str, Any]:
+    return {
+        **dict.fromkeys(_SUMMED, 0),
+        "counts": {},
+        "start": None,
+        "end": None,
+        "sessions": None,
+        "root": None,
+    }
+
+
+def _min(a: str | None, b: str | None) -> str | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _max(a: str | None, b: str | None) -> str | None:
+    return b if a is None else a if b is None else max(a, b)
+
+
 def add_member(
     group: dict[str, Any] | None, member_key: str, summary: dict[str, Any], last_ts: float
 ) -> dict[str, Any] | None:
     """The group with ``summary`` in it; None when it already holds this version or newer."""
     members = group["members"] if group else {}
-    current = members.get(member_key)
-    if current is not None and current["version"] >= summary["version"]:
+    old = members.get(member_key)
+    if old is not None and old["version"] >= summary["version"]:
         return None
+    new = _contribution(summary)
+    totals = dict(group["totals"]) if group else _empty_totals()
+    for name in _SUMMED:
+        totals[name] += new[name] - (old[name] if old else 0)
+    if old is None:
+        counts = dict(totals["counts"])
+        counts[new["kind"]] = counts.get(new["kind"], 0) + 1
+        totals["counts"] = counts
+    totals["start"] = _min(totals["start"], new["start"])
+    totals["end"] = _max(totals["end"], new["end"])
+    totals["sessions"] = _min(totals["sessions"], new["session_id"])
+    if new["kind"] == "trace":  # the Maxim trace node itself: its end means completed
+        totals["root"] = {"end": new["end"], "name": new["name"]}
     return {
-        "members": {**members, member_key: summary},
+        "members": {**members, member_key: new},
+        "totals": totals,
         "last_ts": max(group["last_ts"] if group else 0.0, last_ts),
     }
 
 
-def trace_status(members: list[dict[str, Any]]) -> str:
+def _trace_status(totals: dict[str, Any]) -> str:
     """error if any node failed; with a Maxim trace node, completed once it has ended and
     running before; Humanloop logs are records of finished calls, so a trace of logs only
     is completed."""
-    if any(m["error"] for m in members):
+    if totals["errors"]:
         return "error"
-    roots = [m for m in members if m["kind"] == "trace"]
-    if roots:
-        return "completed" if roots[0]["end"] else "running"
-    return "completed" if all(m["kind"] == "log" for m in members) else "running"
-
-
-def _unpriced(member: dict[str, Any]) -> int:
-    if "unpriced_count" in member:  # a member that is itself a rollup
-        return int(member["unpriced_count"])
-    return int(member.get("cost") is None and member["tokens"] > 0)
+    if totals["root"] is not None:
+        return "completed" if totals["root"]["end"] else "running"
+    return "completed" if set(totals["counts"]) <= {"log"} else "running"
 
 
 def group_rollup(kind: str, project: str, group_id: str, group: dict[str, Any]) -> dict[str, Any]:
-    """Totals of a group, computed from its members in key order (deterministic floats)."""
-    members = [group["members"][key] for key in sorted(group["members"])]
-    costs = [m["cost"] for m in members if m.get("cost") is not None]
-    starts = [m["start"] for m in members if m.get("start")]
-    ends = [m["end"] for m in members if m.get("end")]
-    counts: dict[str, int] = {}
-    for member in members:
-        counts[member["kind"]] = counts.get(member["kind"], 0) + member.get("count", 1)
+    """The rollup of a group, read off its running totals (constant time)."""
+    totals = group["totals"]
+    start, end = totals["start"], totals["end"]
     rollup: dict[str, Any] = {
         "kind": kind,
         "project": project,
         "id": group_id,
-        "version": sum(m["version"] for m in members),
-        "counts": dict(sorted(counts.items())),
-        "error_count": sum(m.get("error_count", int(m["error"])) for m in members),
-        **{name: sum(m[name] for m in members) for name in TOKEN_FIELDS},
-        "cost": sum(costs) if costs else None,
-        "unpriced_count": sum(_unpriced(m) for m in members),
-        "start_time": min(starts) if starts else None,
-        "end_time": max(ends) if ends else None,
+        "version": totals["version"],
+        "counts": dict(sorted(totals["counts"].items())),
+        "error_count": totals["errors"],
+        **{name: totals[name] for name in TOKEN_FIELDS},
+        "cost": totals["cost_units"] / COST_UNIT if totals["priced"] else None,
+        "priced": totals["priced"],
+        "unpriced_count": totals["unpriced"],
+        "start_time": start,
+        "end_time": end,
     }
-    if starts and ends:
-        span = datetime.fromisoformat(max(ends)) - datetime.fromisoformat(min(starts))
+    if start and end:
+        span = datetime.fromisoformat(end) - datetime.fromisoformat(start)
         rollup["duration"] = span.total_seconds()
     if kind == "trace":
-        rollup["status"] = trace_status(members)
-        sessions = sorted({m["session_id"] for m in members if m.get("session_id")})
-        rollup["session_id"] = sessions[0] if sessions else None
-        roots = [m for m in members if m["kind"] == "trace"]
-        rollup["name"] = roots[0]["name"] if roots else None
+        rollup["status"] = _trace_status(totals)
+        rollup["session_id"] = totals["sessions"]
+        rollup["name"] = totals["root"]["name"] if totals["root"] else None
     return rollup

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .assembly import add_member, entity_summary, group_rollup
+from .assembly import TOKEN_FIELDS, add_member, entity_summary, group_rollup
 from .outcome import DeadLetter, Lookup, Origin, Outcome, Output, load_record
 
 __all__ = ["process_entities_record", "process_groups_record", "rollup_summary"]
@@ -35,10 +35,9 @@ def rollup_summary(rollup: dict[str, Any]) -> dict[str, Any]:
         "kind": "trace",
         "id": rollup["id"],
         "version": rollup["version"],
-        **{name: rollup[name] for name in ("prompt_tokens", "output_tokens", "cached_tokens")},
-        "reasoning_tokens": rollup["reasoning_tokens"],
-        "tokens": rollup["tokens"],
+        **{name: rollup[name] for name in TOKEN_FIELDS},
         "cost": rollup["cost"],
+        "priced": rollup["priced"],
         "error": rollup["error_count"] > 0,
         "error_count": rollup["error_count"],
         "unpriced_count": rollup["unpriced_count"],

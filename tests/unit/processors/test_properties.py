@@ -10,7 +10,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from processors.assembly import group_rollup
+from processors.assembly import COST_UNIT, group_rollup
 from processors.entities import canonical_entity, to_change
 from processors.merge import apply_change
 from processors.outcome import Origin
@@ -157,8 +157,11 @@ def test_trace_totals_equal_the_sum_over_final_entities(
     generations = [e for e in finals if e["kind"] == "generation"]
     assert rollup["tokens"] == sum(e.get("tokens", 0) for e in finals)
     assert rollup["prompt_tokens"] == sum(e["prompt_tokens"] for e in generations)
-    costs = [e["cost"] for e in sorted(finals, key=lambda e: e["key"]) if e.get("cost") is not None]
-    assert rollup["cost"] == (sum(costs) if costs else None)
+    costs = [e["cost"] for e in finals if e.get("cost") is not None]
+    # exact: totals are kept in integer units of 1e-10 dollars
+    assert rollup["cost"] == (
+        sum(round(c * COST_UNIT) for c in costs) / COST_UNIT if costs else None
+    )
     assert rollup["counts"] == {
         kind: sum(1 for e in finals if e["kind"] == kind) for kind in {e["kind"] for e in finals}
     }
