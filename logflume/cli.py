@@ -164,3 +164,108 @@ def _print_action(svc: manager.ServiceAction) -> None:
         f"{svc.name:<9} {mode:<8} {escape(svc.where)}: [{colour}]{svc.action}[/]{pid}",
         soft_wrap=True,
     )
+
+
+# -- the gateway and its API keys -----------------------------------------------------------
+
+
+@main.command()
+@click.option("--host", default=None, help="Address to listen on [LOGFLUME_GATEWAY_HOST].")
+@click.option("--port", type=int, default=None, help="Port [LOGFLUME_GATEWAY_PORT].")
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes to run.")
+@click.pass_obj
+def gateway(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
+    """Serve the HTTP gateway (Humanloop- and Maxim-compatible, /v1/events, read API)."""
+    import os
+
+    import uvicorn
+
+    from gateway import GatewaySettings, create_app
+
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    options = GatewaySettings(**overrides)
+    console.print(f"gateway on http://{options.host}:{options.port} (docs at /docs)")
+    if workers > 1:  # each process builds its own app from the same environment
+        os.environ.update({f"LOGFLUME_GATEWAY_{k.upper()}": str(v) for k, v in overrides.items()})
+        uvicorn.run(
+            "gateway.server:app",
+            host=options.host,
+            port=options.port,
+            workers=workers,
+            access_log=False,
+            log_level="warning",
+            factory=True,
+        )
+        return
+    app = create_app(settings, options)
+    uvicorn.run(app, host=options.host, port=options.port, access_log=False, log_level="warning")
+
+
+@main.group()
+def keys() -> None:
+    """API keys of the gateway (one project each; only a hash is stored)."""
+
+
+@keys.command("create")
+@click.option("--project", required=True, help="The project the key reads and writes.")
+@click.option("--name", default=None, help="A label to tell keys apart.")
+@click.pass_obj
+def keys_create(settings: Settings, project: str, name: str | None) -> None:
+    """Create a key and print it once (it cannot be shown again)."""
+    from gateway.auth import create_key
+
+    async def create() -> tuple[Any, str]:
+        conn = await asyncpg.connect(settings.dsn, timeout=10)
+        try:
+            return await create_key(conn, project, name)
+        finally:
+            await conn.close()
+
+    try:
+        record, key = run(create())
+    except ValueError as exc:
+        fail(str(exc))
+    err_console.print(f"key {record.id} for project {escape(record.project)} (shown once):")
+    click.echo(key)
+
+
+@keys.command("list")
+@click.option("--project", default=None, help="Only this project's keys.")
+@click.pass_obj
+def keys_list(settings: Settings, project: str | None) -> None:
+    """List keys (id, project, first characters, created, revoked); never the keys."""
+    from gateway.auth import list_keys
+
+    async def listing() -> list[Any]:
+        conn = await asyncpg.connect(settings.dsn, timeout=10)
+        try:
+            return await list_keys(conn, project)
+        finally:
+            await conn.close()
+
+    for k in run(listing()):
+        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        label = f" ({escape(k.name)})" if k.name else ""
+        console.print(
+            f"{k.id}  {escape(k.project)}  {k.prefix}…  {k.created_at:%Y-%m-%d}  {state}{label}",
+            soft_wrap=True,
+        )
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_obj
+def keys_revoke(settings: Settings, key_id: str) -> None:
+    """Revoke a key by its id (gateways stop accepting it within their key cache TTL)."""
+    from gateway.auth import revoke_key
+
+    async def revoke() -> bool:
+        conn = await asyncpg.connect(settings.dsn, timeout=10)
+        try:
+            return await revoke_key(conn, key_id)
+        finally:
+            await conn.close()
+
+    if not run(revoke()):
+        fail(f"no active key {key_id}")
+    console.print(f"revoked {key_id}")

@@ -1,0 +1,144 @@
+"""The gateway's ASGI app: ``create_app(settings, options)`` (``logflume gateway`` serves it).
+
+At start-up the lifespan opens the PostgreSQL pool (keys, Maxim nodes, the read side), the
+Kafka transport and the spool, and starts the :class:`~gateway.publisher.Publisher`; at
+shutdown it answers what is in flight (sent or spooled) and closes them. Tests pass
+:class:`Components` to run the same app over in-memory twins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import codec
+from fastapi import FastAPI
+
+from logflume.settings import Settings
+from producers.sdk import KafkaTransport, SDKSettings, Spool, Transport
+
+from .auth import KeyStore, PgKeyStore
+from .context import Gateway, openapi_schema
+from .errors import JsonResponse, install_handlers
+from .ingest import AcceptedLogs, Ingest
+from .nodes import NodeIndex, PgNodeIndex
+from .publisher import Publisher
+from .routes_events import events_router
+from .routes_humanloop import humanloop_router
+from .routes_maxim import maxim_router
+from .routes_read import read_router
+from .settings import GatewaySettings
+from .store import ReadStore, connect_pool
+
+__all__ = ["Components", "create_app", "kafka_transport", "open_spool"]
+
+_DESCRIPTION = """\
+logflume's HTTP gateway. **Write**: Humanloop-compatible logs (`/v5/prompts/log`, `/logs`),
+Maxim-compatible commit lines (`/api/sdk/v3/log`) and the native batch (`/v1/events`); a
+2xx means the events are acknowledged by Kafka or durably spooled. **Read**: logs, traces
+and sessions as the pipeline stored them. Every request needs an API key (`X-API-KEY`,
+`x-maxim-api-key` or `Authorization: Bearer`); a key sees only its project.
+"""
+
+
+@dataclass(slots=True)
+class Components:
+    """What the gateway runs on; ``create_app`` builds the real ones when not given."""
+
+    transport: Transport
+    spool: Spool | None
+    keys: KeyStore
+    nodes: NodeIndex
+    store: ReadStore | None = None
+
+
+def kafka_transport(settings: Settings, options: GatewaySettings) -> KafkaTransport:
+    sdk = SDKSettings(
+        bootstrap_servers=settings.bootstrap_servers,
+        topic=settings.topics.events,
+        client_id="logflume-gateway",
+        linger_ms=1,
+        send_timeout_s=options.send_timeout_s,
+        max_request_bytes=settings.max_record_bytes + 64 * 1024,
+        max_event_bytes=settings.max_event_bytes,
+    )
+    return KafkaTransport(sdk, compression="lz4" if codec.has_lz4() else None)
+
+
+def open_spool(settings: Settings, options: GatewaySettings) -> Spool:
+    root = options.spool_dir or settings.home.expanduser() / "gateway-spool"
+    return Spool(
+        root, max_bytes=options.spool_max_bytes, segment_bytes=16 * 1024 * 1024, fsync="batch"
+    )
+
+
+def create_app(
+    settings: Settings, options: GatewaySettings, components: Components | None = None
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        pool = None
+        parts = components
+        if parts is None:
+            pool = await connect_pool(
+                settings.dsn, max_size=options.db_pool_max, timeout_s=options.db_timeout_s
+            )
+            parts = Components(
+                transport=kafka_transport(settings, options),
+                spool=open_spool(settings, options),
+                keys=PgKeyStore(
+                    pool, ttl_s=options.key_cache_ttl_s, timeout_s=options.db_timeout_s
+                ),
+                nodes=PgNodeIndex(pool, cache_size=options.node_cache_size,
+                                  timeout_s=options.db_timeout_s),
+                store=ReadStore(pool, timeout_s=options.db_timeout_s),
+            )  # fmt: skip
+        publisher = Publisher(
+            parts.transport, parts.spool, linger_s=options.linger_ms / 1000,
+            max_events=options.publish_max_events, send_timeout_s=options.send_timeout_s,
+            backoff_max_s=options.retry_backoff_max_s,
+        )  # fmt: skip
+        publisher.start()
+        accepted = AcceptedLogs(options.accepted_capacity, options.accepted_ttl_s)
+        ingest = Ingest(publisher, accepted, settings.max_event_bytes)
+        app.state.keys = parts.keys
+        app.state.gateway = Gateway(settings, options, ingest, parts.store, parts.nodes)
+        try:
+            yield
+        finally:
+            await publisher.close()
+            if pool is not None:
+                await pool.close()
+
+    app = FastAPI(
+        title="logflume gateway",
+        version="0.1.0",
+        description=_DESCRIPTION,
+        lifespan=lifespan,
+        default_response_class=JsonResponse,
+    )
+    install_handlers(app)
+    app.include_router(humanloop_router)
+    app.include_router(humanloop_router, prefix="/v5")
+    app.include_router(maxim_router)
+    app.include_router(events_router)
+    app.include_router(read_router)
+
+    @app.get("/healthz", tags=["ops"], summary="Liveness and the publisher's state")
+    async def healthz() -> dict[str, Any]:
+        gateway: Gateway = app.state.gateway
+        publisher = gateway.ingest.publisher
+        stats = publisher.stats
+        return {
+            "status": "ok",
+            "kafka": "healthy" if publisher.healthy else "spooling",
+            "sent": stats.sent,
+            "spooled": stats.spooled,
+            "resent": stats.resent,
+            "pending_logs": len(gateway.ingest.accepted),
+        }
+
+    app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
+    return app

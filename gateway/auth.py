@@ -1,0 +1,156 @@
+"""API keys: one project per key, only a hash stored, checked on every request.
+
+A key is ``lf_`` + 43 URL-safe characters (256 random bits), printed once by
+``logflume keys create``; the database keeps its SHA-256 (a fast hash suffices for a
+random 256-bit secret) and its first characters, to tell keys apart. Requests carry it in
+``X-API-KEY`` (the Humanloop SDK), ``x-maxim-api-key`` (the Maxim SDK) or
+``Authorization: Bearer``. Verified keys (and refused ones) are cached for
+``key_cache_ttl_s`` so that the hot path costs a dict lookup; a revoked key stops working
+within that time. Keys are never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Protocol
+
+import asyncpg
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from producers.contract.types import ID_PATTERN
+
+from .errors import Unauthorized
+
+__all__ = [
+    "KEY_PREFIX",
+    "ApiKey",
+    "KeyStore",
+    "PgKeyStore",
+    "Project",
+    "create_key",
+    "hash_key",
+    "list_keys",
+    "new_key",
+    "request_project",
+    "revoke_key",
+]
+
+KEY_PREFIX = "lf_"
+_SHOWN_CHARS = 10
+_CACHE_MAX = 10_000
+
+humanloop_key = APIKeyHeader(name="X-API-KEY", auto_error=False, scheme_name="HumanloopKey")
+maxim_key = APIKeyHeader(name="x-maxim-api-key", auto_error=False, scheme_name="MaximKey")
+bearer = HTTPBearer(auto_error=False, scheme_name="Bearer")
+
+
+def new_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_key(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class KeyStore(Protocol):
+    async def project_for(self, key: str) -> str | None:
+        """The project of a valid key, None for an unknown or revoked one."""
+        ...
+
+
+class PgKeyStore:
+    """Keys in PostgreSQL's ``api_keys``, with a small TTL cache in front."""
+
+    def __init__(self, pool: asyncpg.Pool, *, ttl_s: float, timeout_s: float = 10.0) -> None:
+        self._pool = pool
+        self._ttl_s = ttl_s
+        self._timeout_s = timeout_s
+        self._cache: dict[str, tuple[float, str | None]] = {}
+
+    async def project_for(self, key: str) -> str | None:
+        digest = hash_key(key)
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        project = await self._pool.fetchval(
+            "SELECT project FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+            digest,
+            timeout=self._timeout_s,
+        )
+        if len(self._cache) >= _CACHE_MAX:
+            self._cache.clear()
+        self._cache[digest] = (now + self._ttl_s, project)
+        return project  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    id: str
+    project: str
+    prefix: str
+    name: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+async def create_key(
+    conn: asyncpg.Connection, project: str, name: str | None = None
+) -> tuple[ApiKey, str]:
+    """A new key for ``project``: its record and the key itself (shown once)."""
+    if not re.match(ID_PATTERN, project) or len(project) > 128:
+        raise ValueError("project: must be letters, digits and . _ : @ - (at most 128)")
+    key = new_key()
+    key_id = "key_" + secrets.token_hex(8)
+    row = await conn.fetchrow(
+        "INSERT INTO api_keys (id, project, key_hash, prefix, name) VALUES ($1, $2, $3, $4, $5)"
+        " RETURNING id, project, prefix, name, created_at, revoked_at",
+        key_id,
+        project,
+        hash_key(key),
+        key[:_SHOWN_CHARS],
+        name,
+    )
+    return ApiKey(**dict(row)), key
+
+
+async def list_keys(conn: asyncpg.Connection, project: str | None = None) -> list[ApiKey]:
+    rows = await conn.fetch(
+        "SELECT id, project, prefix, name, created_at, revoked_at FROM api_keys"
+        " WHERE $1::text IS NULL OR project = $1 ORDER BY project, created_at",
+        project,
+    )
+    return [ApiKey(**dict(row)) for row in rows]
+
+
+async def revoke_key(conn: asyncpg.Connection, key_id: str) -> bool:
+    status = await conn.execute(
+        "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL", key_id
+    )
+    return status.endswith(" 1")
+
+
+async def request_project(
+    request: Request,
+    humanloop: Annotated[str | None, Depends(humanloop_key)],
+    maxim: Annotated[str | None, Depends(maxim_key)],
+    authorization: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str:
+    """The project of the request's API key; 401 without a valid one."""
+    key = humanloop or maxim or (authorization.credentials if authorization else None)
+    if not key:
+        raise Unauthorized("an API key is required (X-API-KEY or x-maxim-api-key)")
+    store: KeyStore = request.app.state.keys
+    project = await store.project_for(key)
+    if project is None:
+        raise Unauthorized("the API key is not valid")
+    return project
+
+
+Project = Annotated[str, Depends(request_project)]

@@ -1,0 +1,111 @@
+"""The gateway's parts, held by the app for the routes, and helpers every route shares:
+reading a bounded request body, the id parameters, and the documented request schemas.
+
+Routes read their bodies themselves (so that the size limit applies while reading and
+every validation goes through the wire contract), and document them with
+:func:`body_doc`, which :func:`openapi_schema` turns into the OpenAPI ``requestBody``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import orjson
+from fastapi import Depends, FastAPI, Path, Query, Request
+from fastapi.openapi.utils import get_openapi
+from pydantic import TypeAdapter
+
+from logflume.settings import Settings
+from producers.contract import FieldError
+from producers.contract.types import ID_PATTERN, MAX_ID_LENGTH
+
+from .errors import PayloadTooLarge, ValidationFailed
+from .ingest import Ingest
+from .nodes import NodeIndex
+from .settings import GatewaySettings
+from .store import ReadStore
+
+__all__ = [
+    "Gateway",
+    "GatewayDep",
+    "IdPath",
+    "IdQuery",
+    "body_doc",
+    "openapi_schema",
+    "read_body",
+    "read_json",
+]
+
+
+@dataclass(slots=True)
+class Gateway:
+    settings: Settings
+    options: GatewaySettings
+    ingest: Ingest
+    store: ReadStore | None
+    nodes: NodeIndex
+
+
+def _gateway(request: Request) -> Gateway:
+    return request.app.state.gateway  # type: ignore[no-any-return]
+
+
+GatewayDep = Annotated[Gateway, Depends(_gateway)]
+IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
+IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it passes ``limit`` bytes."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"the request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    raw = await read_body(request, limit)
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValidationFailed([FieldError("body", f"is not valid JSON ({exc})")], ()) from None
+
+
+# name -> (JSON schema generator of the documented body, content type)
+_BODIES: dict[str, tuple[TypeAdapter[Any] | None, str]] = {}
+
+
+def body_doc(name: str, shape: Any, content_type: str = "application/json") -> dict[str, Any]:
+    """``openapi_extra`` documenting a body the route reads itself (``shape``: a type)."""
+    _BODIES[name] = (TypeAdapter(shape) if shape is not str else None, content_type)
+    schema: dict[str, Any] = (
+        {"type": "string"} if shape is str else {"$ref": f"#/components/schemas/{name}"}
+    )
+    return {"requestBody": {"required": True, "content": {content_type: {"schema": schema}}}}
+
+
+def openapi_schema(app: FastAPI) -> dict[str, Any]:
+    """FastAPI's schema plus the documented bodies (their definitions as components)."""
+    if app.openapi_schema:
+        return app.openapi_schema
+    schema = get_openapi(
+        title=app.title, version=app.version, description=app.description, routes=app.routes
+    )
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, (adapter, _) in _BODIES.items():
+        if adapter is None:
+            continue
+        body = adapter.json_schema(ref_template="#/components/schemas/{model}")
+        for def_name, definition in body.pop("$defs", {}).items():
+            components.setdefault(def_name, definition)
+        components[name] = body
+    app.openapi_schema = schema
+    return schema

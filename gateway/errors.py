@@ -1,0 +1,154 @@
+"""The gateway's errors and how they are answered.
+
+Every refusal is a :class:`GatewayError` with an HTTP status. Validation failures carry the
+wire contract's :class:`~producers.contract.FieldError` list and are answered in FastAPI's
+own 422 shape (``{"detail": [{"loc", "msg", "type"}]}``, which the Humanloop SDK parses as
+its ``HttpValidationError``), each entry also naming ``field`` and ``reason`` as the
+contract does. Maxim's SDK reads ``{"error": {"message"}}``: its routes raise
+:class:`MaximError`. Messages never quote a payload or a key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+
+from producers.contract import ContractError, FieldError
+
+__all__ = [
+    "BadRequest",
+    "GatewayError",
+    "JsonResponse",
+    "MaximError",
+    "NotFound",
+    "PayloadTooLarge",
+    "Unauthorized",
+    "Unavailable",
+    "ValidationFailed",
+    "detail_entries",
+    "install_handlers",
+]
+
+
+class JsonResponse(Response):
+    """JSON rendered by orjson (datetimes as RFC 3339)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+class GatewayError(Exception):
+    """A refusal answered with ``status`` and ``{"detail": ...}``."""
+
+    status = 500
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": self.message}
+
+
+class BadRequest(GatewayError):
+    status = 400
+
+
+class Unauthorized(GatewayError):
+    status = 401
+
+
+class NotFound(GatewayError):
+    status = 404
+
+
+class PayloadTooLarge(GatewayError):
+    status = 413
+
+
+class Unavailable(GatewayError):
+    """Neither Kafka nor the spool took the events: nothing was accepted; retry later."""
+
+    status = 503
+
+
+class ValidationFailed(GatewayError):
+    """422 naming every field and reason. Fields are the contract's paths (``body.x``);
+    ``where`` locates the event inside the request body (``[2]`` in an array)."""
+
+    status = 422
+
+    def __init__(self, errors: Sequence[FieldError], where: Sequence[str | int] = ()) -> None:
+        super().__init__("; ".join(str(e) for e in errors))
+        self.errors = tuple(errors)
+        self.where = tuple(where)
+
+    @classmethod
+    def of(cls, exc: ContractError, where: Sequence[str | int] = ()) -> ValidationFailed:
+        return cls(exc.errors, where)
+
+    def body(self) -> dict[str, Any]:
+        return {"detail": detail_entries(self.errors, self.where)}
+
+
+class MaximError(GatewayError):
+    """Answered as Maxim's SDK expects: ``{"error": {"message": ...}}``."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+    def body(self) -> dict[str, Any]:
+        return {"error": {"message": self.message}}
+
+
+def _loc(field: str) -> list[str | int]:
+    """``body.messages[0].role`` -> ``["body", "messages", 0, "role"]``."""
+    loc: list[str | int] = []
+    for part in field.replace("[", ".[").split("."):
+        if not part:
+            continue
+        if part.startswith("[") and part.endswith("]") and part[1:-1].isdigit():
+            loc.append(int(part[1:-1]))
+        else:
+            loc.append(part)
+    return loc
+
+
+def _request_loc(field: str, where: Sequence[str | int]) -> list[str | int]:
+    """FastAPI's ``loc`` in the request: ``body``, the event's place, the field's path."""
+    loc = _loc(field)
+    if loc and loc[0] == "body":
+        loc = loc[1:]
+    return ["body", *where, *loc]
+
+
+def detail_entries(
+    errors: Iterable[FieldError], where: Sequence[str | int] = ()
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": _request_loc(e.field, where),
+            "msg": e.reason,
+            "type": "value_error.contract",
+            "field": e.field,
+            "reason": e.reason,
+        }
+        for e in errors
+    ]
+
+
+async def _gateway_error(_: Request, exc: Exception) -> JsonResponse:
+    assert isinstance(exc, GatewayError)
+    headers = {"WWW-Authenticate": "X-API-KEY"} if exc.status == 401 else None
+    return JsonResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(GatewayError, _gateway_error)

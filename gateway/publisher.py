@@ -1,0 +1,297 @@
+"""Publishing accepted events: a 2xx only once Kafka acknowledged them or the spool has them
+on disk (fsynced), so an event the gateway accepted is never lost.
+
+Requests hand their encoded events to :meth:`Publisher.publish` and wait. A flusher task
+takes whatever requests arrived within ``linger`` and sends their events together through
+the SDK's :class:`~producers.sdk.KafkaTransport` (records packed per partition, as every
+producer of the pipeline does; idempotent producer, ``acks=all``), so many small requests
+still make few, well-filled records. Up to ``max_inflight`` sends run at once.
+
+When Kafka fails (a :class:`~producers.sdk.SendFailure` names the events not
+acknowledged), those events are appended to the SDK's crash-safe :class:`~producers.sdk.Spool`
+(``fsync`` per append) and their requests are answered as spooled; for a short, growing
+backoff the next requests go to the spool at once instead of waiting on a broker that is
+away. A drainer task re-sends the spool in order and acknowledges each chunk only after
+Kafka did. Without a spool, or when the spool is full or the disk refuses, the request
+fails with 503 and the caller retries (the SDKs do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from producers.sdk import SendFailure, Spool, Transport
+from producers.sdk.encoding import Encoded
+from producers.sdk.spool import SpoolError
+
+from .errors import PayloadTooLarge, Unavailable
+
+__all__ = ["Delivery", "Publisher", "PublisherStats"]
+
+log = logging.getLogger(__name__)
+
+Delivery = Literal["sent", "spooled"]
+_BACKOFF_START_S = 0.2
+_SPOOL_READ_EVENTS = 2000
+_SPOOL_READ_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(slots=True)
+class PublisherStats:
+    sent: int = 0
+    spooled: int = 0
+    resent: int = 0
+    refused: int = 0
+    send_failures: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Request:
+    events: Sequence[Encoded]
+    future: asyncio.Future[Delivery]
+
+
+class Publisher:
+    """Coalesces requests' events into sends; spools what Kafka does not acknowledge."""
+
+    def __init__(
+        self,
+        transport: Transport,
+        spool: Spool | None,
+        *,
+        linger_s: float = 0.001,
+        max_events: int = 5000,
+        max_inflight: int = 4,
+        send_timeout_s: float = 5.0,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self._transport = transport
+        self._spool = spool
+        self._linger_s = linger_s
+        self._max_events = max_events
+        self._send_timeout_s = send_timeout_s
+        self._backoff_max_s = backoff_max_s
+        self._backoff_s = _BACKOFF_START_S
+        self._unhealthy_until = 0.0
+        self._queue: list[_Request] = []
+        self._wake = asyncio.Event()
+        self._spooled = asyncio.Event()
+        self._slots = asyncio.Semaphore(max_inflight)
+        self._sends: set[asyncio.Task[None]] = set()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._closing = False
+        self.stats = PublisherStats()
+
+    # -- life cycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._flusher()), loop.create_task(self._drainer())]
+        if self._spool is not None and self._spool.has_unsent():
+            self._spooled.set()  # what an earlier process left: send it first
+
+    async def close(self, timeout_s: float = 10.0) -> None:
+        """Answer what is queued (sent or spooled), stop the tasks, release the transport."""
+        self._closing = True
+        self._wake.set()
+        self._spooled.set()
+        deadline = time.monotonic() + timeout_s
+        while (self._queue or self._sends) and time.monotonic() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # the flusher empties the queue; sends finish on their own
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._sends, return_exceptions=True)
+        for request in self._queue:
+            if not request.future.done():
+                request.future.set_exception(Unavailable("the gateway is shutting down"))
+        self._queue.clear()
+        try:
+            await asyncio.wait_for(self._transport.close(), 5.0)
+        except Exception:
+            log.debug("closing the transport failed", exc_info=True)
+        if self._spool is not None:
+            self._spool.close()
+
+    @property
+    def healthy(self) -> bool:
+        return time.monotonic() >= self._unhealthy_until
+
+    # -- the request side ------------------------------------------------------------------
+
+    async def publish(self, events: Sequence[Encoded]) -> Delivery:
+        """Wait until ``events`` are acknowledged by Kafka or durably spooled.
+
+        Raises :class:`~gateway.errors.Unavailable` (503) when neither happened and
+        :class:`~gateway.errors.PayloadTooLarge` when Kafka refused them for good.
+        """
+        if not events:
+            return "sent"
+        if self._closing:
+            raise Unavailable("the gateway is shutting down")
+        request = _Request(events, asyncio.get_running_loop().create_future())
+        self._queue.append(request)
+        self._wake.set()
+        return await asyncio.shield(request.future)
+
+    # -- the flusher -----------------------------------------------------------------------
+
+    async def _flusher(self) -> None:
+        while True:
+            await self._wake.wait()
+            if self._linger_s and not self._closing:
+                await asyncio.sleep(self._linger_s)
+            self._wake.clear()
+            while self._queue:
+                batch = self._take()
+                await self._slots.acquire()
+                task = asyncio.get_running_loop().create_task(self._deliver(batch))
+                self._sends.add(task)
+                task.add_done_callback(self._sends.discard)
+
+    def _take(self) -> list[_Request]:
+        taken: list[_Request] = []
+        count = 0
+        while self._queue and (not taken or count + len(self._queue[0].events) <= self._max_events):
+            request = self._queue.pop(0)
+            taken.append(request)
+            count += len(request.events)
+        return taken
+
+    async def _deliver(self, batch: list[_Request]) -> None:
+        try:
+            events = [event for request in batch for event in request.events]
+            if self.healthy or self._spool is None:
+                await self._send(batch, events)
+            else:
+                await self._to_spool(batch, events)
+        except Exception as exc:  # never leave a request waiting
+            log.warning("publishing failed: %s", type(exc).__name__)
+            for request in batch:
+                if not request.future.done():
+                    request.future.set_exception(Unavailable("publishing failed"))
+        finally:
+            self._slots.release()
+
+    async def _send(self, batch: list[_Request], events: list[Encoded]) -> None:
+        try:
+            await asyncio.wait_for(self._transport.send(events), self._send_timeout_s * 2)
+        except SendFailure as failure:
+            self._failed(failure.reason)
+            acked = len(events) - len(failure.retry) - len(failure.rejected)
+            self.stats.sent += acked
+            await self._settle_failure(batch, failure.retry, failure.rejected, failure.reason)
+            return
+        except TimeoutError:
+            self._failed("timed out")
+            await self._settle_failure(batch, events, (), "timed out")
+            return
+        self.stats.sent += len(events)
+        for request in batch:
+            _resolve(request, "sent")
+
+    async def _settle_failure(
+        self,
+        batch: list[_Request],
+        retry: Sequence[Encoded],
+        rejected: Sequence[Encoded],
+        reason: str,
+    ) -> None:
+        refused = {id(event) for event in rejected}
+        unsent = {id(event) for event in retry}
+        spooled = await self._spool_events(retry)
+        self.stats.refused += len(rejected)
+        for request in batch:
+            ids = {id(event) for event in request.events}
+            if ids & refused:
+                _fail(request, _refusal(reason))
+            elif ids & unsent and not ids & unsent <= spooled:
+                _fail(request, Unavailable("Kafka is unavailable and the spool is full"))
+            else:
+                _resolve(request, "spooled" if ids & unsent else "sent")
+
+    async def _to_spool(self, batch: list[_Request], events: list[Encoded]) -> None:
+        spooled = await self._spool_events(events)
+        for request in batch:
+            if {id(event) for event in request.events} <= spooled:
+                _resolve(request, "spooled")
+            else:
+                _fail(request, Unavailable("Kafka is unavailable and the spool is full"))
+
+    async def _spool_events(self, events: Sequence[Encoded]) -> set[int]:
+        """Append to the spool (fsync, in a thread); the ids of the events written."""
+        spool = self._spool
+        if spool is None or not events:
+            return set()
+        try:
+            written = await asyncio.to_thread(spool.append, events)
+        except SpoolError as exc:
+            log.warning("cannot write the spool: %s", exc)
+            return set()
+        self.stats.spooled += written
+        if written:
+            self._spooled.set()
+        return {id(event) for event in events[:written]}
+
+    def _failed(self, reason: str) -> None:
+        self.stats.send_failures += 1
+        if self.healthy:
+            log.warning("sending to Kafka failed (%s); spooling", reason)
+        self._unhealthy_until = time.monotonic() + self._backoff_s
+        self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
+
+    # -- the drainer -----------------------------------------------------------------------
+
+    async def _drainer(self) -> None:
+        spool = self._spool
+        if spool is None:
+            return
+        while True:
+            await self._spooled.wait()
+            self._spooled.clear()
+            while spool.has_unsent():
+                outcome = await self._drain_once(spool)
+                if outcome == "empty":
+                    break
+                if outcome == "failed":
+                    await asyncio.sleep(max(0.05, self._unhealthy_until - time.monotonic()))
+
+    async def _drain_once(self, spool: Spool) -> Literal["sent", "empty", "failed"]:
+        """Send the next chunk of the spool; "sent" once Kafka acknowledged it."""
+        spool.rewind()
+        chunk = await asyncio.to_thread(spool.read, _SPOOL_READ_EVENTS, _SPOOL_READ_BYTES)
+        if not chunk.events:
+            spool.ack(chunk)
+            return "empty"
+        try:
+            await asyncio.wait_for(self._transport.send(chunk.events), self._send_timeout_s * 2)
+        except (SendFailure, TimeoutError) as exc:
+            self._failed(getattr(exc, "reason", "timed out"))
+            return "failed"
+        spool.ack(chunk)
+        self.stats.resent += len(chunk.events)
+        if self._unhealthy_until:
+            log.warning("Kafka is back; the spool is being drained")
+        self._unhealthy_until = 0.0
+        self._backoff_s = _BACKOFF_START_S
+        return "sent"
+
+
+def _refusal(reason: str) -> Exception:
+    if "TooLarge" in reason:
+        return PayloadTooLarge(f"Kafka refused the record: {reason}")
+    return Unavailable(f"Kafka refused the events: {reason}")
+
+
+def _resolve(request: _Request, delivery: Delivery) -> None:
+    if not request.future.done():
+        request.future.set_result(delivery)
+
+
+def _fail(request: _Request, exc: Exception) -> None:
+    if not request.future.done():
+        request.future.set_exception(exc)

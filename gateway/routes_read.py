@@ -1,0 +1,62 @@
+"""The read API beyond single logs: traces (the tree with per-node and total usage),
+sessions, and the listing of traces by time (keyset pagination)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from .auth import Project
+from .context import GatewayDep, IdPath
+from .errors import JsonResponse, NotFound
+from .store import Cursor, ReadStore
+from .views import SessionView, TracePage, TraceView, session_view, trace_summary, trace_view
+
+__all__ = ["read_router"]
+
+read_router = APIRouter(tags=["read"])
+
+
+def _store(gw: GatewayDep) -> ReadStore:
+    if gw.store is None:
+        raise NotFound("no read store")
+    return gw.store
+
+
+@read_router.get("/traces/{id}", response_model=TraceView, summary="A trace as a tree")
+async def get_trace(gw: GatewayDep, project: Project, id: IdPath) -> JsonResponse:
+    """Spans, generations and logs nested by parent, each with its own usage and its
+    subtree's; the trace's totals are the pipeline's rollup (all descendants)."""
+    store = _store(gw)
+    trace = await store.trace(project, id)
+    spans, generations, logs = await store.trace_members(project, id)
+    if trace is None and not (spans or generations or logs):
+        raise NotFound(f"no trace {id!r}")
+    view = trace_view(id, trace, spans, generations, logs)
+    return JsonResponse(view.model_dump(mode="json"))
+
+
+@read_router.get("/traces", response_model=TracePage, summary="List traces, newest first")
+async def list_traces(
+    gw: GatewayDep,
+    project: Project,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JsonResponse:
+    rows, next_cursor = await _store(gw).traces_page(
+        project, limit=min(limit, gw.options.list_limit_max),
+        cursor=Cursor.decode(cursor) if cursor else None,
+    )  # fmt: skip
+    page = {"records": [trace_summary(r).model_dump(mode="json") for r in rows],
+            "next_cursor": next_cursor.encode() if next_cursor else None}  # fmt: skip
+    return JsonResponse(page)
+
+
+@read_router.get("/sessions/{id}", response_model=SessionView, summary="A session")
+async def get_session(gw: GatewayDep, project: Project, id: IdPath) -> JsonResponse:
+    """The session's totals (over its traces), its traces and its logs."""
+    totals, traces, logs = await _store(gw).session(project, id)
+    if totals is None and not traces and not logs:
+        raise NotFound(f"no session {id!r}")
+    return JsonResponse(session_view(id, totals, traces, logs).model_dump(mode="json"))

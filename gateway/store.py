@@ -1,0 +1,223 @@
+"""Every query of the read API, in one module (the sinks' tables are the read model).
+
+All queries filter by the request's project first: a key of one project never reads
+another's rows (a foreign id is simply not found, hence 404). Listings use keyset
+pagination, newest first, on ``(time, id)`` with the indexes of migration 0004: the cursor
+is the last row's ``(time, id)``, so a page costs the same at any depth and rows written
+meanwhile never shift a page.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from .errors import BadRequest
+
+__all__ = ["Cursor", "ReadStore", "connect_pool"]
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for name in ("json", "jsonb"):
+        await conn.set_type_codec(
+            name,
+            encoder=lambda value: orjson.dumps(value).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+        )
+
+
+async def connect_pool(dsn: str, *, max_size: int, timeout_s: float) -> asyncpg.Pool:
+    """The gateway's pool: JSON columns decoded to Python objects."""
+    pool = await asyncpg.create_pool(
+        dsn, min_size=1, max_size=max_size, timeout=timeout_s, command_timeout=timeout_s * 3,
+        init=_init_connection,
+    )  # fmt: skip
+    assert pool is not None
+    return pool
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where a page ends: the last row's time and id, opaque to clients."""
+
+    at: datetime
+    id: str
+
+    def encode(self) -> str:
+        raw = orjson.dumps([self.at.isoformat(), self.id])
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Cursor:
+        try:
+            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            at, ident = orjson.loads(raw)
+            return cls(datetime.fromisoformat(at), str(ident))
+        except (ValueError, TypeError, orjson.JSONDecodeError):
+            raise BadRequest("cursor: not a cursor this API returned") from None
+
+
+_LOG_TIME = "coalesce(l.created_at, l.stored_at)"
+_TRACE_TIME = "coalesce(t.start_time, t.first_seen)"
+
+
+class ReadStore:
+    """The read side over an asyncpg pool."""
+
+    def __init__(self, pool: asyncpg.Pool, *, timeout_s: float = 10.0) -> None:
+        self.pool = pool
+        self._t = timeout_s
+
+    async def _one(self, sql: str, *args: Any) -> dict[str, Any] | None:
+        row = await self.pool.fetchrow(sql, *args, timeout=self._t)
+        return dict(row) if row is not None else None
+
+    async def _all(self, sql: str, *args: Any) -> list[dict[str, Any]]:
+        return [dict(r) for r in await self.pool.fetch(sql, *args, timeout=self._t)]
+
+    # -- logs ------------------------------------------------------------------------------
+
+    async def log(self, project: str, log_id: str) -> dict[str, Any] | None:
+        return await self._one("SELECT * FROM logs WHERE project = $1 AND id = $2", project, log_id)
+
+    async def log_by_reference(self, project: str, reference_id: str) -> dict[str, Any] | None:
+        return await self._one(
+            "SELECT * FROM logs WHERE project = $1 AND reference_id = $2", project, reference_id
+        )
+
+    async def feedback(
+        self, project: str, log_id: str, reference_id: str | None
+    ) -> list[dict[str, Any]]:
+        return await self._all(
+            'SELECT id, value, source, "user", metadata, created_at FROM feedback'
+            " WHERE project = $1 AND (log_id = $2 OR ($3::text IS NOT NULL AND reference_id = $3))"
+            " ORDER BY coalesce(created_at, updated_at), id",
+            project,
+            log_id,
+            reference_id,
+        )
+
+    async def logs_page(
+        self,
+        project: str,
+        *,
+        limit: int,
+        cursor: Cursor | None = None,
+        filters: dict[str, str] | None = None,
+    ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """Logs newest first; ``filters``: equality on session_id, trace_id, version_id…"""
+        args: list[Any] = [project]
+        where = ["l.project = $1"]
+        for column, value in (filters or {}).items():
+            args.append(value)
+            where.append(f"l.{column} = ${len(args)}")
+        if cursor is not None:
+            args += [cursor.at, cursor.id]
+            where.append(f"({_LOG_TIME}, l.id) < (${len(args) - 1}, ${len(args)})")
+        args.append(limit + 1)
+        rows = await self._all(
+            f"SELECT l.*, {_LOG_TIME} AS listed_at FROM logs l WHERE {' AND '.join(where)}"
+            f" ORDER BY {_LOG_TIME} DESC, l.id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        return _page(rows, limit)
+
+    # -- prompts ---------------------------------------------------------------------------
+
+    async def version_for(
+        self, project: str, prompt_id: str | None, environment: str | None
+    ) -> str | None:
+        """The newest stored version of a Prompt (in ``environment`` when given)."""
+        if prompt_id is None:
+            return None
+        return await self.pool.fetchval(  # type: ignore[no-any-return]
+            "SELECT id FROM prompt_versions WHERE project = $1 AND prompt_id = $2"
+            " AND ($3::text IS NULL OR environment = $3) ORDER BY created_at DESC, id LIMIT 1",
+            project,
+            prompt_id,
+            environment,
+            timeout=self._t,
+        )
+
+    # -- traces and sessions ---------------------------------------------------------------
+
+    async def trace(self, project: str, trace_id: str) -> dict[str, Any] | None:
+        return await self._one(
+            "SELECT * FROM traces WHERE project = $1 AND id = $2", project, trace_id
+        )
+
+    async def trace_members(
+        self, project: str, trace_id: str
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+        """Spans, generations and logs of a trace (a log may be the trace's root itself)."""
+        spans = await self._all(
+            "SELECT * FROM spans WHERE project = $1 AND trace_id = $2 ORDER BY start_time, id",
+            project,
+            trace_id,
+        )
+        generations = await self._all(
+            "SELECT * FROM generations WHERE project = $1 AND trace_id = $2"
+            " ORDER BY start_time, id",
+            project,
+            trace_id,
+        )
+        logs = await self._all(
+            "SELECT * FROM logs WHERE project = $1 AND (trace_id = $2 OR id = $2)"
+            " ORDER BY coalesce(start_time, created_at, stored_at), id",
+            project,
+            trace_id,
+        )
+        return spans, generations, logs
+
+    async def traces_page(
+        self, project: str, *, limit: int, cursor: Cursor | None = None
+    ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        args: list[Any] = [project]
+        where = ["t.project = $1", f"{_TRACE_TIME} IS NOT NULL"]
+        if cursor is not None:
+            args += [cursor.at, cursor.id]
+            where.append(f"({_TRACE_TIME}, t.id) < ($2, $3)")
+        args.append(limit + 1)
+        rows = await self._all(
+            f"SELECT t.*, {_TRACE_TIME} AS listed_at FROM traces t WHERE {' AND '.join(where)}"
+            f" ORDER BY {_TRACE_TIME} DESC, t.id DESC LIMIT ${len(args)}",
+            *args,
+        )
+        return _page(rows, limit)
+
+    async def session(
+        self, project: str, session_id: str
+    ) -> tuple[dict[str, Any] | None, list[dict[str, Any]], list[dict[str, Any]]]:
+        """The session's totals, its traces and its logs (at most 1000 of each)."""
+        totals = await self._one(
+            "SELECT * FROM sessions WHERE project = $1 AND id = $2", project, session_id
+        )
+        traces = await self._all(
+            "SELECT * FROM traces WHERE project = $1"
+            " AND (session_id = $2 OR rollup_session_id = $2)"
+            " ORDER BY coalesce(start_time, first_seen), id LIMIT 1000",
+            project,
+            session_id,
+        )
+        logs = await self._all(
+            "SELECT * FROM logs WHERE project = $1"
+            " AND (session_id = $2 OR session_reference_id = $2)"
+            " ORDER BY coalesce(created_at, stored_at), id LIMIT 1000",
+            project,
+            session_id,
+        )
+        return totals, traces, logs
+
+
+def _page(rows: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], Cursor | None]:
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, Cursor(last["listed_at"], last["id"])

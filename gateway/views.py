@@ -1,0 +1,299 @@
+"""What the read API answers: response models and how stored rows become them.
+
+A log is the contract's :class:`~producers.contract.LogResponse` (every field of the seed's
+"Retrieve a log" response) plus what the official Humanloop SDK's ``PromptLogResponse``
+also reads (``prompt``, ``trace_parent_id``, ``batches``, ``evaluator_logs``) and the
+total ``cost``. A trace is its tree (spans, generations, logs) with each node's own usage
+and the totals of its subtree; the trace's totals are the pipeline's rollup.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from producers.contract import LogResponse
+from producers.contract.types import JsonObject
+
+__all__ = [
+    "LogPage",
+    "LogUpdateAccepted",
+    "LogView",
+    "SessionView",
+    "Totals",
+    "TraceNode",
+    "TracePage",
+    "TraceSummary",
+    "TraceView",
+    "log_view",
+    "pending_log",
+    "session_view",
+    "trace_summary",
+    "trace_view",
+]
+
+
+class LogView(LogResponse):
+    """A log as ``GET /logs/{id}`` answers it."""
+
+    cost: float | None = Field(default=None, description="prompt_cost + output_cost.")
+    path: str | None = None
+    prompt: JsonObject | None = Field(default=None, description="The Prompt version's details.")
+    trace_parent_id: str | None = Field(default=None, description="= trace_parent_log_id.")
+    evaluator_logs: list[JsonObject] = Field(default_factory=list)
+
+
+class LogUpdateAccepted(BaseModel):
+    """An update is accepted at once and applied by the pipeline."""
+
+    id: str | None = None
+    reference_id: str | None = None
+    observability_status: Literal["pending"] = "pending"
+    updated_at: datetime
+
+
+class LogPage(BaseModel):
+    records: list[LogView]
+    next_cursor: str | None = Field(default=None, description="Pass as `cursor` for more.")
+
+
+class Totals(BaseModel):
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    cached_tokens: int = 0
+    reasoning_tokens: int = 0
+    total_tokens: int = 0
+    cost: float | None = None
+
+
+class TraceNode(BaseModel):
+    """One span, generation or log of a trace; ``usage`` is its own, ``subtree`` includes
+    its descendants."""
+
+    model_config = ConfigDict(defer_build=True)
+
+    kind: Literal["span", "generation", "log"]
+    id: str
+    parent_id: str | None = None
+    name: str | None = None
+    status: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    partial: bool = False
+    usage: Totals
+    subtree: Totals
+    children: list[TraceNode] = Field(default_factory=list)
+
+
+class TraceView(BaseModel):
+    id: str
+    name: str | None = None
+    status: str | None = None
+    session_id: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    duration: float | None = None
+    tags: JsonObject | None = None
+    metadata: JsonObject | None = None
+    input: str | None = None
+    output: str | None = None
+    partial: bool = False
+    counts: dict[str, int] = Field(default_factory=dict)
+    error_count: int = 0
+    unpriced_count: int = 0
+    totals: Totals
+    children: list[TraceNode] = Field(default_factory=list)
+
+
+class TraceSummary(BaseModel):
+    id: str
+    name: str | None = None
+    status: str | None = None
+    session_id: str | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    totals: Totals
+
+
+class TracePage(BaseModel):
+    records: list[TraceSummary]
+    next_cursor: str | None = None
+
+
+class SessionView(BaseModel):
+    id: str
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+    error_count: int = 0
+    totals: Totals
+    traces: list[TraceSummary] = Field(default_factory=list)
+    logs: list[LogView] = Field(default_factory=list)
+
+
+def _float(value: Any) -> float | None:
+    return float(value) if isinstance(value, Decimal | int | float) else None
+
+
+def _int(value: Any) -> int:
+    return int(value) if value is not None else 0
+
+
+_LOG_DROP = {"stored_at", "is_partial", "version", "listed_at", "path"}
+
+
+def log_view(row: dict[str, Any], feedback: list[dict[str, Any]] | None = None) -> LogView:
+    """A stored ``logs`` row (and its feedback) as the API shows it."""
+    data = {k: v for k, v in row.items() if k not in _LOG_DROP and v is not None}
+    for name in ("prompt_cost", "output_cost", "cost"):
+        if name in data:
+            data[name] = _float(data[name])
+    batch_ids = data.get("batch_ids")
+    if batch_ids is not None:
+        data["batch_ids"] = data["batches"] = list(batch_ids)
+    data["project_id"] = row["project"]
+    data["observability_status"] = "completed"
+    data["trace_parent_id"] = row.get("trace_parent_log_id")
+    prompt = data.pop("prompt", None)
+    if prompt is not None or row.get("prompt_id") or row.get("path"):
+        data["prompt"] = {**(prompt or {}), "id": row.get("prompt_id"), "path": row.get("path"),
+                          "version_id": row.get("version_id")}  # fmt: skip
+    data["path"] = row.get("path")
+    if feedback:
+        data["feedback"] = [
+            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in f.items()
+             if v is not None}
+            for f in feedback
+        ]  # fmt: skip
+    try:
+        return LogView.model_validate(data)
+    except ValidationError:  # a stored value the contract would now refuse: show it as is
+        return LogView.model_construct(**data)
+
+
+def pending_log(log_id: str | None, reference_id: str | None) -> LogView:
+    """A log the gateway accepted that the pipeline has not stored yet."""
+    return LogView.model_construct(
+        id=log_id, reference_id=reference_id, observability_status="pending",
+        updated_at=datetime.now(UTC), evaluation_results=[], evaluator_logs=[],
+    )  # fmt: skip
+
+
+def _totals(row: dict[str, Any], *, output: str = "output_tokens", total: str = "total_tokens"
+            ) -> Totals:  # fmt: skip
+    return Totals(
+        prompt_tokens=_int(row.get("prompt_tokens")),
+        output_tokens=_int(row.get(output)),
+        cached_tokens=_int(row.get("cached_tokens")),
+        reasoning_tokens=_int(row.get("reasoning_tokens")),
+        total_tokens=_int(row.get(total)),
+        cost=_float(row.get("cost")),
+    )
+
+
+def _add(a: Totals, b: Totals) -> Totals:
+    cost = None if a.cost is None and b.cost is None else (a.cost or 0.0) + (b.cost or 0.0)
+    return Totals(
+        prompt_tokens=a.prompt_tokens + b.prompt_tokens,
+        output_tokens=a.output_tokens + b.output_tokens,
+        cached_tokens=a.cached_tokens + b.cached_tokens,
+        reasoning_tokens=a.reasoning_tokens + b.reasoning_tokens,
+        total_tokens=a.total_tokens + b.total_tokens,
+        cost=cost,
+    )
+
+
+def _node(kind: Literal["span", "generation", "log"], row: dict[str, Any], parent: str | None,
+          usage: Totals) -> TraceNode:  # fmt: skip
+    return TraceNode(
+        kind=kind, id=row["id"], parent_id=parent, name=row.get("name") or row.get("path"),
+        status=row.get("status"), provider=row.get("provider"), model=row.get("model"),
+        start_time=row.get("start_time") or row.get("created_at"), end_time=row.get("end_time"),
+        partial=bool(row.get("is_partial")), usage=usage, subtree=usage,
+    )  # fmt: skip
+
+
+def trace_view(
+    trace_id: str,
+    trace: dict[str, Any] | None,
+    spans: list[dict[str, Any]],
+    generations: list[dict[str, Any]],
+    logs: list[dict[str, Any]],
+) -> TraceView:
+    """The tree of a trace; each node's subtree totals are summed here, the trace's come
+    from the pipeline's rollup when it is there."""
+    root_log = any(log["id"] == trace_id for log in logs)
+    nodes: list[TraceNode] = [_node("span", s, s.get("parent_id"), Totals()) for s in spans]
+    nodes += [
+        _node("generation", g, g.get("parent_id"), _totals(g, output="completion_tokens"))
+        for g in generations
+    ]
+    for log in logs:
+        parent = log.get("trace_parent_log_id") or log.get("parent_id")
+        if parent is None and root_log and log["id"] != trace_id:
+            parent = trace_id
+        nodes.append(_node("log", log, parent, _totals(log, total="tokens")))
+    by_id = {node.id: node for node in nodes}
+    roots: list[TraceNode] = []
+    for node in nodes:
+        parent = by_id.get(node.parent_id) if node.parent_id else None
+        if parent is not None and parent is not node:
+            parent.children.append(node)
+        else:
+            roots.append(node)
+    computed = Totals()
+    for node in roots:
+        _fill_subtree(node, set())
+        computed = _add(computed, node.subtree)
+    row = trace or {}
+    rolled_up = bool(row.get("rollup_version"))
+    return TraceView(
+        id=trace_id, name=row.get("name"), status=row.get("status"),
+        session_id=row.get("session_id") or row.get("rollup_session_id"),
+        start_time=row.get("start_time") or row.get("first_seen"),
+        end_time=row.get("end_time") or row.get("last_seen"), duration=row.get("duration"),
+        tags=row.get("tags"), metadata=row.get("metadata"), input=row.get("input"),
+        output=row.get("output"), partial=bool(row.get("is_partial")),
+        counts=row.get("counts") or {}, error_count=_int(row.get("error_count")),
+        unpriced_count=_int(row.get("unpriced_count")),
+        totals=_totals(row) if rolled_up else computed, children=roots,
+    )  # fmt: skip
+
+
+def _fill_subtree(node: TraceNode, seen: set[str]) -> Totals:
+    seen.add(node.id)
+    total = node.usage
+    for child in node.children:
+        if child.id not in seen:
+            total = _add(total, _fill_subtree(child, seen))
+    node.subtree = total
+    return total
+
+
+def trace_summary(row: dict[str, Any]) -> TraceSummary:
+    return TraceSummary(
+        id=row["id"], name=row.get("name"), status=row.get("status"),
+        session_id=row.get("session_id") or row.get("rollup_session_id"),
+        start_time=row.get("start_time") or row.get("first_seen"),
+        end_time=row.get("end_time") or row.get("last_seen"), totals=_totals(row),
+    )  # fmt: skip
+
+
+def session_view(
+    session_id: str,
+    totals: dict[str, Any] | None,
+    traces: list[dict[str, Any]],
+    logs: list[dict[str, Any]],
+) -> SessionView:
+    row = totals or {}
+    return SessionView(
+        id=session_id, first_seen=row.get("first_seen"), last_seen=row.get("last_seen"),
+        counts=row.get("counts") or {}, error_count=_int(row.get("error_count")),
+        totals=_totals(row), traces=[trace_summary(t) for t in traces],
+        logs=[log_view(log) for log in logs],
+    )  # fmt: skip

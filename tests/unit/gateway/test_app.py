@@ -1,0 +1,190 @@
+"""The HTTP app over in-memory twins (no network): auth, 401/413/422, the translations, the
+per-event batch answer, and version ids that agree with the pipeline's stage 1."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway import Components, GatewaySettings, create_app
+from gateway.nodes import MemoryNodeIndex
+from logflume.settings import Settings
+from processors.outcome import Outcome
+from processors.stage1 import merge_events
+from producers.contract import parse_event
+from producers.sdk import MemoryTransport, Spool
+
+KEYS = {"key-a": "proj-a", "key-b": "proj-b"}
+A = {"X-API-KEY": "key-a"}
+
+
+class DictKeys:
+    async def project_for(self, key: str) -> str | None:
+        return KEYS.get(key)
+
+
+class Env:
+    def __init__(self, client: TestClient, transport: MemoryTransport) -> None:
+        self.client = client
+        self.transport = transport
+
+    def sent(self) -> list[dict]:
+        return self.transport.bodies()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    transport = MemoryTransport(partitions=4)
+    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 16, fsync="batch")
+    parts = Components(transport=transport, spool=spool, keys=DictKeys(), nodes=MemoryNodeIndex())
+    settings = Settings(max_event_bytes=4096)
+    app = create_app(settings, GatewaySettings(max_body_bytes=64 * 1024, linger_ms=0), parts)
+    with TestClient(app) as client:
+        yield Env(client, transport)
+
+
+def test_every_route_but_health_needs_a_valid_key(env: Env):
+    assert env.client.post("/v1/events", json=[]).status_code == 401
+    assert env.client.post("/v1/events", json=[], headers={"X-API-KEY": "nope"}).status_code == 401
+    assert (
+        env.client.post("/v1/events", json=[], headers={"x-maxim-api-key": "key-b"}).status_code
+        == 202
+    )
+    bearer = {"Authorization": "Bearer key-a"}
+    assert env.client.get("/v5/logs/data_x", headers=bearer).status_code == 404
+    assert env.client.get("/healthz").json()["status"] == "ok"
+
+
+def test_prompts_log_answers_ids_that_the_pipeline_computes_the_same(env: Env):
+    prompt = {"model": "gpt-4o", "provider": "openai", "temperature": 0.5,
+              "template": [{"role": "system", "content": "be brief"}]}  # fmt: skip
+    response = env.client.post(
+        "/v5/prompts/log",
+        headers=A,
+        json={"path": "support/answer", "prompt": prompt, "messages": [{"role": "user",
+              "content": "hi"}], "output": "yo", "prompt_tokens": 10, "output_tokens": 2,
+              "trace_parent_id": "data_parent", "run_id": "ignored", "start_time":
+              "2026-01-01T10:00:00"},  # naive: taken as UTC
+    )  # fmt: skip
+    assert response.status_code == 200, response.text
+    answer = response.json()
+    (sent,) = env.sent()
+    assert sent["project"] == "proj-a" and sent["type"] == "log"
+    assert sent["body"]["id"] == answer["id"] and answer["id"].startswith("data_")
+    assert sent["body"]["trace_parent_log_id"] == "data_parent"
+    assert sent["body"]["start_time"] == "2026-01-01T10:00:00+00:00"
+    outcome = Outcome()
+    merge_events([parse_event(orjson.dumps(sent))], lambda key: None, outcome)
+    (entity,) = [o.value for o in outcome.outputs]
+    assert (entity["prompt_id"], entity["version_id"]) == (
+        answer["prompt_id"],
+        answer["version_id"],
+    )
+    # Not stored yet, but accepted: pending rather than 404.
+    view = env.client.get(f"/v5/logs/{answer['id']}", headers=A).json()
+    assert view["observability_status"] == "pending" and view["id"] == answer["id"]
+    assert (
+        env.client.get(f"/logs/{answer['id']}", headers={"X-API-KEY": "key-b"}).status_code == 404
+    )
+
+
+def test_422_names_each_field_in_the_callers_terms(env: Env):
+    response = env.client.post(
+        "/v5/prompts/log", headers=A,
+        json={"prompt_tokens": -1, "log_id": "bad id", "surprise": 1, "messages": [{"role": "x"}]},
+    )  # fmt: skip
+    assert response.status_code == 422
+    detail = {tuple(d["loc"]): d["reason"] for d in response.json()["detail"]}
+    assert ("body", "prompt_tokens") in detail and ("body", "surprise") in detail
+    assert ("body", "log_id") in detail and ("body", "messages", 0, "role") in detail
+    assert env.sent() == []
+    bad = env.client.post("/logs", headers=A, json=[{"output": "ok"}, {"output_tokens": "x"}])
+    assert bad.status_code == 422 and bad.json()["detail"][0]["loc"][:3] == [
+        "body",
+        1,
+        "output_tokens",
+    ]
+    assert env.client.post("/v5/prompts/log", headers=A, content=b"{nope").status_code == 422
+    assert env.client.post("/v5/prompts/log", headers=A, json=[1]).status_code == 422
+
+
+def test_413_over_the_event_or_body_limit(env: Env):
+    big = {"output": "x" * 5000}
+    assert env.client.post("/v5/prompts/log", headers=A, json=big).status_code == 413
+    huge = [{"output": "x" * 1000}] * 100  # over the 64 KiB body limit
+    assert env.client.post("/logs", headers=A, json=huge).status_code == 413
+    assert env.sent() == []
+
+
+def test_native_batch_is_answered_per_event(env: Env):
+    ok = {"event_id": "e1", "type": "feedback", "ts": "2026-01-01T00:00:00Z",
+          "body": {"id": "f1", "log_id": "data_1", "value": True}}  # fmt: skip
+    bad = {"event_id": "e2", "type": "log", "ts": "2026-01-01T00:00:00Z", "body": {"id": "d2",
+           "prompt_tokens": -5}}  # fmt: skip
+    foreign = {**ok, "event_id": "e3", "project": "proj-b"}
+    response = env.client.post("/v1/events", headers=A, json=[ok, bad, foreign])
+    assert response.status_code == 207
+    results = response.json()["results"]
+    assert [r["status"] for r in results] == ["accepted", "rejected", "rejected"]
+    assert results[1]["errors"] == [
+        {"field": "body.prompt_tokens", "reason": "Input should be greater than or equal to 0"}
+    ]
+    assert results[2]["errors"][0]["field"] == "project"
+    assert [e["event_id"] for e in env.sent()] == ["e1"]
+    assert env.client.post("/v1/events", headers=A, json=[bad]).status_code == 422
+    huge = {**ok, "event_id": "e4", "body": {**ok["body"], "metadata": {"x": "y" * 5000}}}
+    too_large = env.client.post("/v1/events", headers=A, json=[huge])
+    assert too_large.status_code == 413 and too_large.json()["results"][0]["errors"][0][
+        "field"
+    ] == ("event")
+
+
+def test_update_by_reference_and_the_older_logs_endpoint(env: Env):
+    patch = env.client.patch("/logs", params={"reference_id": "ref-1"}, headers=A,
+                             json={"output": "late", "error": None})  # fmt: skip
+    assert patch.status_code == 200 and patch.json()["observability_status"] == "pending"
+    created = env.client.post("/logs", headers=A, json={"reference_id": "ref-1", "project":
+                              "folder/prompt", "config": {"model": "gpt-4o"},
+                              "feedback": [{"type": "rating", "value": "good"}]})  # fmt: skip
+    assert created.status_code == 200, created.text
+    update, log, feedback = env.sent()
+    assert update["type"] == "log_update" and update["body"] == {
+        "reference_id": "ref-1",
+        "output": "late",
+        "error": None,
+    }
+    assert log["body"]["path"] == "folder/prompt" and log["body"]["prompt"] == {"model": "gpt-4o"}
+    assert feedback["body"]["reference_id"] == "ref-1" and feedback["body"]["value"] == "good"
+    prompt_patch = env.client.patch("/v5/prompts/pr_1/log/data_9", headers=A, json={"output": "x"})
+    assert prompt_patch.json()["id"] == "data_9"
+
+
+def test_maxim_lines_are_translated_and_nodes_remembered(env: Env):
+    repo = env.client.get("/api/sdk/v3/log-repositories", params={"loggerId": "r"},
+                          headers={"x-maxim-api-key": "key-a"})  # fmt: skip
+    assert repo.status_code == 200 and "error" not in repo.json()
+    headers = {"x-maxim-api-key": "key-a"}
+    create = "\n".join([
+        'trace{id=t1,action=create,data={"name": "n"}}',
+        'trace{id=t1,action=add-span,data={"id": "s1"}}',
+        'span{id=s1,action=add-generation,data={"id": "g1", "provider": "openai", '
+        '"model": "gpt-4o", "messages": []}}',
+    ])  # fmt: skip
+    first = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=create, headers=headers)
+    assert first.status_code == 200 and first.json()["data"]["accepted"] == 3
+    later = ('generation{id=g1,action=result,data={"result": {"id": "c", "created": 1, '
+             '"choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 2}}}}\n'
+             'span{id=unknown,action=end,data={}}')  # fmt: skip
+    second = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=later, headers=headers)
+    data = second.json()["data"]
+    assert data["accepted"] == 1 and data["rejected"][0]["line"] == 1
+    result = env.sent()[-1]
+    assert result["type"] == "generation_result" and result["body"]["trace_id"] == "t1"
+    # Another project does not see this project's nodes.
+    other = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=later,
+                            headers={"x-maxim-api-key": "key-b"})  # fmt: skip
+    assert other.json()["data"]["accepted"] == 0

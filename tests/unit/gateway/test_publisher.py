@@ -1,0 +1,105 @@
+"""The publisher: 2xx only after Kafka's ack or the spool's fsync; coalescing; draining."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from gateway.errors import Unavailable
+from gateway.publisher import Publisher
+from producers.sdk import MemoryTransport, Spool
+
+
+def _events(n: int, tag: str = "e") -> list[tuple[bytes, bytes]]:
+    return [(f"p/{tag}{i}".encode(), f'{{"event_id":"{tag}{i}"}}'.encode()) for i in range(n)]
+
+
+def _spool(root: Path, max_bytes: int = 1 << 20) -> Spool:
+    return Spool(root, max_bytes=max_bytes, segment_bytes=1 << 16, fsync="batch")
+
+
+async def _publisher(transport: MemoryTransport, spool: Spool | None) -> Publisher:
+    publisher = Publisher(transport, spool, linger_s=0.002, send_timeout_s=0.5, backoff_max_s=0.2)
+    publisher.start()
+    return publisher
+
+
+async def test_concurrent_requests_are_sent_together_and_answered_after_the_ack():
+    transport = MemoryTransport(partitions=4)
+    publisher = await _publisher(transport, None)
+    try:
+        answers = await asyncio.gather(
+            *(publisher.publish(_events(3, f"r{i}-")) for i in range(50))
+        )
+    finally:
+        await publisher.close()
+    assert set(answers) == {"sent"}
+    assert len(transport.event_ids()) == 150
+    assert transport.sends < 50  # coalesced: fewer sends than requests
+
+
+async def test_broker_down_spools_then_the_spool_drains(tmp_path: Path):
+    transport = MemoryTransport(partitions=4, down=True)
+    spool = _spool(tmp_path)
+    publisher = await _publisher(transport, spool)
+    try:
+        first = await publisher.publish(_events(5, "a"))
+        second = await publisher.publish(_events(5, "b"))  # the backoff: straight to the spool
+        assert (first, second) == ("spooled", "spooled")
+        assert transport.event_ids() == [] and spool.has_unsent()
+        transport.down = False
+        async with asyncio.timeout(5):
+            while len(transport.event_ids()) < 10:  # noqa: ASYNC110 - the twin has no event
+                await asyncio.sleep(0.02)
+        assert sorted(transport.event_ids()) == [f"a{i}" for i in range(5)] + [
+            f"b{i}" for i in range(5)
+        ]
+        assert publisher.stats.resent == 10
+    finally:
+        await publisher.close()
+
+
+async def test_events_spooled_by_a_dead_process_are_sent_by_the_next(tmp_path: Path):
+    spool = _spool(tmp_path)
+    spool.append(_events(4, "old"))
+    spool.close()  # the process died after spooling (the answer was already 2xx)
+    transport = MemoryTransport(partitions=4)
+    publisher = await _publisher(transport, _spool(tmp_path))
+    try:
+        async with asyncio.timeout(5):
+            while len(transport.event_ids()) < 4:  # noqa: ASYNC110 - the twin has no event
+                await asyncio.sleep(0.02)
+    finally:
+        await publisher.close()
+    assert sorted(transport.event_ids()) == [f"old{i}" for i in range(4)]
+
+
+async def test_without_room_anywhere_the_request_fails_with_503(tmp_path: Path):
+    transport = MemoryTransport(partitions=4, down=True)
+    publisher = await _publisher(transport, None)
+    try:
+        with pytest.raises(Unavailable):
+            await publisher.publish(_events(2))
+    finally:
+        await publisher.close()
+    full = _spool(tmp_path / "full", max_bytes=64)
+    publisher = await _publisher(MemoryTransport(down=True), full)
+    try:
+        with pytest.raises(Unavailable):
+            await publisher.publish(_events(20))
+    finally:
+        await publisher.close()
+
+
+async def test_a_stalled_broker_times_out_into_the_spool(tmp_path: Path):
+    transport = MemoryTransport(partitions=4)
+    transport.stall()
+    publisher = Publisher(transport, _spool(tmp_path), linger_s=0, send_timeout_s=0.05)
+    publisher.start()
+    try:
+        assert await publisher.publish(_events(2)) == "spooled"
+    finally:
+        transport.release()
+        await publisher.close()
