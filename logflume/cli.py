@@ -140,6 +140,28 @@ def schema(indent: int) -> None:
 
 
 @main.command()
+@click.option(
+    "--stages",
+    default="entities,traces,groups",
+    show_default=True,
+    help="Comma-separated stages this worker runs.",
+)
+@click.pass_obj
+def process(settings: Settings, stages: str) -> None:
+    """Run a stream-processor worker; start several to share the partitions (Ctrl-C stops)."""
+    from processors.worker import parse_stages, run_worker  # Faust loads only for this command
+
+    try:
+        chosen = parse_stages(stages)
+    except ValueError as exc:
+        fail(str(exc))
+    try:
+        run_worker(settings, stages=chosen)
+    except EXPECTED_ERRORS as exc:
+        fail(str(exc) or type(exc).__name__)
+
+
+@main.command()
 @click.pass_obj
 def sink(settings: Settings) -> None:
     """Consume the stage outputs and upsert them into PostgreSQL (Ctrl-C stops cleanly)."""

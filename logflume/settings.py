@@ -29,6 +29,7 @@ class Topics:
     entities: str
     rollups: str
     deadletter: str
+    groups: str  # stage 2's contributions to sessions and prompt versions
 
     @classmethod
     def with_prefix(cls, prefix: str) -> Topics:
@@ -37,10 +38,11 @@ class Topics:
             entities=f"{prefix}.entities",
             rollups=f"{prefix}.rollups",
             deadletter=f"{prefix}.deadletter",
+            groups=f"{prefix}.groups",
         )
 
     def all(self) -> tuple[str, ...]:
-        return (self.events, self.entities, self.rollups, self.deadletter)
+        return (self.events, self.entities, self.rollups, self.deadletter, self.groups)
 
 
 class Settings(BaseSettings):

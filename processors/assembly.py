@@ -80,6 +80,7 @@ def _contribution(summary: dict[str, Any]) -> dict[str, Any]:
     return {
         "kind": summary["kind"],
         "version": int(summary["version"]),
+        "present": 0 if summary.get("retracted") else 1,
         **tokens,
         "cost_units": round(cost * COST_UNIT) if cost is not None else 0,
         "priced": summary.get("priced", int(cost is not None)),
@@ -96,6 +97,7 @@ def _empty_totals() -> dict[str, Any]:
     return {
         **dict.fromkeys(_SUMMED, 0),
         "counts": {},
+        "seen_sessions": [],
         "start": None,
         "end": None,
         "sessions": None,
@@ -123,17 +125,27 @@ def add_member(
     totals = dict(group["totals"]) if group else _empty_totals()
     for name in _SUMMED:
         totals[name] += new[name] - (old[name] if old else 0)
-    if old is None:
+    was_present = old["present"] if old else 0
+    if new["present"] != was_present:
         counts = dict(totals["counts"])
-        counts[new["kind"]] = counts.get(new["kind"], 0) + 1
-        totals["counts"] = counts
-    totals["start"] = _min(totals["start"], new["start"])
-    totals["end"] = _max(totals["end"], new["end"])
-    totals["sessions"] = _min(totals["sessions"], new["session_id"])
+        counts[new["kind"]] = counts.get(new["kind"], 0) + new["present"] - was_present
+        totals["counts"] = {kind: n for kind, n in counts.items() if n}
+    members = {**members, member_key: new}
+    if was_present and not new["present"]:  # a retraction (rare): recompute the time span
+        present = [m for m in members.values() if m["present"]]
+        totals["start"] = min((m["start"] for m in present if m["start"]), default=None)
+        totals["end"] = max((m["end"] for m in present if m["end"]), default=None)
+    else:
+        totals["start"] = _min(totals["start"], new["start"])
+        totals["end"] = _max(totals["end"], new["end"])
+    if new["session_id"]:
+        totals["sessions"] = _min(totals["sessions"], new["session_id"])
+        if new["session_id"] not in totals["seen_sessions"]:
+            totals["seen_sessions"] = sorted({*totals["seen_sessions"], new["session_id"]})
     if new["kind"] == "trace":  # the Maxim trace node itself: its end means completed
         totals["root"] = {"end": new["end"], "name": new["name"]}
     return {
-        "members": {**members, member_key: new},
+        "members": members,
         "totals": totals,
         "last_ts": max(group["last_ts"] if group else 0.0, last_ts),
     }
@@ -174,5 +186,8 @@ def group_rollup(kind: str, project: str, group_id: str, group: dict[str, Any]) 
     if kind == "trace":
         rollup["status"] = _trace_status(totals)
         rollup["session_id"] = totals["sessions"]
+        # Members disagreed on the session: the trace belongs to the smallest id, and is
+        # retracted from the others (whatever order the members came in).
+        rollup["other_sessions"] = [s for s in totals["seen_sessions"] if s != totals["sessions"]]
         rollup["name"] = totals["root"]["name"] if totals["root"] else None
     return rollup

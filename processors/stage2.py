@@ -19,8 +19,9 @@ _ENTITY_KEYS = {"kind", "key", "project", "version", "trace_root"}
 _CONTRIBUTION_KEYS = {"group", "project", "id", "member", "summary", "last_ts"}
 
 
-def _select(items: list[Any], wanted: set[str], origin: Origin, value: bytes,
-            outcome: Outcome) -> list[dict[str, Any]]:  # fmt: skip
+def _select(
+    items: list[Any], wanted: set[str], origin: Origin, value: bytes, outcome: Outcome
+) -> list[dict[str, Any]]:
     """The items that are objects with the ``wanted`` keys; any other makes a dead letter."""
     valid = [item for item in items if isinstance(item, dict) and wanted <= item.keys()]
     if len(valid) != len(items):
@@ -107,16 +108,21 @@ def process_entities_record(value: bytes, origin: Origin, lookup: Lookup) -> Out
         rollup = group_rollup(kind, project, trace_id, state)
         outcome.outputs.append(Output(f"{project}/{trace_id}".encode(), rollup))
         if rollup.get("session_id"):
+            member, last_ts = f"trace:{trace_id}", state["last_ts"]
+            summary = rollup_summary(rollup)
             outcome.regroup.append(
-                _contribution(
-                    "session",
-                    project,
-                    rollup["session_id"],
-                    f"trace:{trace_id}",
-                    rollup_summary(rollup),
-                    state["last_ts"],
-                )
+                _contribution("session", project, rollup["session_id"], member, summary, last_ts)
             )
+            retracted = {
+                "kind": "trace",
+                "id": trace_id,
+                "version": rollup["version"],
+                "retracted": True,
+            }
+            for session in rollup.get("other_sessions", ()):
+                outcome.regroup.append(
+                    _contribution("session", project, session, member, retracted, last_ts)
+                )
     return outcome
 
 

@@ -14,7 +14,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.errors import (
+    KafkaError,
+    TopicAlreadyExistsError,
+    UnknownTopicOrPartitionError,
+    for_code,
+)
 
 from logflume.services.prerequisites import ServiceError
 from logflume.settings import Settings
@@ -106,7 +111,15 @@ def _created(response: Any, report: TopicsReport) -> list[str]:
 
 
 async def _verify_partitions(admin: AIOKafkaAdminClient, names: list[str], expected: int) -> None:
-    described = await admin.describe_topics(names)
+    # Right after creation the broker's metadata may not list a topic yet: ask again for a
+    # while before calling it an error.
+    deadline = time.monotonic() + 15.0
+    while True:
+        described = await admin.describe_topics(names)
+        unknown = [t for t in described if t["error_code"] == UnknownTopicOrPartitionError.errno]
+        if not unknown or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
     wrong: list[str] = []
     for topic in described:
         if topic["error_code"]:
