@@ -34,8 +34,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 async def connect_pool(dsn: str, *, max_size: int, timeout_s: float) -> asyncpg.Pool:
     """The gateway's pool: JSON columns decoded to Python objects."""
+    # min_size=0: while the database is down, asyncpg would otherwise retry the connection
+    # floor in the background and log a traceback for every attempt.
     pool = await asyncpg.create_pool(
-        dsn, min_size=1, max_size=max_size, timeout=timeout_s, command_timeout=timeout_s * 3,
+        dsn, min_size=0, max_size=max_size, timeout=timeout_s, command_timeout=timeout_s * 3,
         init=_init_connection,
     )  # fmt: skip
     assert pool is not None
