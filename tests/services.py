@@ -15,17 +15,24 @@ migrations are applied and the pipeline's topics exist.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient
 
 from logflume.services import manager
 from logflume.services.kafka import LocalKafka
 from logflume.services.postgres import LocalPostgres
+from logflume.services.topics import ensure_topics
 from logflume.settings import Settings
+from sinks.migrations import apply_migrations
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +170,54 @@ async def _start_postgres_container(acquired: AcquiredServices) -> str:
     await asyncio.to_thread(container.start)
     acquired._cleanups.append(lambda: asyncio.to_thread(container.stop))
     return str(container.get_connection_url(driver=None))
+
+
+def with_database(dsn: str, name: str) -> str:
+    """``dsn`` pointing at database ``name``."""
+    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
+
+
+@contextlib.asynccontextmanager
+async def scratch_environment(
+    services: Services, database: str, **overrides: Any
+) -> AsyncIterator[Settings]:
+    """A fresh, migrated database ``database`` and the pipeline's topics under
+    ``overrides["topic_prefix"]``, as Settings; both are removed afterwards."""
+    admin = await asyncpg.connect(services.dsn, timeout=30)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await admin.close()
+    settings = Settings(
+        kafka_bootstrap_servers=services.bootstrap_servers,
+        database_url=with_database(services.dsn, database),
+        **overrides,
+    )
+    try:
+        conn = await asyncpg.connect(settings.dsn, timeout=30)
+        try:
+            await apply_migrations(conn)
+        finally:
+            await conn.close()
+        await ensure_topics(settings)
+        yield settings
+    finally:
+        await _drop_scratch(services, settings, database)
+
+
+async def _drop_scratch(services: Services, settings: Settings, database: str) -> None:
+    kafka = AIOKafkaAdminClient(bootstrap_servers=services.bootstrap_servers)
+    try:
+        await kafka.start()
+        names = [t for t in await kafka.list_topics() if t.startswith(settings.topic_prefix)]
+        if names:
+            await kafka.delete_topics(names)
+    except Exception:
+        pass  # a leftover topic with a unique name harms nobody
+    finally:
+        await kafka.close()
+    admin = await asyncpg.connect(services.dsn, timeout=30)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()

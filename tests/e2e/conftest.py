@@ -52,8 +52,10 @@ class Pipeline:
                          for p in self.logs if p.exists())  # fmt: skip
 
 
-def eventually(probe: Callable[[], T | None], timeout_s: float = 45.0, every_s: float = 0.3) -> T:
-    """The first non-None result of ``probe`` (the pipeline is asynchronous)."""
+def eventually(probe: Callable[[], T | None], timeout_s: float = 120.0, every_s: float = 0.3) -> T:
+    """The first non-None result of ``probe`` (the pipeline is asynchronous; the first
+    result waits for the Faust workers to join their group and recover their tables, which
+    took up to ~45 s on a loaded 2-core machine)."""
     deadline = time.monotonic() + timeout_s
     while True:
         found = probe()

@@ -12,21 +12,16 @@ import uuid
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
 import uvicorn
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway import GatewaySettings, create_app
 from gateway.auth import create_key
-from logflume.services.prerequisites import ServiceError
-from logflume.services.topics import ensure_topics
 from logflume.settings import Settings
-from sinks.migrations import apply_migrations
-from tests.services import Services
+from tests.services import Services, scratch_environment
 
 PARTITIONS = 4
 
@@ -40,67 +35,26 @@ class Env:
     keys: dict[str, str]
 
 
-def with_database(dsn: str, name: str) -> str:
-    return urlunsplit(urlsplit(dsn)._replace(path=f"/{name}"))
-
-
 @contextlib.asynccontextmanager
 async def own_env(services: Services, tag: str, projects: Iterable[str] = ("proj-a", "proj-b"),
                   **overrides: Any) -> AsyncIterator[Env]:  # fmt: skip
     """CREATE DATABASE + migrations, the pipeline's topics under a unique prefix, keys."""
     suffix = uuid.uuid4().hex[:8]
     database = f"lf_{tag}_{suffix}"
-    admin = await asyncpg.connect(services.dsn, timeout=30)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await admin.close()
-    dsn = with_database(services.dsn, database)
-    settings = Settings(
-        kafka_bootstrap_servers=services.bootstrap_servers, database_url=dsn,
-        topic_prefix=f"lf-{tag}-{suffix}", partitions=PARTITIONS,
-        sink_group=f"lf-{tag}-{suffix}-sink", **overrides,
-    )  # fmt: skip
-    conn = await asyncpg.connect(dsn, timeout=30)
-    try:
-        await apply_migrations(conn)
-        keys = {project: (await create_key(conn, project))[1] for project in projects}
-    finally:
-        await conn.close()
-    await _ensure_topics(settings)
-    try:
-        yield Env(settings, database, keys)
-    finally:
-        await _cleanup(services, settings, database)
-
-
-async def _ensure_topics(settings: Settings, attempts: int = 5) -> None:
-    for attempt in range(1, attempts + 1):
+    async with scratch_environment(
+        services,
+        database,
+        topic_prefix=f"lf-{tag}-{suffix}",
+        partitions=PARTITIONS,
+        sink_group=f"lf-{tag}-{suffix}-sink",
+        **overrides,
+    ) as settings:
+        conn = await asyncpg.connect(settings.dsn, timeout=30)
         try:
-            await ensure_topics(settings)
-            return
-        except ServiceError:
-            if attempt == attempts:
-                raise
-            await asyncio.sleep(0.5 * attempt)
-
-
-async def _cleanup(services: Services, settings: Settings, database: str) -> None:
-    kafka = AIOKafkaAdminClient(bootstrap_servers=services.bootstrap_servers)
-    try:
-        await kafka.start()
-        names = [t for t in await kafka.list_topics() if t.startswith(settings.topic_prefix)]
-        if names:
-            await kafka.delete_topics(names)
-    except Exception:
-        pass  # a leftover topic with a unique name harms nobody
-    finally:
-        await kafka.close()
-    admin = await asyncpg.connect(services.dsn, timeout=30)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-    finally:
-        await admin.close()
+            keys = {project: (await create_key(conn, project))[1] for project in projects}
+        finally:
+            await conn.close()
+        yield Env(settings, database, keys)
 
 
 async def raw_events(settings: Settings, want: set[str], timeout_s: float = 20.0) -> list[dict]:

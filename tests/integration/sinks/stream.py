@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -33,6 +32,7 @@ from processors.stage1 import process_events_record
 from processors.stage2 import process_entities_record, process_groups_record
 from sinks.sql import param_type
 from sinks.tables import TableSpec, spec_for
+from tests.services import with_database  # re-exported for the bench
 
 __all__ = [
     "SINK_TABLES",
@@ -206,12 +206,6 @@ async def publish(settings: Settings, records: Iterable[Published]) -> int:
     finally:
         await producer.stop()
     return len(futures)
-
-
-def with_database(dsn: str, name: str) -> str:
-    """``dsn`` pointing at database ``name``."""
-    parts = urlsplit(dsn)
-    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 async def snapshot(conn: asyncpg.Connection) -> dict[str, list[str]]:
