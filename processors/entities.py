@@ -166,7 +166,7 @@ def _log_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]
         model = prompt.get("model") if prompt else None
         provider = prompt.get("provider") if prompt else None
         created = values.get("created_at") or values.get("start_time")
-        at = _ts(created) or _ts_from_us(state)
+        at = _ts(created) or _last_event_time(state)
         price = price_call(
             provider,
             model,
@@ -189,7 +189,7 @@ def _log_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]
     return values
 
 
-def _ts_from_us(state: dict[str, Any]) -> datetime:
+def _last_event_time(state: dict[str, Any]) -> datetime:
     return datetime.fromtimestamp(state["last_ts"], UTC)
 
 
@@ -217,7 +217,7 @@ def _generation_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[st
         prompt_tokens=prompt_tokens,
         output_tokens=output_tokens,
         cached_tokens=cached,
-        at=_ts(values.get("start_time")) or _ts_from_us(state),
+        at=_ts(values.get("start_time")) or _last_event_time(state),
     )
     values["cost"] = price.total if price else None
     values["cost_source"] = "computed" if price else "unknown"
