@@ -51,12 +51,12 @@ if str(ROOT) not in sys.path:  # the shared stream generator lives with the test
 import sinks.writer  # noqa: E402
 from logflume.services.topics import ensure_topics  # noqa: E402
 from logflume.settings import Settings  # noqa: E402
+from logflume.synthetic import generate_events, pack_events  # noqa: E402
 from sinks import sql  # noqa: E402
 from sinks.batch import Batch, DeadLetterRow  # noqa: E402
 from sinks.consumer import BatchReport, Sink  # noqa: E402
 from sinks.migrations import apply_migrations  # noqa: E402
 from sinks.tables import TableSpec, spec_for  # noqa: E402
-from tests.integration.sinks.generator import generate_events, pack_events  # noqa: E402
 from tests.integration.sinks.stream import (  # noqa: E402
     Stream,
     oracle_mismatches,

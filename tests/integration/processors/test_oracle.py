@@ -19,12 +19,12 @@ import orjson
 import pytest
 
 from logflume.settings import Settings
+from logflume.synthetic import BASE, generate_events, pack_events
 from processors.outcome import Origin
 from processors.stage1 import process_events_record
 from processors.stage2 import process_entities_record, process_groups_record
 from producers.contract import ContractError, pack_record, parse_event
 from tests.integration.processors.conftest import Consumed, Workers, consume, produce_records
-from tests.integration.sinks.generator import BASE, generate_events, pack_events
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

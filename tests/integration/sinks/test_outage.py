@@ -18,9 +18,9 @@ from aiokafka import AIOKafkaConsumer
 import sinks.consumer
 from logflume.services.postgres import LocalPostgres
 from logflume.settings import Settings
+from logflume.synthetic import generate_events, pack_events
 from sinks.batch import Batch
 from sinks.consumer import Sink
-from tests.integration.sinks.generator import generate_events, pack_events
 from tests.integration.sinks.harness import SinkEnv, eventually, running_sink
 from tests.integration.sinks.stream import oracle_mismatches, publish, run_stages
 from tests.services import Services, base_settings

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.sinks.generator import generate_events, pack_events
+from logflume.synthetic import generate_events, pack_events
 from tests.integration.sinks.harness import SinkEnv, running_sink
 from tests.integration.sinks.stream import oracle_mismatches, publish, run_stages, snapshot
 

@@ -10,11 +10,11 @@ from typing import Any
 import orjson
 import pytest
 
+from logflume.synthetic import BASE, event
 from processors.outcome import Origin
 from processors.stage1 import process_events_record
 from processors.stage2 import process_entities_record
 from producers.contract import pack_record
-from tests.integration.sinks.generator import BASE, event
 from tests.integration.sinks.harness import SinkEnv, running_sink
 from tests.integration.sinks.stream import Oracle, Published, oracle_mismatches, publish, snapshot
 

@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 
+from logflume.synthetic import BASE, event, pack_events
 from producers.contract import pack_record
-from tests.integration.sinks.generator import BASE, event, pack_events
 from tests.integration.sinks.harness import SinkEnv, running_sink
 from tests.integration.sinks.stream import Published, Stream, oracle_mismatches, publish, run_stages
 

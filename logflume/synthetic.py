@@ -1,4 +1,4 @@
-"""A realistic event stream for the sink's tests and benchmark, encoded as on the wire.
+"""A realistic synthetic event stream (tests, benchmarks, replay history), encoded as on the wire.
 
 :func:`generate_events` builds Maxim traces (spans, generations, results and errors) and
 Humanloop logs (creates, updates before and after their create, feedback), with re-sent
