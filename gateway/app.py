@@ -1,16 +1,19 @@
 """The gateway's ASGI app: ``create_app(settings, options)`` (``logflume gateway`` serves it).
 
 At start-up the lifespan opens the PostgreSQL pool (keys, Maxim nodes, the read side), the
-Kafka transport and the spool, and starts the :class:`~gateway.publisher.Publisher`; at
-shutdown it answers what is in flight (sent or spooled) and closes them. Tests pass
-:class:`Components` to run the same app over in-memory twins.
+Kafka transport and the spool, and starts the :class:`~gateway.publisher.Publisher` and the
+sweeper of held Maxim lines (:mod:`gateway.release`); at shutdown it answers what is in
+flight (sent or spooled) and closes them. Tests pass :class:`Components` to run the same app
+over in-memory twins.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import codec
@@ -22,9 +25,11 @@ from producers.sdk import KafkaTransport, SDKSettings, Spool, Transport
 from .auth import KeyStore, PgKeyStore
 from .context import Gateway, openapi_schema
 from .errors import JsonResponse, install_handlers
+from .held import HeldLines, MemoryHeldLines, PgHeldLines
 from .ingest import AcceptedLogs, Ingest
 from .nodes import NodeIndex, PgNodeIndex
 from .publisher import Publisher
+from .release import sweep_forever
 from .routes_events import events_router
 from .routes_humanloop import humanloop_router
 from .routes_maxim import maxim_router
@@ -52,6 +57,7 @@ class Components:
     keys: KeyStore
     nodes: NodeIndex
     store: ReadStore | None = None
+    held: HeldLines = field(default_factory=MemoryHeldLines)
 
 
 def kafka_transport(settings: Settings, options: GatewaySettings) -> KafkaTransport:
@@ -94,6 +100,7 @@ def create_app(
                 nodes=PgNodeIndex(pool, cache_size=options.node_cache_size,
                                   timeout_s=options.db_timeout_s),
                 store=ReadStore(pool, timeout_s=options.db_timeout_s),
+                held=PgHeldLines(pool, timeout_s=options.db_timeout_s),
             )  # fmt: skip
         publisher = Publisher(
             parts.transport, parts.spool, linger_s=options.linger_ms / 1000,
@@ -104,10 +111,20 @@ def create_app(
         accepted = AcceptedLogs(options.accepted_capacity, options.accepted_ttl_s)
         ingest = Ingest(publisher, accepted, settings.max_event_bytes)
         app.state.keys = parts.keys
-        app.state.gateway = Gateway(settings, options, ingest, parts.store, parts.nodes)
+        gateway = Gateway(settings, options, ingest, parts.store, parts.nodes, parts.held)
+        app.state.gateway = gateway
+        sweeper = None
+        if options.held_sweep_s > 0:
+            sweeper = asyncio.create_task(
+                sweep_forever(gateway, interval_s=options.held_sweep_s, ttl_s=options.held_ttl_s)
+            )
         try:
             yield
         finally:
+            if sweeper is not None:
+                sweeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeper
             await publisher.close()
             if pool is not None:
                 await pool.close()

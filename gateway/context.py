@@ -21,6 +21,7 @@ from producers.contract import FieldError
 from producers.contract.types import ID_PATTERN, MAX_ID_LENGTH
 
 from .errors import PayloadTooLarge, ValidationFailed
+from .held import HeldLines
 from .ingest import Ingest
 from .nodes import NodeIndex
 from .settings import GatewaySettings
@@ -45,6 +46,7 @@ class Gateway:
     ingest: Ingest
     store: ReadStore | None
     nodes: NodeIndex
+    held: HeldLines
 
 
 def _gateway(request: Request) -> Gateway:

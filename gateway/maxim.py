@@ -10,7 +10,8 @@ The ``maxim-py`` Logger pushes newline-separated commit lines to ``POST /api/sdk
 
 Lines name a node by its own id only, while every contract event below a trace carries the
 trace's id: the translator keeps ``node -> trace`` for the nodes created in the batch and
-is given the ones created earlier (:mod:`gateway.nodes`). What the contract has no event
+is given the ones created earlier (:mod:`gateway.nodes`); a line whose node is not known
+yet comes back in ``held`` (:mod:`gateway.held`). What the contract has no event
 for (sessions, tool calls, retrievals, errors, events, feedback, attachments, costs,
 generation updates) is acknowledged and counted as ignored; a trace's ``sessionId`` is kept.
 
@@ -32,7 +33,14 @@ import orjson
 
 from producers.contract import FieldError
 
-__all__ = ["CommitLine", "Translation", "parse_lines", "referenced_nodes", "translate"]
+__all__ = [
+    "CommitLine",
+    "Translation",
+    "event_id",
+    "parse_lines",
+    "referenced_nodes",
+    "translate",
+]
 
 _LINE = re.compile(
     r"^(?P<entity>[a-z_]+)\{id=(?P<id>[^,]*),action=(?P<action>[a-z-]+),data=(?P<data>.*)\}$",
@@ -59,12 +67,14 @@ class CommitLine:
 
 @dataclass(slots=True)
 class Translation:
-    """Events (``(line index, type, body)``), nodes to record, refusals and ignored lines."""
+    """Events (``(line index, type, body)``), nodes to record, refusals, ignored lines, and
+    lines naming a node whose trace is not known yet (to hold, see :mod:`gateway.held`)."""
 
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     nodes: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (kind, trace id)
     errors: list[tuple[int, FieldError]] = field(default_factory=list)
     ignored: dict[str, int] = field(default_factory=dict)
+    held: list[CommitLine] = field(default_factory=list)
 
     def ignore(self, line: CommitLine) -> None:
         key = f"{line.entity}:{line.action}"
@@ -115,7 +125,7 @@ def _pick(data: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
     return {wire: data[name] for name, wire in names.items() if data.get(name) is not None}
 
 
-def _event_id(project: str, line: CommitLine) -> str:
+def event_id(project: str, line: CommitLine) -> str:
     digest = hashlib.sha256(f"{project}\n{line.text}".encode()).hexdigest()
     return f"mx_{digest[:40]}"
 
@@ -148,8 +158,7 @@ def translate(
             out.nodes.setdefault(node, ("trace", node))
         trace_id = trace_of.get(node)
         if entity in ("span", "generation") and trace_id is None:
-            reason = f"unknown {entity} {node!r}: its create line was not received"
-            out.errors.append((line.index, FieldError("id", reason)))
+            out.held.append(line)  # its create line has not arrived yet (gateway.held)
             continue
         if entity in ("trace", "span") and action in _CHILD_ACTIONS:
             kind = _CHILD_ACTIONS[action]
@@ -196,7 +205,7 @@ def translate(
     by_index = {line.index: line for line in lines}
     envelopes = [
         {
-            "event_id": _event_id(project, by_index[index]),
+            "event_id": event_id(project, by_index[index]),
             "type": etype,
             "ts": (received + timedelta(microseconds=index)).isoformat(),
             "project": project,

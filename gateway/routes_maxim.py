@@ -3,7 +3,8 @@ here. ``GET /api/sdk/v3/log-repositories`` tells the SDK its repository exists (
 id: the API key's project is where everything goes); ``POST /api/sdk/v3/log`` takes the
 commit lines (:mod:`gateway.maxim`).
 
-The answer is 200 once every translatable line is acknowledged by Kafka or spooled, with
+The answer is 200 once every translatable line is acknowledged by Kafka or spooled (or, for
+a line whose span or generation is not known yet, held in Postgres: :mod:`gateway.release`), with
 the lines that could not be used listed under ``data.rejected`` rather than as an
 ``error``: the SDK re-sends a whole batch on an error, which would not make such a line
 valid. 413 / 503 / 401 come as ``{"error": {"message"}}``, which the SDK reports (and, for
@@ -12,6 +13,7 @@ valid. 413 / 503 / 401 come as ``{"error": {"message"}}``, which the SDK reports
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -23,9 +25,12 @@ from .auth import Project
 from .context import GatewayDep, body_doc, read_body
 from .errors import GatewayError, JsonResponse, MaximError
 from .maxim import parse_lines, referenced_nodes, translate
+from .release import hold, release
 from .schemas import MaximAnswer
 
 __all__ = ["maxim_router"]
+
+log = logging.getLogger(__name__)
 
 maxim_router = APIRouter(prefix="/api/sdk/v3", tags=["maxim"])
 
@@ -59,27 +64,41 @@ async def push_logs(
     except GatewayError as exc:
         raise MaximError(exc.status, exc.message) from None
     lines, errors = parse_lines(text)
+    received = datetime.now(UTC)
     known = await gw.nodes.traces_of(project, referenced_nodes(lines))
-    translation, envelopes = translate(project, lines, known, datetime.now(UTC))
-    rejected = [{"line": index, "field": e.field, "reason": e.reason}
-                for index, e in [*errors, *translation.errors]]  # fmt: skip
+    translation, envelopes = translate(project, lines, known, received)
+    refused = [*errors, *translation.errors]
     accepted = []
     for (index, _, _), item in zip(translation.events, envelopes, strict=True):
         try:
             accepted.append(gw.ingest.encode(item))
         except ContractError as exc:
-            rejected += [{"line": index, "field": e.field, "reason": e.reason} for e in exc.errors]
+            refused += [(index, e) for e in exc.errors]
+    # Order matters (gateway.release): hold, then record, then release both sides.
+    held, refused_held = await hold(gw, project, translation.held, received)
+    refused += refused_held
     if translation.nodes:
         await gw.nodes.record(project, translation.nodes)
     try:
         delivery = await gw.ingest.publish(accepted)
     except GatewayError as exc:
         raise MaximError(exc.status, exc.message) from None
+    waiting = {line.entity_id for line in translation.held}
+    try:
+        released = await release(gw, project, [*translation.nodes, *waiting])
+    except Exception as exc:  # this request's lines are safe; the sweeper retries the held
+        log.warning("releasing held Maxim lines failed (%s); the sweeper retries",
+                    type(exc).__name__)  # fmt: skip
+        released = 0
+    rejected = [{"line": index, "field": e.field, "reason": e.reason}
+                for index, e in sorted(refused, key=lambda r: r[0])]  # fmt: skip
     data = {
         "repository": repository,
         "accepted": len(accepted),
+        "held": held,
+        "released": released,
         "delivery": delivery,
         "ignored": translation.ignored,
-        "rejected": sorted(rejected, key=lambda r: r["line"]),  # type: ignore[arg-type,return-value]
+        "rejected": rejected,
     }
     return JsonResponse({"data": data})

@@ -62,6 +62,12 @@ class GatewaySettings(BaseSettings):
     node_cache_size: int = Field(
         default=100_000, ge=0, description="Maxim nodes (id -> trace) kept in memory."
     )
+    held_sweep_s: float = Field(
+        default=2.0, ge=0, description="How often held Maxim lines are retried (0: never)."
+    )
+    held_ttl_s: float = Field(
+        default=86_400.0, gt=0, description="Held Maxim lines older than this become dead letters."
+    )
     db_pool_max: int = Field(default=8, ge=1, le=200, description="PostgreSQL connections.")
     db_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one query.")
     list_limit_max: int = Field(default=500, ge=1, description="Largest page of a listing.")

@@ -78,13 +78,6 @@ def _completion(prompt: int, completion: int, model: str) -> dict:
     }  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known gap (issue 6 stays open): maxim-py uploads commit batches concurrently, so a "
-    "generation's result can reach the gateway before the line that creates the generation has "
-    "recorded its trace; such a result is rejected instead of held, and the trace never reaches "
-    "its totals. Passes most runs; fails about one in three when run alone.",
-)
 def test_maxim_trace_with_a_span_and_two_generations_reads_back_as_a_tree(pipeline: Pipeline):
     maxim = Maxim({"api_key": pipeline.key(), "base_url": pipeline.url})
     try:

@@ -11,7 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from gateway import Components, GatewaySettings, create_app
+from gateway.held import MemoryHeldLines
 from gateway.nodes import MemoryNodeIndex
+from gateway.release import sweep
 from logflume.settings import Settings
 from processors.outcome import Outcome
 from processors.stage1 import merge_events
@@ -28,9 +30,10 @@ class DictKeys:
 
 
 class Env:
-    def __init__(self, client: TestClient, transport: MemoryTransport) -> None:
+    def __init__(self, client: TestClient, transport: MemoryTransport, held: MemoryHeldLines):
         self.client = client
         self.transport = transport
+        self.held = held
 
     def sent(self) -> list[dict]:
         return self.transport.bodies()
@@ -40,11 +43,14 @@ class Env:
 def env(tmp_path: Path) -> Iterator[Env]:
     transport = MemoryTransport(partitions=4)
     spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 16, fsync="batch")
-    parts = Components(transport=transport, spool=spool, keys=DictKeys(), nodes=MemoryNodeIndex())
+    held = MemoryHeldLines()
+    parts = Components(transport=transport, spool=spool, keys=DictKeys(), nodes=MemoryNodeIndex(),
+                       held=held)  # fmt: skip
     settings = Settings(max_event_bytes=4096)
-    app = create_app(settings, GatewaySettings(max_body_bytes=64 * 1024, linger_ms=0), parts)
+    options = GatewaySettings(max_body_bytes=64 * 1024, linger_ms=0, held_sweep_s=0)
+    app = create_app(settings, options, parts)
     with TestClient(app) as client:
-        yield Env(client, transport)
+        yield Env(client, transport, held)
 
 
 def test_every_route_but_health_needs_a_valid_key(env: Env):
@@ -181,10 +187,90 @@ def test_maxim_lines_are_translated_and_nodes_remembered(env: Env):
              'span{id=unknown,action=end,data={}}')  # fmt: skip
     second = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=later, headers=headers)
     data = second.json()["data"]
-    assert data["accepted"] == 1 and data["rejected"][0]["line"] == 1
+    assert data["accepted"] == 1 and data["held"] == 1 and data["rejected"] == []
     result = env.sent()[-1]
     assert result["type"] == "generation_result" and result["body"]["trace_id"] == "t1"
     # Another project does not see this project's nodes.
     other = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=later,
                             headers={"x-maxim-api-key": "key-b"})  # fmt: skip
     assert other.json()["data"]["accepted"] == 0
+
+
+_CREATE_G1 = "\n".join([
+    'trace{id=t1,action=create,data={"name": "n"}}',
+    'trace{id=t1,action=add-span,data={"id": "s1"}}',
+    'span{id=s1,action=add-generation,data={"id": "g1", "provider": "openai", '
+    '"model": "gpt-4o", "messages": []}}',
+])  # fmt: skip
+_RESULT_G1 = "\n".join([
+    'generation{id=g1,action=result,data={"result": {"id": "c", "created": 1, "choices": [], '
+    '"usage": {"prompt_tokens": 1, "completion_tokens": 2}}}}',
+    'generation{id=g1,action=end,data={"endTimestamp": "2026-01-01T00:00:05Z"}}',
+])  # fmt: skip
+
+
+def test_a_result_before_its_generation_is_held_then_published_as_if_in_order(env: Env):
+    headers = {"x-maxim-api-key": "key-a"}
+    early = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=_RESULT_G1,
+                            headers=headers)  # fmt: skip
+    assert early.status_code == 200
+    assert early.json()["data"] | {"delivery": None} == {
+        "repository": "r", "accepted": 0, "held": 2, "released": 0, "delivery": None,
+        "ignored": {}, "rejected": [],
+    }  # fmt: skip
+    assert env.sent() == [] and len(env.held.lines) == 2
+    # A node of another project with the same id does not release this project's lines.
+    other = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=_CREATE_G1,
+                            headers={"x-maxim-api-key": "key-b"})  # fmt: skip
+    assert other.json()["data"]["released"] == 0 and len(env.held.lines) == 2
+    late = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=_CREATE_G1,
+                           headers=headers)  # fmt: skip
+    assert late.json()["data"]["accepted"] == 3 and late.json()["data"]["released"] == 2
+    assert env.held.lines == {}
+    (result,) = [e for e in env.sent() if e["type"] == "generation_result"]
+    assert result["project"] == "proj-a" and result["body"]["trace_id"] == "t1"
+    assert result["body"]["end_time"] == "2026-01-01T00:00:05Z"
+    # Same event id and ts as when the result arrives after its generation.
+    in_order = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=_RESULT_G1,
+                               headers=headers)  # fmt: skip
+    assert in_order.json()["data"]["accepted"] == 1
+    again = env.sent()[-1]
+    assert again["event_id"] == result["event_id"] and again["body"] == result["body"]
+
+
+def test_a_held_line_that_would_be_invalid_is_refused_not_held(env: Env):
+    bad = 'generation{id=g7,action=result,data={"result": {"usage": {"prompt_tokens": -5}}}}'
+    answer = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=bad,
+                             headers={"x-maxim-api-key": "key-a"})  # fmt: skip
+    data = answer.json()["data"]
+    assert data["held"] == 0 and data["rejected"][0]["line"] == 0 and env.held.lines == {}
+
+
+def test_a_failed_release_keeps_the_lines_held_for_the_sweeper(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+):
+    headers = {"x-maxim-api-key": "key-a"}
+    env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=_RESULT_G1, headers=headers)
+    calls = 0
+    ingest = env.client.app.state.gateway.ingest  # type: ignore[attr-defined]
+    publish = ingest.publish
+
+    async def failing_second_publish(encoded: list) -> object:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # the release, after the request's own events
+            raise RuntimeError("kafka and the spool are both gone")
+        return await publish(encoded)
+
+    monkeypatch.setattr(ingest, "publish", failing_second_publish)
+    answer = env.client.post("/api/sdk/v3/log", params={"id": "r"}, content=_CREATE_G1,
+                             headers=headers)  # fmt: skip
+    assert answer.status_code == 200 and answer.json()["data"]["released"] == 0
+    assert len(env.held.lines) == 2 and "generation_result" not in _types(env.sent())
+    gateway = env.client.app.state.gateway  # type: ignore[attr-defined]
+    assert env.client.portal.call(lambda: sweep(gateway, ttl_s=60)) == (2, 0)  # type: ignore[union-attr]
+    assert env.held.lines == {} and "generation_result" in _types(env.sent())
+
+
+def _types(events: list[dict]) -> list[str]:
+    return [e["type"] for e in events]
