@@ -19,6 +19,7 @@ from typing import Any
 from aiokafka import codec
 from fastapi import FastAPI
 
+from logflume.metrics import instrument_gateway
 from logflume.settings import Settings
 from producers.sdk import KafkaTransport, SDKSettings, Spool, Transport
 
@@ -157,5 +158,6 @@ def create_app(
             "pending_logs": len(gateway.ingest.accepted),
         }
 
+    instrument_gateway(app)  # request metrics and GET /metrics
     app.openapi = lambda: openapi_schema(app)  # type: ignore[method-assign]
     return app

@@ -23,6 +23,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from logflume.logs import json_handler
+from logflume.metrics import instrument_sink
 from logflume.services import manager
 from logflume.services.prerequisites import ServiceError
 from logflume.settings import Settings
@@ -64,20 +66,34 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
 
 @click.group()
 @click.option("-v", "--verbose", is_flag=True, help="Log what is being done.")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default=None,
+    help="json: one JSON object per line [LOGFLUME_LOG_FORMAT, default text].",
+)
 @click.pass_context
-def main(ctx: click.Context, verbose: bool) -> None:
+def main(ctx: click.Context, verbose: bool, log_format: str | None) -> None:
     """logflume: LLM-observability ingestion pipeline."""
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False)],
-    )
-    logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.CRITICAL)
     try:
-        ctx.obj = Settings()
+        settings = Settings()
+        if log_format is not None:
+            settings = settings.model_copy(update={"log_format": log_format})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         fail(f"invalid settings: {problems}")
+    handler = (
+        json_handler()
+        if settings.log_format == "json"
+        else RichHandler(console=err_console, show_path=False)
+    )
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(message)s",
+        handlers=[handler],
+    )
+    logging.getLogger("aiokafka").setLevel(logging.INFO if verbose else logging.CRITICAL)
+    ctx.obj = settings
 
 
 @main.command()
@@ -165,7 +181,7 @@ def process(settings: Settings, stages: str) -> None:
 @click.pass_obj
 def sink(settings: Settings) -> None:
     """Consume the stage outputs and upsert them into PostgreSQL (Ctrl-C stops cleanly)."""
-    run(_serve(Sink(settings)))
+    run(_serve(Sink(settings, on_batch=instrument_sink(settings))))
 
 
 async def _serve(service: Sink) -> None:
@@ -204,6 +220,8 @@ def gateway(settings: Settings, host: str | None, port: int | None, workers: int
 
     from gateway import GatewaySettings, create_app
 
+    # JSON logs: uvicorn's loggers propagate to the root handler instead of its own.
+    log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     options = GatewaySettings(**overrides)
     console.print(f"gateway on http://{options.host}:{options.port} (docs at /docs)")
@@ -217,10 +235,12 @@ def gateway(settings: Settings, host: str | None, port: int | None, workers: int
             access_log=False,
             log_level="warning",
             factory=True,
+            log_config=log_config,
         )
         return
     app = create_app(settings, options)
-    uvicorn.run(app, host=options.host, port=options.port, access_log=False, log_level="warning")
+    uvicorn.run(app, host=options.host, port=options.port, access_log=False, log_level="warning",
+                log_config=log_config)  # fmt: skip
 
 
 @main.group()
@@ -291,3 +311,12 @@ def keys_revoke(settings: Settings, key_id: str) -> None:
     if not run(revoke()):
         fail(f"no active key {key_id}")
     console.print(f"revoked {key_id}")
+
+
+# -- the whole pipeline: `run` (logflume/runner.py) and `demo` (logflume/demo/) ---------------
+from logflume.demo.command import demo  # noqa: E402
+from logflume.runner import run_pipeline  # noqa: E402
+
+main.add_command(run_pipeline, name="run")
+main.add_command(demo)
+

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -96,6 +97,19 @@ class Settings(BaseSettings):
     )
     startup_timeout_s: float = Field(
         default=120.0, gt=0, description="How long `up` waits for each service to answer."
+    )
+    metrics_port: int = Field(
+        default=0,
+        ge=0,
+        le=65535,
+        description="Base port of the stages' Prometheus /metrics (0: off); see logflume.metrics.",
+    )
+    metrics_host: str = Field(default="127.0.0.1", description="Address of the metrics ports.")
+    metrics_instance: int = Field(
+        default=0, ge=0, le=9, description="Which of several same-role processes this is."
+    )
+    log_format: Literal["text", "json"] = Field(
+        default="text", description="text: human lines; json: one JSON object per line."
     )
 
     @property

@@ -28,6 +28,8 @@ import faust
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from logflume.logs import LogFormat, apply_format
+from logflume.metrics import instrument_processor
 from logflume.services.prerequisites import ServiceError
 from logflume.services.topics import ensure_topics
 from logflume.settings import Settings
@@ -170,10 +172,13 @@ class _Worker(faust.Worker):
     LogRecord just to drop it (the ~20% of DESIGN section 4).
     """
 
+    log_format: LogFormat = "text"
+
     def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
         self.spinner = None
         super().on_setup_root_logger(logger, level)
         logger.setLevel(level)
+        apply_format(self.log_format, logger)  # --log-format json: JSON lines
         for name in _QUIET_LOGGERS:  # Faust's and mode's INFO is a line per service state
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
@@ -193,6 +198,7 @@ def run_worker(
     asyncio.set_event_loop(loop)
     app, installed = build(settings, stages=stages, options=options, reducers=reducers)
     loop.run_until_complete(prepare_topics(settings, changelog_topics(installed)))
+    instrument_processor(settings, installed)  # Prometheus /metrics when configured
     worker = _Worker(
         app,
         loop=loop,
@@ -200,6 +206,7 @@ def run_worker(
         quiet=True,
         redirect_stdouts=False,
     )
+    worker.log_format = settings.log_format
     worker.execute_from_commandline()
 
 
