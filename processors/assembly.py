@@ -10,14 +10,16 @@ that arrives before its parent still counts. Start and end are the min and max o
 contribution seen. A group's ``version`` is the sum of its members' versions: it grows
 with every change, which is what the sink's guard needs.
 
-Group state (a table value)::
+Group state (a table value) of a trace or a session::
 
     {"members": {member_key: contribution}, "totals": {...}, "last_ts": float}
 
-Work per added member is constant in Python; the members dict is still copied (at C speed)
-and the whole value goes to the changelog, so a group's value grows with its members
-(~150 bytes each): fine for traces and sessions; see the README for very large prompt
-versions.
+Work per added member is constant in Python, but the members dict is copied (at C speed)
+and the whole value goes to the changelog, so the value grows with the members (~150 bytes
+each): fine for traces and sessions, whose retractions need the members to recompute the
+span. A prompt version gathers every log made with it (millions), so its members are
+*detached* (:func:`add_detached_member`): each is a table value of its own and the group
+holds only ``{"totals": {...}, "last_ts": float}``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 __all__ = [
     "COST_UNIT",
     "TOKEN_FIELDS",
+    "add_detached_member",
     "add_member",
     "entity_summary",
     "group_rollup",
@@ -113,15 +116,22 @@ def _max(a: str | None, b: str | None) -> str | None:
     return b if a is None else a if b is None else max(a, b)
 
 
-def add_member(
-    group: dict[str, Any] | None, member_key: str, summary: dict[str, Any], last_ts: float
-) -> dict[str, Any] | None:
-    """The group with ``summary`` in it; None when it already holds this version or newer."""
-    members = group["members"] if group else {}
-    old = members.get(member_key)
+def _newer(old: dict[str, Any] | None, summary: dict[str, Any]) -> dict[str, Any] | None:
+    """The contribution of ``summary``; None when ``old`` is already this version or newer."""
     if old is not None and old["version"] >= summary["version"]:
         return None
-    new = _contribution(summary)
+    return _contribution(summary)
+
+
+def _updated_totals(
+    group: dict[str, Any] | None,
+    old: dict[str, Any] | None,
+    new: dict[str, Any],
+    span: tuple[str | None, str | None] | None,
+    track_sessions: bool,
+) -> dict[str, Any]:
+    """The group's totals with ``old`` replaced by ``new``; ``span`` is the recomputed
+    (start, end) when a retraction may have shrunk it."""
     totals = dict(group["totals"]) if group else _empty_totals()
     for name in _SUMMED:
         totals[name] += new[name] - (old[name] if old else 0)
@@ -130,25 +140,74 @@ def add_member(
         counts = dict(totals["counts"])
         counts[new["kind"]] = counts.get(new["kind"], 0) + new["present"] - was_present
         totals["counts"] = {kind: n for kind, n in counts.items() if n}
-    members = {**members, member_key: new}
-    if was_present and not new["present"]:  # a retraction (rare): recompute the time span
-        present = [m for m in members.values() if m["present"]]
-        totals["start"] = min((m["start"] for m in present if m["start"]), default=None)
-        totals["end"] = max((m["end"] for m in present if m["end"]), default=None)
+    if span is not None:
+        totals["start"], totals["end"] = span
     else:
         totals["start"] = _min(totals["start"], new["start"])
         totals["end"] = _max(totals["end"], new["end"])
     if new["session_id"]:
         totals["sessions"] = _min(totals["sessions"], new["session_id"])
-        if new["session_id"] not in totals["seen_sessions"]:
+        if track_sessions and new["session_id"] not in totals["seen_sessions"]:
             totals["seen_sessions"] = sorted({*totals["seen_sessions"], new["session_id"]})
     if new["kind"] == "trace":  # the Maxim trace node itself: its end means completed
         totals["root"] = {"end": new["end"], "name": new["name"]}
+    return totals
+
+
+def add_member(
+    group: dict[str, Any] | None,
+    member_key: str,
+    summary: dict[str, Any],
+    last_ts: float,
+    *,
+    track_sessions: bool = True,
+) -> dict[str, Any] | None:
+    """The group with ``summary`` in it; None when it already holds this version or newer.
+
+    ``track_sessions``: keep every session id the members name (a trace needs them to find
+    the sessions it must be retracted from); off for sessions, where it would only grow."""
+    members = group["members"] if group else {}
+    old = members.get(member_key)
+    new = _newer(old, summary)
+    if new is None:
+        return None
+    members = {**members, member_key: new}
+    span = None
+    if old is not None and old["present"] and not new["present"]:  # a retraction (rare)
+        present = [m for m in members.values() if m["present"]]
+        span = (
+            min((m["start"] for m in present if m["start"]), default=None),
+            max((m["end"] for m in present if m["end"]), default=None),
+        )
     return {
         "members": members,
-        "totals": totals,
+        "totals": _updated_totals(group, old, new, span, track_sessions),
         "last_ts": max(group["last_ts"] if group else 0.0, last_ts),
     }
+
+
+def add_detached_member(
+    group: dict[str, Any] | None,
+    old: dict[str, Any] | None,
+    summary: dict[str, Any],
+    last_ts: float,
+) -> tuple[dict[str, Any], dict[str, Any]] | None:
+    """For groups too large to hold their members (prompt versions: every log of a version):
+    the member's contribution ``old`` is kept under a key of its own, and the group only
+    holds its totals, so each change writes two small values whatever the group's size.
+
+    Returns ``(group, member)``, or None when ``old`` is already this version or newer.
+    No retraction reaches these groups (only sessions get them), so the span only widens.
+    A member's value expires like every state, ``state_ttl_s`` after its own last event.
+    """
+    new = _newer(old, summary)
+    if new is None:
+        return None
+    updated = {
+        "totals": _updated_totals(group, old, new, None, track_sessions=False),
+        "last_ts": max(group["last_ts"] if group else 0.0, last_ts),
+    }
+    return updated, {**new, "last_ts": last_ts}
 
 
 def _trace_status(totals: dict[str, Any]) -> str:

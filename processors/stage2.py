@@ -10,12 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from .assembly import TOKEN_FIELDS, add_member, entity_summary, group_rollup
+from .assembly import TOKEN_FIELDS, add_detached_member, add_member, entity_summary, group_rollup
 from .outcome import DeadLetter, Lookup, Origin, Outcome, Output, load_record
 
-__all__ = ["process_entities_record", "process_groups_record", "rollup_summary"]
+__all__ = [
+    "ENTITY_KEYS",
+    "process_entities",
+    "process_entities_record",
+    "process_groups",
+    "process_groups_record",
+    "rollup_summary",
+]
 
-_ENTITY_KEYS = {"kind", "key", "project", "version", "trace_root"}
+ENTITY_KEYS = {"kind", "key", "project", "version", "trace_root"}
+# Groups whose members are table values of their own, keyed group key + separator + member
+# (processors.assembly.add_detached_member): a prompt version holds every log made with it.
+DETACHED_GROUP = "prompt_version:"
+MEMBER_SEPARATOR = "\x1f"
 _CONTRIBUTION_KEYS = {"group", "project", "id", "member", "summary", "last_ts"}
 
 
@@ -53,14 +64,37 @@ class _Groups:
     def __init__(self, lookup: Lookup, outcome: Outcome) -> None:
         self.lookup, self.outcome = lookup, outcome
         self.states: dict[str, dict[str, Any] | None] = {}
+        self.members: dict[str, dict[str, Any] | None] = {}  # detached members (by key)
 
     def add(self, key: str, member: str, summary: dict[str, Any], last_ts: float) -> None:
         state = self.states[key] if key in self.states else self.lookup(key)
-        updated = add_member(state, member, summary, last_ts)
+        if key.startswith(DETACHED_GROUP):
+            self._add_detached(key, state, member, summary, last_ts)
+            return
+        track_sessions = key.startswith("trace:")
+        updated = add_member(state, member, summary, last_ts, track_sessions=track_sessions)
         if updated is not None:
             self.outcome.writes[key] = updated
             state = updated
         self.states[key] = state
+
+    def _add_detached(
+        self,
+        key: str,
+        state: dict[str, Any] | None,
+        member: str,
+        summary: dict[str, Any],
+        last_ts: float,
+    ) -> None:
+        member_key = f"{key}{MEMBER_SEPARATOR}{member}"
+        old = self.members[member_key] if member_key in self.members else self.lookup(member_key)
+        added = add_detached_member(state, old, summary, last_ts)
+        if added is None:
+            self.states[key] = state
+            self.members[member_key] = old
+            return
+        self.states[key], self.members[member_key] = added
+        self.outcome.writes[key], self.outcome.writes[member_key] = added
 
     def touched(self) -> list[tuple[str, str, str, dict[str, Any]]]:
         """(kind, project, id, state) of every touched group that has a state."""
@@ -90,8 +124,18 @@ def _contribution(
 
 def process_entities_record(value: bytes, origin: Origin, lookup: Lookup) -> Outcome:
     outcome = Outcome()
+    entities = _select(load_record(value, origin, outcome), ENTITY_KEYS, origin, value, outcome)
+    process_entities(entities, lookup, outcome)
+    return outcome
+
+
+def process_entities(entities: list[dict[str, Any]], lookup: Lookup, outcome: Outcome) -> None:
+    """Stage 2 over decoded canonical entities (each with the keys of ``ENTITY_KEYS``).
+
+    The record form above decodes first; replay calls this on entities that never left the
+    process, coalesced to the newest version of each (what a group keeps in the end is
+    only the newest contribution of each member, so that gives the same final groups)."""
     groups = _Groups(lookup, outcome)
-    entities = _select(load_record(value, origin, outcome), _ENTITY_KEYS, origin, value, outcome)
     for entity in entities:
         if entity["kind"] == "feedback":
             continue  # feedback rates a log; it adds nothing to trace totals
@@ -123,18 +167,22 @@ def process_entities_record(value: bytes, origin: Origin, lookup: Lookup) -> Out
                 outcome.regroup.append(
                     _contribution("session", project, session, member, retracted, last_ts)
                 )
-    return outcome
 
 
 def process_groups_record(value: bytes, origin: Origin, lookup: Lookup) -> Outcome:
     """Sessions and prompt versions: aggregate the contributions of stage 2."""
     outcome = Outcome()
-    groups = _Groups(lookup, outcome)
     items = _select(load_record(value, origin, outcome), _CONTRIBUTION_KEYS, origin, value, outcome)
+    process_groups(items, lookup, outcome)
+    return outcome
+
+
+def process_groups(items: list[dict[str, Any]], lookup: Lookup, outcome: Outcome) -> None:
+    """The groups step over decoded contributions (the values of ``Outcome.regroup``)."""
+    groups = _Groups(lookup, outcome)
     for item in items:
         key = f"{item['group']}:{item['project']}/{item['id']}"
         groups.add(key, item["member"], item["summary"], item["last_ts"])
     for kind, project, group_id, state in groups.touched():
         rollup = group_rollup(kind, project, group_id, state)
         outcome.outputs.append(Output(f"{project}/{group_id}".encode(), rollup))
-    return outcome
