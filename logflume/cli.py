@@ -320,3 +320,10 @@ from logflume.runner import run_pipeline  # noqa: E402
 main.add_command(run_pipeline, name="run")
 main.add_command(demo)
 
+
+# -- replay, export, import, verify (logflume/history) --------------------------------------
+
+from logflume.history.commands import COMMANDS  # noqa: E402  (uses fail/run defined above)
+
+for _command in COMMANDS:
+    main.add_command(_command)

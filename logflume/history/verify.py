@@ -1,0 +1,202 @@
+"""``logflume verify``: do two databases hold the same logical content?
+
+Every table the pipeline writes is read as ``(key, digest of the row's logical content)``
+on both sides; a table's checksum is the row count and the sum, modulo 2**128, of the MD5 of
+each key and digest: order-independent (rows come back in any order, physical layout and
+insertion order do not matter) and sensitive to any changed, missing or extra row.
+
+What is *logical content* was decided by comparing a live database with a replayed one
+column by column (README, "Replay, export, import, verify"):
+
+- columns that record *when this database* stored a row are left out: ``updated_at``
+  everywhere, ``logs.stored_at``, ``prompts.created_at`` and ``prompt_versions.created_at``
+  (``DEFAULT now()``, not the prompt's creation), ``dead_letters.id`` (a sequence) and
+  ``dead_letters.received_at``. Every other column is compared, ``version`` included;
+- a dead letter of stage 1 is keyed by its origin on the raw topic (topic, partition,
+  offset, index in the record), which a replay reads again, and compared on event id,
+  reason and raw bytes. A dead letter raised after stage 1 (a stage-2/3 record a reducer
+  could not handle, a row PostgreSQL refused) names a record of a derived topic, whose
+  packing differs between the live Faust path and replay: it is compared by what went
+  wrong with what, ``(event_id, reason)``, as a set.
+
+The gateway's own tables (API keys, its node index, held lines) are configuration and
+in-flight state of one deployment, not derived from the event history: not compared.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+import orjson
+
+__all__ = [
+    "TABLES",
+    "Difference",
+    "TableResult",
+    "VerifyResult",
+    "checksum",
+    "column_differences",
+    "verify",
+]
+
+# Table -> the columns that are not logical content (when this database stored the row).
+TABLES: dict[str, tuple[str, ...]] = {
+    "prompts": ("created_at", "updated_at"),
+    "prompt_versions": ("created_at",),
+    "logs": ("stored_at", "updated_at"),
+    "feedback": ("updated_at",),
+    "traces": ("updated_at",),
+    "spans": ("updated_at",),
+    "generations": ("updated_at",),
+    "sessions": ("updated_at",),
+    "prompt_version_stats": ("updated_at",),
+    "dead_letters": ("id", "received_at"),
+}
+
+_MOD = 1 << 128
+
+
+def checksum(pairs: Iterable[tuple[str, str]]) -> tuple[int, str]:
+    """``(rows, checksum)`` of ``(key, digest)`` pairs, independent of their order."""
+    total, count = 0, 0
+    for key, digest in pairs:
+        total = (total + int.from_bytes(hashlib.md5(f"{key}\x1f{digest}".encode()).digest())) % _MOD
+        count += 1
+    return count, f"{total:032x}"
+
+
+def column_differences(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
+    """``{column: (value in A, value in B)}`` of the columns that differ (a missing row is
+    ``None``: every column of the other side differs)."""
+    a, b = a or {}, b or {}
+    return {
+        name: (a.get(name), b.get(name))
+        for name in sorted(a.keys() | b.keys())
+        if a.get(name) != b.get(name)
+    }
+
+
+def _queries(table: str, events_topic: str) -> tuple[str, str, list[Any]]:
+    """SQL reading ``(k, h)`` of every row, and SQL reading the content of given keys."""
+    ignored = ", ".join(f"'{name}'" for name in TABLES[table])
+    content = f"(to_jsonb(t) - ARRAY[{ignored}]::text[])"
+    if table != "dead_letters":
+        key = "jsonb_build_array(t.project, t.id)::text"
+        return (
+            f'SELECT {key} AS k, md5({content}::text) AS h FROM "{table}" t',
+            f'SELECT {key} AS k, {content}::text AS row FROM "{table}" t WHERE {key} = ANY($1)',
+            [],
+        )
+    raw_origin = "t.topic = $1"
+    key = (
+        f"CASE WHEN {raw_origin} "
+        "THEN jsonb_build_array(t.topic, t.partition, t.offset, t.event_index)::text "
+        "ELSE jsonb_build_array('derived', t.event_id, t.reason)::text END"
+    )
+    logical = (
+        f"CASE WHEN {raw_origin} "
+        "THEN jsonb_build_object('event_id', t.event_id, 'reason', t.reason, "
+        "'raw', encode(t.raw, 'base64')) "
+        "ELSE jsonb_build_object('event_id', t.event_id, 'reason', t.reason) END"
+    )
+    return (
+        f"SELECT DISTINCT {key} AS k, md5({logical}::text) AS h FROM dead_letters t",
+        f"SELECT DISTINCT {key} AS k, {logical}::text AS row FROM dead_letters t "
+        f"WHERE {key} = ANY($2)",
+        [events_topic],
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Difference:
+    """One row that differs: its key and the differing columns (A, B)."""
+
+    table: str
+    key: str
+    only_in: str | None  # "A" or "B" when the row is missing on the other side
+    columns: dict[str, Any]
+
+
+@dataclass(slots=True)
+class TableResult:
+    table: str
+    rows_a: int
+    rows_b: int
+    checksum_a: str
+    checksum_b: str
+    differing_rows: int = 0
+    differences: list[Difference] = field(default_factory=list)
+
+    @property
+    def equal(self) -> bool:
+        return self.rows_a == self.rows_b and self.checksum_a == self.checksum_b
+
+
+@dataclass(slots=True)
+class VerifyResult:
+    tables: list[TableResult]
+
+    @property
+    def equal(self) -> bool:
+        return all(t.equal for t in self.tables)
+
+
+async def _digests(conn: asyncpg.Connection, sql: str, args: list[Any]) -> dict[str, str]:
+    rows = await conn.fetch(sql, *args, timeout=600)
+    return {r["k"]: r["h"] for r in rows}
+
+
+async def _rows(
+    conn: asyncpg.Connection, sql: str, args: list[Any], keys: list[str]
+) -> dict[str, dict[str, Any]]:
+    rows = await conn.fetch(sql, *args, keys, timeout=600)
+    return {r["k"]: orjson.loads(r["row"]) for r in rows}
+
+
+async def verify_table(
+    a: asyncpg.Connection, b: asyncpg.Connection, table: str, events_topic: str, show: int
+) -> TableResult:
+    digest_sql, rows_sql, args = _queries(table, events_topic)  # args bind $1.., keys last
+    digests_a = await _digests(a, digest_sql, args)
+    digests_b = await _digests(b, digest_sql, args)
+    count_a, sum_a = checksum(digests_a.items())
+    count_b, sum_b = checksum(digests_b.items())
+    result = TableResult(table, count_a, count_b, sum_a, sum_b)
+    if result.equal:
+        return result
+    differing = sorted(
+        k for k in digests_a.keys() | digests_b.keys() if digests_a.get(k) != digests_b.get(k)
+    )
+    result.differing_rows = len(differing)
+    first = differing[:show]
+    content_a = await _rows(a, rows_sql, args, first)
+    content_b = await _rows(b, rows_sql, args, first)
+    for key in first:
+        row_a, row_b = content_a.get(key), content_b.get(key)
+        only = "A" if row_b is None else "B" if row_a is None else None
+        result.differences.append(Difference(table, key, only, column_differences(row_a, row_b)))
+    return result
+
+
+async def verify(dsn_a: str, dsn_b: str, *, events_topic: str, show: int = 5) -> VerifyResult:
+    """Compare every pipeline table of the two databases (read in one snapshot each)."""
+    a = await asyncpg.connect(dsn_a, timeout=30)
+    try:
+        b = await asyncpg.connect(dsn_b, timeout=30)
+        try:
+            results = []
+            async with (
+                a.transaction(isolation="repeatable_read", readonly=True),
+                b.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                for table in TABLES:
+                    results.append(await verify_table(a, b, table, events_topic, show))
+            return VerifyResult(results)
+        finally:
+            await b.close()
+    finally:
+        await a.close()

@@ -1,0 +1,52 @@
+"""verify's pure parts: the order-independent checksum and the column differences."""
+
+from __future__ import annotations
+
+import random
+
+from logflume.history.verify import TABLES, checksum, column_differences
+
+PAIRS = [(f'["acme", "id-{i}"]', f"{i * 7919:032x}") for i in range(500)]
+
+
+def test_checksum_does_not_depend_on_row_order() -> None:
+    shuffled = PAIRS[:]
+    random.Random(1).shuffle(shuffled)
+    assert checksum(shuffled) == checksum(PAIRS)
+    assert checksum(reversed(PAIRS)) == checksum(PAIRS)
+    assert checksum(PAIRS)[0] == 500
+
+
+def test_checksum_sees_a_changed_missing_extra_or_duplicated_row() -> None:
+    base = checksum(PAIRS)
+    changed = [*PAIRS[:-1], (PAIRS[-1][0], "0" * 32)]
+    moved = [*PAIRS[:-1], ('["acme", "other"]', PAIRS[-1][1])]  # same content, other key
+    assert checksum(changed) != base
+    assert checksum(moved) != base
+    assert checksum(PAIRS[:-1]) != base
+    assert checksum([*PAIRS, PAIRS[0]]) != base  # a multiset: a duplicate counts
+    # and two rows swapping their contents is a change, although the digests are the same
+    swapped = [(PAIRS[0][0], PAIRS[1][1]), (PAIRS[1][0], PAIRS[0][1]), *PAIRS[2:]]
+    assert checksum(swapped)[1] != base[1]
+
+
+def test_empty_tables_are_equal() -> None:
+    assert checksum([]) == (0, "0" * 32)
+
+
+def test_column_differences() -> None:
+    a = {"id": "x", "tokens": 5, "cost": None, "meta": {"k": 1}}
+    b = {"id": "x", "tokens": 6, "cost": None, "meta": {"k": 1}}
+    assert column_differences(a, b) == {"tokens": (5, 6)}
+    assert column_differences(a, a) == {}
+    assert column_differences(a, None) == {k: (v, None) for k, v in a.items() if v is not None}
+
+
+def test_arrival_time_columns_are_the_only_ones_left_out() -> None:
+    ignored = {(table, column) for table, columns in TABLES.items() for column in columns}
+    assert ("logs", "created_at") not in ignored  # the log's own creation time is content
+    assert ("logs", "version") not in ignored
+    assert all(
+        column in {"updated_at", "stored_at", "created_at", "received_at", "id"}
+        for _, column in ignored
+    )
