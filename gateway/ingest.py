@@ -108,7 +108,11 @@ class Ingest:
 
     def encode(self, item: Any) -> tuple[Event, Encoded]:
         """The validated event and its ``(routing key, bytes)``; raises ContractError."""
-        raw = orjson.dumps(item)
+        try:
+            raw = orjson.dumps(item)
+        except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254 levels)
+            error = FieldError("body", f"cannot be encoded as JSON ({exc})")
+            raise ContractError([error]) from None
         event = parse_event(raw, max_bytes=self.max_event_bytes)
         return event, (routing_key(event), raw)
 

@@ -7,6 +7,7 @@ test oracle, the benchmark and replay.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,11 +73,19 @@ class Outcome:
 
 def load_record(value: bytes, origin: Origin, outcome: Outcome) -> list[Any]:
     """The items of a record holding a JSON array (or one object); a record that is not
-    JSON becomes one dead letter and yields nothing."""
+    JSON becomes one dead letter and yields nothing.
+
+    A record that orjson refuses is read again with the standard library, which accepts the
+    ``NaN`` and ``Infinity`` that Python's own ``json.dumps`` writes: then only the events
+    holding them are dead-lettered (naming the field), not every valid event beside them.
+    """
     try:
         decoded = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
-        reason = f"record is not valid JSON: {exc}"
-        outcome.dead_letters.append(DeadLetter(origin, -1, reason, value))
-        return []
+        try:
+            decoded = json.loads(value)
+        except (ValueError, RecursionError):
+            reason = f"record is not valid JSON: {exc}"
+            outcome.dead_letters.append(DeadLetter(origin, -1, reason, value))
+            return []
     return decoded if isinstance(decoded, list) else [decoded]

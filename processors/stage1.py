@@ -39,9 +39,14 @@ def _parse(value: bytes, origin: Origin, max_event_bytes: int, outcome: Outcome)
     items = load_record(value, origin, outcome)
     events: list[Event] = []
     for index, item in enumerate(items):
-        raw = orjson.dumps(item)
         event_id = item.get("event_id") if isinstance(item, dict) else None
         event_id = event_id if isinstance(event_id, str) else None
+        try:
+            raw = orjson.dumps(item)
+        except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254 levels)
+            reason = f"body: cannot be encoded as JSON ({exc})"
+            outcome.dead_letters.append(DeadLetter(origin, index, reason, value[:4096], event_id))
+            continue
         if len(raw) > max_event_bytes:
             reason = f"event: is {len(raw)} bytes, over the limit of {max_event_bytes} bytes"
             outcome.dead_letters.append(DeadLetter(origin, index, reason, raw[:4096], event_id))

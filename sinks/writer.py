@@ -75,7 +75,9 @@ async def _dead_letters(
         [r.partition for r in rows],
         [r.offset for r in rows],
         [r.index for r in rows],
-        [r.event_id for r in rows],
+        # A dead letter is often an event refused *for* a NUL (in its id): text columns
+        # cannot hold U+0000, so it is marked as stage 1 marks it (processors/text.py).
+        [None if r.event_id is None else r.event_id.replace("\x00", "\ufffd") for r in rows],
         [r.reason.replace("\x00", "\ufffd") for r in rows],
         [r.raw for r in rows],
     ]

@@ -9,6 +9,16 @@ import pytest_asyncio
 
 from tests.services import Services, acquire_services
 
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--long-faults",
+        action="store_true",
+        default=False,
+        help="run the fault suite's long form (200,000 events; also LOGFLUME_FAULTS=long)",
+    )
+
+
 # pytest calls a failed session fixture again for every test: fail those fast instead.
 _services_failure: list[str] = []
 

@@ -26,10 +26,8 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from logflume.settings import Settings
-from processors.codec import RECORD_OVERHEAD_BYTES, encode_dead_letter, pack_outputs
-from processors.outcome import Origin, Output
-from processors.stage1 import process_events_record
-from processors.stage2 import process_entities_record, process_groups_record
+from processors.codec import RECORD_OVERHEAD_BYTES
+from processors.sequential import SequentialStages
 from sinks.sql import param_type
 from sinks.tables import TableSpec, spec_for
 from tests.services import with_database  # re-exported for the bench
@@ -130,63 +128,39 @@ def run_stages(
 ) -> Stream:
     """Stage 1 -> stage 2 -> groups with the pure reducers, record by record (a stage's
     outputs reach the next stage before the following raw record): the records published
-    to the entities, rollups and dead-letter topics, in production order, and the oracle."""
+    to the entities, rollups and dead-letter topics, in production order, and the oracle.
+
+    One implementation with replay: :meth:`processors.sequential.SequentialStages.run_record`.
+    """
     topics = settings.topics
-    partitions, max_bytes = settings.partitions, settings.max_record_bytes
-    entity_state: dict[str, Any] = {}
-    trace_state: dict[str, Any] = {}
-    group_state: dict[str, Any] = {}
-    offsets: dict[tuple[str, int], int] = {}
+    stages = SequentialStages(
+        topics,
+        partitions=settings.partitions,
+        max_event_bytes=settings.max_event_bytes,
+        max_record_bytes=settings.max_record_bytes,
+    )
     stream = Stream(events, len(raw_records), [], Oracle())
+    kept = {topics.entities, topics.rollups, topics.deadletter}  # not the internal groups
 
-    def origin(topic: str, partition: int) -> Origin:
-        offset = offsets.get((topic, partition), 0)
-        offsets[(topic, partition)] = offset + 1
-        return Origin(topic, partition, offset)
+    def published(topic: str, partition: int | None, value: bytes) -> None:
+        if topic in kept:
+            stream.records.append(Published(topic, partition, value))
 
-    def publish(topic: str, role: str | None, outputs: list[Output]) -> list[tuple[int, bytes]]:
-        packed = pack_outputs(outputs, partitions, max_bytes)
-        assert not packed.oversized
-        for partition, value in packed.records:
-            if role is not None:
-                stream.records.append(Published(topic, partition, value))
-        if role is not None:
-            for output in outputs:
-                stream.oracle.add(role, output.value)
-            stream.values += len(outputs)
-        return packed.records
-
-    def dead(outcome_letters: Iterable[Any]) -> None:
-        for letter in outcome_letters:
-            value = encode_dead_letter(letter, max_bytes)
-            stream.records.append(Published(topics.deadletter, None, value))
-            stream.oracle.dead_letters.add(
-                (letter.origin.topic, letter.origin.partition, letter.origin.offset, letter.index)
-            )
-
+    offsets: dict[int, int] = {}
     for partition, raw in raw_records:
-        out1 = process_events_record(
-            raw,
-            origin(topics.events, partition),
-            entity_state.get,
-            max_event_bytes=settings.max_event_bytes,
-        )
-        entity_state.update(out1.writes)
-        dead(out1.dead_letters)
-        for e_partition, e_value in publish(topics.entities, "entities", out1.outputs):
-            out2 = process_entities_record(
-                e_value, origin(topics.entities, e_partition), trace_state.get
+        offset = offsets.get(partition, 0)
+        offsets[partition] = offset + 1
+        emitted = stages.run_record(partition, offset, raw, published)
+        for value in emitted.entities:
+            stream.oracle.add("entities", value)
+        for value in emitted.rollups:
+            stream.oracle.add("rollups", value)
+        stream.values += len(emitted.entities) + len(emitted.rollups)
+        for letter in emitted.dead_letters:
+            origin = letter.origin
+            stream.oracle.dead_letters.add(
+                (origin.topic, origin.partition, origin.offset, letter.index)
             )
-            trace_state.update(out2.writes)
-            dead(out2.dead_letters)
-            publish(topics.rollups, "rollups", out2.outputs)
-            for g_partition, g_value in publish("groups", None, out2.regroup):
-                out3 = process_groups_record(
-                    g_value, origin("groups", g_partition), group_state.get
-                )
-                group_state.update(out3.writes)
-                dead(out3.dead_letters)
-                publish(topics.rollups, "rollups", out3.outputs)
     return stream
 
 

@@ -1,0 +1,510 @@
+"""The whole pipeline, emit to committed PostgreSQL rows: sustained events/s and p50 / p99
+emit-to-visible latency at fixed rates, against two baselines measured in the same run.
+
+    python bench/pipeline_bench.py                 # 200k events, rates 1k / 5k / 10k, 20 s each
+    python bench/pipeline_bench.py --quick         # 40k events, rates 15 s each, small baselines
+    python bench/pipeline_bench.py --save pipe.json
+    python bench/pipeline_bench.py --baseline pipe.json [--tolerance 0.2]
+
+Needs the services (``logflume up``, or ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL``). Every
+design gets fresh topics and a fresh database, and runs the real deployables as processes
+(``tests/processes.py``): ``--workers`` Faust workers with all three stages and one sink.
+
+Designs:
+
+- ``pipeline``: what logflume ships: records of up to 40 events (packed per partition, as the
+  SDK and the gateway pack them), the batched sink;
+- ``one-event-per-record``: the same workers and sink, every record holding one event (the
+  per-record cost of Faust paid per event);
+- ``per-row-insert``: the shipped workers, but the sink replaced by a writer doing one
+  autocommit ``INSERT … ON CONFLICT`` per stage output (``bench/sink_bench.py``'s naive writer).
+
+Sustained: the workers and sink are started and warmed (a few probe events must be visible
+first, so group joins and table recovery are excluded), then N events of the realistic
+synthetic stream (traces with spans and generations, logs with updates, ~3% duplicates,
+~0.5% invalid) are emitted as fast as the producer goes; events/s = N / (the time every
+table reached its final rows, versions included - the first emit; polled every 0.5 s).
+The final tables are then checked against the oracle (the pure stages run sequentially),
+so a fast wrong run cannot pass. Latency (``pipeline`` only): log events emitted at a
+fixed rate in 20 ms ticks; the first of each tick and every 25th is a probe whose row is
+polled for every 25 ms; latency = first poll that sees it - its emit (so it includes up to
+one poll interval). ``--prompt-versions 0`` sends them without a prompt (no prompt-version
+rollup), which separates the groups stage's cost from the rest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaProducer
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # the oracle and process helpers live with the tests
+    sys.path.insert(0, str(ROOT))
+
+from logflume.settings import Settings  # noqa: E402
+from logflume.synthetic import generate_events, pack_events  # noqa: E402
+from processors.codec import RECORD_OVERHEAD_BYTES  # noqa: E402
+from producers.contract import pack_record, partition_for  # noqa: E402
+from tests.integration.sinks.stream import Oracle, oracle_mismatches, run_stages  # noqa: E402
+from tests.processes import PipelineProcesses  # noqa: E402
+from tests.services import Services, base_settings, scratch_environment  # noqa: E402
+
+console = Console(width=None if sys.stdout.isatty() else 150)
+DESIGNS = ("pipeline", "one-event-per-record", "per-row-insert")
+PROBE_EVERY = 25
+POLL_S = 0.025
+TICK_S = 0.02
+# Sums over every table: polled often, they would take the CPU the sink and Postgres need.
+REACHED_POLL_S = 0.5
+
+
+# -- emitting --------------------------------------------------------------------------------
+
+
+def probe_event(run: str, n: int, ts: str, versions: int = 100) -> tuple[bytes, bytes]:
+    """``(routing key, event)``: a ~600-byte log create with a unique id, of one of
+    ``versions`` prompt versions (0: no prompt, so no prompt-version rollup either)."""
+    log_id = f"data_{run}_{n}"
+    body: dict[str, Any] = {
+        "id": log_id,
+        "path": "bench/support-answer",
+        "messages": [
+            {"role": "system", "content": "You answer support questions."},
+            {"role": "user", "content": f"My order {n} has not arrived. " * 4},
+        ],
+        "output": "Sorry to hear that! Could you give me your order number?",
+        "prompt_tokens": 120 + n % 50,
+        "output_tokens": 40 + n % 20,
+        "metadata": {"tenant": f"t{n % 50}", "run": run},
+    }
+    if versions:
+        # As in the synthetic stream: a prompt version's group state holds every member, so
+        # one version for every probe would outgrow a record (see the README).
+        temperature = n % versions / versions
+        body["prompt"] = {"model": "gpt-4o-mini", "provider": "openai", "temperature": temperature}
+    event = {"event_id": f"ev_{run}_{n}", "type": "log", "ts": ts, "project": "bench",
+             "body": body}  # fmt: skip
+    return f"bench/{log_id}".encode(), orjson.dumps(event)
+
+
+def _producer(settings: Settings) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.bootstrap_servers,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        max_request_size=settings.max_record_bytes + RECORD_OVERHEAD_BYTES,
+    )
+
+
+async def send_all(settings: Settings, records: Sequence[tuple[int, bytes]]) -> float:
+    """Send as fast as the producer goes and wait for every ack; the monotonic start."""
+    producer = _producer(settings)
+    await producer.start()
+    try:
+        started = time.monotonic()
+        futures = [await producer.send(settings.topics.events, v, partition=p) for p, v in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+    return started
+
+
+# -- seeing rows land ------------------------------------------------------------------------
+
+
+def final_targets(oracle: Oracle) -> dict[tuple[str, str], tuple[int, int]]:
+    """(table, version column) -> (rows, sum of versions) the tables hold when done."""
+    targets: dict[tuple[str, str], tuple[int, int]] = {}
+    for (spec, *_), value in oracle.rows.items():
+        column = spec.version_column
+        rows, total = targets.get((spec.table, column), (0, 0))
+        version = value["version"] or 0  # rollup_version is the rollup's own "version"
+        targets[(spec.table, column)] = (rows + 1, total + int(version))
+    return targets
+
+
+async def reached(
+    conn: asyncpg.Connection, targets: dict[tuple[str, str], tuple[int, int]]
+) -> bool:
+    """Every table holds its final rows: versions only grow, so equal sums mean final."""
+    for (table, column), (_, total) in targets.items():
+        found = await conn.fetchval(f'SELECT coalesce(sum("{column}"), 0) FROM "{table}"')
+        if int(found) < total:
+            return False
+    return True
+
+
+async def wait_visible(conn: asyncpg.Connection, ids: set[str], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while ids:
+        rows = await conn.fetch("SELECT id FROM logs WHERE id = ANY($1::text[])", list(ids))
+        ids -= {r["id"] for r in rows}
+        if ids and time.monotonic() > deadline:
+            raise TimeoutError(f"{len(ids)} events never became visible")
+        await asyncio.sleep(0.2)
+
+
+_VERSIONED = (("logs", "version"), ("traces", "rollup_version"), ("sessions", "rollup_version"),
+              ("prompt_version_stats", "rollup_version"))  # fmt: skip
+
+
+# -- one design ------------------------------------------------------------------------------
+
+
+@dataclass
+class Design:
+    name: str
+    settings: Settings
+    processes: PipelineProcesses
+    conn: asyncpg.Connection
+    warm_records: list[tuple[int, bytes]] = field(default_factory=list)
+
+    async def warm_up(self, timeout_s: float) -> float:
+        """Probe events until visible: group joins and table recovery out of the figures."""
+        started = time.monotonic()
+        ts = _now()
+        probes = [probe_event("warm", n, ts) for n in range(20)]
+        self.warm_records = _pack(probes, self.settings.partitions, 1)
+        await send_all(self.settings, self.warm_records)
+        ids = {orjson.loads(e)["body"]["id"] for _, e in probes}
+        await wait_visible(self.conn, ids, timeout_s)
+        return time.monotonic() - started
+
+    async def sustained(self, events: list[bytes], per_record: int, timeout_s: float) -> dict:
+        s = self.settings
+        records = pack_events(events, s.partitions, max_per_record=per_record)
+        oracle = run_stages(s, [*self.warm_records, *records], len(events)).oracle
+        targets = final_targets(oracle)
+        started = await send_all(s, records)
+        emitted = time.monotonic() - started
+        deadline = started + timeout_s
+        while not await reached(self.conn, targets):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{self.name}: not done after {timeout_s:.0f}s")
+            await asyncio.sleep(REACHED_POLL_S)
+        seconds = time.monotonic() - started
+        oracle.dead_letters.clear()  # checked by the suites; offsets differ after the warm-up
+        problems = await oracle_mismatches(self.conn, oracle)
+        return {
+            "events": len(events),
+            "records": len(records),
+            "emit_s": emitted,
+            "seconds": seconds,
+            "events_per_s": len(events) / seconds,
+            "matches_oracle": not problems,
+            "problems": problems[:3],
+        }
+
+    async def drain(self, timeout_s: float) -> None:
+        """Wait until the sum of every table's versions stops changing for 2 s."""
+        last, still_since, deadline = None, time.monotonic(), time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            sums = []
+            for table, column in _VERSIONED:
+                sums.append(await self.conn.fetchval(
+                    f'SELECT coalesce(sum("{column}"), 0) FROM "{table}"'))  # fmt: skip
+            if sums != last:
+                last, still_since = sums, time.monotonic()
+            elif time.monotonic() - still_since >= 2.0:
+                return
+            await asyncio.sleep(0.5)
+
+    async def latency(self, rate: int, duration_s: float, drain_s: float, versions: int) -> dict:
+        """Emit at ``rate`` events/s for ``duration_s``; emit-to-visible of the probes. A
+        probe not visible ``drain_s`` after the last emit counts as unseen (and as that
+        wait in the percentiles, so they are lower bounds then)."""
+        s = self.settings
+        run = f"r{rate}_{uuid.uuid4().hex[:4]}"
+        producer = _producer(s)
+        await producer.start()
+        emitted_at: dict[str, float] = {}
+        seen_after: dict[str, float] = {}
+        done = asyncio.Event()
+
+        async def poll() -> None:
+            while not (done.is_set() and len(seen_after) == len(emitted_at)):
+                waiting = [i for i in emitted_at if i not in seen_after]
+                if waiting:
+                    rows = await self.conn.fetch(
+                        "SELECT id FROM logs WHERE id = ANY($1::text[])", waiting
+                    )
+                    now = time.monotonic()
+                    for r in rows:
+                        seen_after[r["id"]] = now - emitted_at[r["id"]]
+                await asyncio.sleep(POLL_S)
+
+        poller = asyncio.create_task(poll())
+        futures = []
+        sent = 0
+        started = time.monotonic()
+        try:
+            while (elapsed := time.monotonic() - started) < duration_s:
+                due = int(rate * elapsed) - sent
+                if due > 0:
+                    ts = _now()
+                    batch = [probe_event(run, sent + k, ts, versions) for k in range(due)]
+                    now = time.monotonic()
+                    for k in range(0, due, PROBE_EVERY):
+                        emitted_at[f"data_{run}_{sent + k}"] = now
+                    for partition, value in _pack(batch, s.partitions, 40):
+                        futures.append(
+                            await producer.send(s.topics.events, value, partition=partition)
+                        )
+                    sent += due
+                await asyncio.sleep(TICK_S)
+            emit_s = time.monotonic() - started
+            await asyncio.gather(*futures)
+            done.set()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(poller), timeout=drain_s)
+        finally:
+            poller.cancel()
+            await producer.stop()
+        gave_up = time.monotonic()
+        unseen = [gave_up - at for i, at in emitted_at.items() if i not in seen_after]
+        latencies = sorted([*seen_after.values(), *unseen])
+        return {
+            "rate": rate,
+            "achieved_rate": sent / emit_s,
+            "events": sent,
+            "probes": len(latencies),
+            "unseen": len(unseen),
+            "p50_s": statistics.median(latencies),
+            "p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
+            "max_s": latencies[-1],
+        }
+
+
+def _pack(events: list[tuple[bytes, bytes]], partitions: int, per_record: int) -> list:
+    grouped: dict[int, list[bytes]] = {}
+    for key, encoded in events:
+        grouped.setdefault(partition_for(key, partitions), []).append(encoded)
+    return [
+        (p, pack_record(evs[i : i + per_record]))
+        for p, evs in grouped.items()
+        for i in range(0, len(evs), per_record)
+    ]
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).isoformat()
+
+
+@contextlib.asynccontextmanager
+async def running(args: argparse.Namespace, name: str) -> AsyncIterator[Design]:
+    """Fresh topics and database, the processes of ``name`` started and warmed up."""
+    env = base_settings()  # the environment's services, else the local ones of `up`
+    tag = uuid.uuid4().hex[:8]
+    services = Services(env.bootstrap_servers, env.dsn)
+    async with scratch_environment(
+        services,
+        f"lf_pipe_bench_{tag}",
+        topic_prefix=f"lf-pipe-bench-{tag}",
+        partitions=args.partitions,
+        sink_group=f"lf-pipe-bench-{tag}-sink",
+        sink_linger_ms=args.linger_ms,
+    ) as settings:
+        tmp = Path(tempfile.mkdtemp(prefix=f"lf-pipe-bench-{name}-"))
+        processes = PipelineProcesses(settings, tmp, {"LOGFLUME_PROCESSOR_LOG_LEVEL": "warn"})
+        for n in range(args.workers):
+            processes.start_worker(f"{name}-w{n}")
+        if name == "per-row-insert":
+            processes.start_sink(f"{name}-s", module="bench.naive_sink")
+        else:
+            processes.start_sink(f"{name}-s")
+        conn = await asyncpg.connect(settings.dsn, timeout=30)
+        try:
+            design = Design(name, settings, processes, conn)
+            warm = await design.warm_up(args.timeout)
+            console.print(f"[dim]{name}: warmed up in {warm:.1f}s (logs in {tmp})[/]")
+            yield design
+        finally:
+            await conn.close()
+            processes.stop_all()
+
+
+# -- the run, the table ----------------------------------------------------------------------
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    rates = [int(r) for r in args.rates.split(",") if r]
+    for name in DESIGNS:
+        if name not in args.designs:
+            continue
+        count = args.events if name == "pipeline" else args.baseline_events
+        events = generate_events(count, seed=args.seed)
+        per_record = 1 if name == "one-event-per-record" else 40
+        async with running(args, name) as design:
+            figures = await design.sustained(events, per_record, args.timeout)
+            console.print(f"[dim]{name}: {figures['events_per_s']:,.0f} events/s sustained[/]")
+            if name == "pipeline":
+                figures["latency"] = []
+                for rate in rates:
+                    measured = await design.latency(
+                        rate, args.duration, args.drain, args.prompt_versions
+                    )
+                    figures["latency"].append(measured)
+                    console.print(
+                        f"[dim]  {rate:,}/s: p50 {measured['p50_s'] * 1000:,.0f} ms, "
+                        f"p99 {measured['p99_s'] * 1000:,.0f} ms, {measured['unseen']} unseen[/]"
+                    )
+                    # The next rate starts on an idle pipeline (stages 2 and groups too).
+                    await design.drain(args.drain)
+        results[name] = figures
+    config = {k: getattr(args, k) for k in
+              ("events", "baseline_events", "rates", "duration", "workers", "partitions",
+               "linger_ms", "seed")}  # fmt: skip
+    return {"config": config, "results": results}
+
+
+def _ms(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds * 1000:,.0f} ms"
+
+
+def _change(now: float, before: float | None, higher_is_better: bool = True) -> str:
+    if not before:
+        return "-"
+    delta = (now - before) / before
+    good = delta >= 0 if higher_is_better else delta <= 0
+    return f"[{'green' if good else 'red'}]{delta:+.0%}[/]"
+
+
+def print_report(report: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+    results = report["results"]
+    table = Table(title="whole pipeline: emit -> committed PostgreSQL rows (sustained)")
+    for header in ("design", "events", "records", "seconds", "events/s", "vs pipeline",
+                   "oracle"):  # fmt: skip
+        table.add_column(header, justify="left" if header == "design" else "right")
+    if baseline:
+        table.add_column("vs saved run", justify="right")
+    main = results.get("pipeline", {}).get("events_per_s")
+    for name, r in results.items():
+        cells = [
+            name,
+            f"{r['events']:,}",
+            f"{r['records']:,}",
+            f"{r['seconds']:.1f}",
+            f"{r['events_per_s']:,.0f}",
+            f"{r['events_per_s'] / main:.2f}x" if main else "-",
+            "equal" if r["matches_oracle"] else f"[red]differs: {r['problems']}[/]",
+        ]
+        if baseline:
+            before = baseline["results"].get(name, {}).get("events_per_s")
+            cells.append(_change(r["events_per_s"], before))
+        table.add_row(*cells)
+    console.print(table)
+    latency = results.get("pipeline", {}).get("latency", [])
+    if latency:
+        lat = Table(title="pipeline: emit-to-visible latency at fixed rates")
+        for header in ("rate", "achieved", "events", "probes", "unseen", "p50", "p99", "max"):
+            lat.add_column(header, justify="right")
+        if baseline:
+            lat.add_column("p99 vs saved run", justify="right")
+        saved = {m["rate"]: m for m in (baseline or {}).get("results", {})
+                 .get("pipeline", {}).get("latency", [])}  # fmt: skip
+        for m in latency:
+            cells = [
+                f"{m['rate']:,}/s",
+                f"{m['achieved_rate']:,.0f}/s",
+                f"{m['events']:,}",
+                f"{m['probes']:,}",
+                f"{m.get('unseen', 0):,}",
+                _ms(m["p50_s"]),
+                _ms(m["p99_s"]),
+                _ms(m["max_s"]),
+            ]
+            if baseline:
+                before = saved.get(m["rate"], {}).get("p99_s")
+                cells.append(_change(m["p99_s"], before, higher_is_better=False))
+            lat.add_row(*cells)
+        console.print(lat)
+    c = report["config"]
+    console.print(
+        f"{c['workers']} Faust worker(s) with all stages + 1 sink, {c['partitions']} "
+        f"partitions, sink linger {c['linger_ms']} ms; goals: >= 25,000 events/s sustained, "
+        f"p99 <= 1 s at 5,000 events/s. Latency includes up to {POLL_S * 1000:.0f} ms of "
+        "polling.",
+        soft_wrap=True,
+    )
+
+
+def regressions(report: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
+    lost = []
+    for name, r in report["results"].items():
+        before = baseline["results"].get(name, {}).get("events_per_s")
+        if before and r["events_per_s"] < before * (1 - tolerance):
+            lost.append(f"{name}: {r['events_per_s']:,.0f} < {before:,.0f} events/s")
+    return lost
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run (about 3 minutes)")
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--baseline-events", type=int, default=30_000,
+                        help="events of the sustained run of each baseline design")  # fmt: skip
+    parser.add_argument("--rates", default="1000,5000,10000", help="latency runs, events/s")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per rate")
+    parser.add_argument(
+        "--drain", type=float, default=120.0, help="seconds after a rate until probes are unseen"
+    )
+    parser.add_argument("--prompt-versions", type=int, default=100,
+                        help="prompt versions of the latency events (0: no prompt)")  # fmt: skip
+    parser.add_argument("--designs", default=",".join(DESIGNS))
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--linger-ms", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--save", type=Path, help="also write the JSON result to FILE")
+    parser.add_argument("--baseline", type=Path, help="compare with a saved JSON result")
+    parser.add_argument("--tolerance", type=float, default=0.2)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.events, args.baseline_events, args.duration = 40_000, 8_000, 15.0
+    args.designs = [d.strip() for d in args.designs.split(",")]
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    baseline = json.loads(args.baseline.read_text()) if args.baseline else None
+    report = asyncio.run(run(args))
+    if args.save:
+        args.save.write_text(json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print_report(report, baseline)
+    if baseline and (lost := regressions(report, baseline, args.tolerance)):
+        print("regression: " + "; ".join(lost), file=sys.stderr)
+        raise SystemExit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Services a fault test may stop and start: a Kafka broker and a PostgreSQL cluster of its
+own, in a scratch ``LOGFLUME_HOME`` on free ports, never the session's shared services.
+
+The broker jars are linked from an existing home (the repository's ``.logflume`` or the
+session's ``LOGFLUME_HOME``) when one has them, so that no Maven run is needed; otherwise
+:class:`~logflume.services.kafka.LocalKafka` fetches them as ``logflume up`` does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import shutil
+import socket
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from logflume.services import manager
+from logflume.services.kafka import LocalKafka
+from logflume.services.postgres import LocalPostgres
+from logflume.settings import Settings
+from tests.services import REPO_ROOT, base_settings
+
+__all__ = ["ScratchServices", "scratch_services"]
+
+PORT_RANGE = (47000, 47999)  # the fault suite's own ports (see the README's test section)
+
+
+@dataclass
+class ScratchServices:
+    """The scratch broker and cluster, with what it takes to restart each."""
+
+    settings: Settings
+    kafka: LocalKafka
+    postgres: LocalPostgres
+
+    async def restart_kafka(self, down_s: float) -> None:
+        """SIGTERM the broker (a controlled shutdown), wait ``down_s``, start it again and
+        wait until it answers; its data stays, so every topic and offset survives."""
+        await asyncio.to_thread(self.kafka.stop)
+        await asyncio.sleep(down_s)
+        pid = await asyncio.to_thread(self.kafka.start)
+        await self.kafka.wait_until_ready(pid)
+
+    async def restart_postgres(self, down_s: float) -> None:
+        """``pg_ctl stop -m fast`` (open connections are cut), wait, start again."""
+        await asyncio.to_thread(self.postgres.stop)
+        await asyncio.sleep(down_s)
+        await asyncio.to_thread(self.postgres.start)
+
+
+def _free_ports(count: int, rng: random.Random) -> list[int]:
+    ports: list[int] = []
+    while len(ports) < count:
+        port = rng.randint(*PORT_RANGE)
+        if port in ports:
+            continue
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        ports.append(port)
+    return ports
+
+
+def _new_home() -> Path:
+    home = Path(tempfile.mkdtemp(prefix="lf-faults-"))
+    home.chmod(0o755)
+    _link_jars(home)
+    return home
+
+
+def _link_jars(home: Path) -> None:
+    """Reuse the jars of a home that has them (they are large and fetched by Maven)."""
+    for source in (base_settings().home, REPO_ROOT / ".logflume"):
+        libs = source.expanduser().resolve() / "kafka" / "libs"
+        if libs.is_dir() and any(libs.glob("kafka_2.13-*.jar")):
+            (home / "kafka").mkdir(parents=True, exist_ok=True)
+            (home / "kafka" / "libs").symlink_to(libs, target_is_directory=True)
+            return
+
+
+@contextlib.asynccontextmanager
+async def scratch_services(**overrides: Any) -> AsyncIterator[ScratchServices]:
+    """Start a broker and a cluster in a fresh home (``logflume up`` with settings of their
+    own: migrations and topics included); both are stopped and the home removed at the
+    end, whatever happened. The home is a short folder the ``postgres`` OS user can enter
+    (pytest's ``tmp_path`` is closed to it, and a unix socket path is at most 107 bytes)."""
+    kafka_port, controller_port, postgres_port = _free_ports(3, random.Random())
+    home = _new_home()
+    settings = Settings(
+        kafka_bootstrap_servers=None,  # never the environment's services
+        database_url=None,
+        home=home,
+        kafka_port=kafka_port,
+        kafka_controller_port=controller_port,
+        postgres_port=postgres_port,
+        kafka_heap="512m",
+        **overrides,
+    )
+    try:
+        await manager.up(settings)
+        yield ScratchServices(settings, LocalKafka(settings), LocalPostgres(settings))
+    finally:
+        try:
+            await manager.down(settings)
+        finally:
+            shutil.rmtree(home, ignore_errors=True)
