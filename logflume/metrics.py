@@ -190,6 +190,7 @@ class StageCollector(Collector):
 
 _STAGE_HELP = {
     "records": "Input records processed (in).",
+    "inputs": "Values those records held: events, entities, contributions (in).",
     "poison_records": "Input records a reducer could not handle (one dead letter each).",
     "dead_letters": "Dead letters sent (invalid events, poison records).",
     "writes": "State table writes (coalesced: one per entity touched by a record).",

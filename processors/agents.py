@@ -71,6 +71,7 @@ class StageStats:
     """Counters of one stage in this worker (logged at INFO every minute)."""
 
     records: int = 0
+    inputs: int = 0
     poison_records: int = 0
     dead_letters: int = 0
     writes: int = 0
@@ -188,6 +189,7 @@ class Stage:
         await table.send_writes()
         stats = self.stats
         stats.records += 1
+        stats.inputs += outcome.inputs
         stats.writes += len(outcome.writes)
         stats.duplicates += outcome.duplicates
         stats.unpriced += outcome.unpriced

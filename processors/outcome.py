@@ -69,6 +69,7 @@ class Outcome:
     dead_letters: list[DeadLetter] = field(default_factory=list)
     duplicates: int = 0
     unpriced: int = 0  # events of a model the price table does not know
+    inputs: int = 0  # values the record held (events, entities, contributions)
 
 
 def load_record(value: bytes, origin: Origin, outcome: Outcome) -> list[Any]:
@@ -88,4 +89,6 @@ def load_record(value: bytes, origin: Origin, outcome: Outcome) -> list[Any]:
             reason = f"record is not valid JSON: {exc}"
             outcome.dead_letters.append(DeadLetter(origin, -1, reason, value))
             return []
-    return decoded if isinstance(decoded, list) else [decoded]
+    items = decoded if isinstance(decoded, list) else [decoded]
+    outcome.inputs += len(items)
+    return items

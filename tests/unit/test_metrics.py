@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
@@ -17,6 +18,8 @@ from gateway.nodes import MemoryNodeIndex
 from logflume.metrics import SINK_REGISTRY, StageCollector, observe_sink_batch, role_port
 from logflume.settings import Settings
 from processors.agents import StageStats
+from processors.outcome import Origin
+from processors.stage2 import process_groups_record
 from producers.sdk import MemoryTransport, Spool
 from sinks.consumer import BatchReport
 from tests.integration.pipeline_env import metric
@@ -67,7 +70,7 @@ def test_gateway_counts_requests_by_route_template(client: TestClient) -> None:
 
 
 def test_stage_collector_reads_each_stages_stats() -> None:
-    stages = {"entities": SimpleNamespace(stats=StageStats(records=5, outputs=40)),
+    stages = {"entities": SimpleNamespace(stats=StageStats(records=5, inputs=70, outputs=40)),
               "traces": SimpleNamespace(stats=StageStats(records=2, dead_letters=1))}  # fmt: skip
     registry = CollectorRegistry()
     registry.register(StageCollector(stages))  # type: ignore[arg-type]
@@ -75,6 +78,7 @@ def test_stage_collector_reads_each_stages_stats() -> None:
     text = generate_latest(registry).decode()
     assert metric(text, "logflume_stage_records_total", stage="entities") == 6
     assert metric(text, "logflume_stage_outputs_total", stage="entities") == 40
+    assert metric(text, "logflume_stage_inputs_total", stage="entities") == 70
     assert metric(text, "logflume_stage_dead_letters_total", stage="traces") == 1
     assert metric(text, "logflume_stage_duplicates_total") == 0
 
@@ -102,3 +106,11 @@ def test_role_ports() -> None:
     assert role_port(Settings(metrics_port=0), "sink") is None
     assert role_port(Settings(metrics_port=9400), "process") == 9410
     assert role_port(Settings(metrics_port=9400, metrics_instance=2), "sink") == 9422
+
+
+def test_a_reducer_counts_the_values_its_record_held() -> None:
+    """The "events in" of a stage: a record of three values (one invalid) counts three."""
+    record = orjson.dumps([{"kind": "x"}, {"kind": "y"}, "not an object"])
+    outcome = process_groups_record(record, Origin("t", 0, 0), {}.get)
+    assert outcome.inputs == 3
+    assert len(outcome.dead_letters) == 1  # the record as a whole: no value is a contribution
