@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
 from decimal import Decimal
@@ -69,3 +70,56 @@ async def test_demo_totals_match_postgres(services: Services, tmp_path: Path) ->
         logs_dir = tmp_path / "home" / "logs" / f"demo-{run_id}"
         assert {p.name for p in logs_dir.iterdir()} == {"gateway.log", "process-1.log",
                                                          "sink-1.log"}  # fmt: skip
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def _alive(pids: set[int]) -> set[int]:
+    return {pid for pid in pids if Path(f"/proc/{pid}").exists()}
+
+
+async def test_ctrl_c_stops_the_demo_and_its_pipeline(services: Services, tmp_path: Path) -> None:
+    """SIGINT while the demo emits: exit 130, the pipeline it started stopped, no child left."""
+    async with own_pipeline(services, "demoint") as settings:
+        env = cli_env(settings, tmp_path / "home", LOGFLUME_GATEWAY_PORT=str(free_port()))
+        command = [sys.executable, "-m", "logflume", "demo", "--events", "500000", "--rate",
+                   "500", "--seed", "3"]  # fmt: skip
+        demo = await asyncio.create_subprocess_exec(
+            *command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        assert demo.stdout is not None
+        output = b""
+        try:
+            async with asyncio.timeout(240):  # services up, pipeline started, emitting
+                while b"(emitting) emitted" not in output or not _descendants(demo.pid):
+                    line = await demo.stdout.readline()
+                    assert line, output.decode()[-4000:]
+                    output += line
+            children = _descendants(demo.pid)
+            assert len(children) >= 3, children  # gateway, worker, sink (and their helpers)
+            demo.send_signal(signal.SIGINT)
+            async with asyncio.timeout(120):
+                output += await demo.stdout.read()
+                returncode = await demo.wait()
+        finally:
+            if demo.returncode is None:
+                demo.kill()
+        text = output.decode()
+        assert returncode == 130, text[-4000:]
+        assert "interrupted" in text and "pipeline stopped" in text
+        assert "all totals match" not in text  # no summary of a run cut short
+        assert not _alive(children), children
