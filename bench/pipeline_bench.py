@@ -59,6 +59,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the oracle and process helpers live with the tests
     sys.path.insert(0, str(ROOT))
 
+from bench.processors_bench import regressions  # noqa: E402  (events/s lost vs a baseline)
 from logflume.settings import Settings  # noqa: E402
 from logflume.synthetic import generate_events, pack_events  # noqa: E402
 from processors.codec import RECORD_OVERHEAD_BYTES  # noqa: E402
@@ -449,15 +450,6 @@ def print_report(report: dict[str, Any], baseline: dict[str, Any] | None) -> Non
         "polling.",
         soft_wrap=True,
     )
-
-
-def regressions(report: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
-    lost = []
-    for name, r in report["results"].items():
-        before = baseline["results"].get(name, {}).get("events_per_s")
-        if before and r["events_per_s"] < before * (1 - tolerance):
-            lost.append(f"{name}: {r['events_per_s']:,.0f} < {before:,.0f} events/s")
-    return lost
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
