@@ -192,8 +192,9 @@ class LocalKafka:
                 *self._java_command(java),
                 _STORAGE_TOOL,
                 "format",
-                "-t",
-                cluster_id,
+                # One argument with "=": a base64url id may start with "-", which argparse
+                # would take for an option ("--cluster-id: expected one argument").
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.paths.config),
             ],
