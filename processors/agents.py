@@ -1,4 +1,5 @@
-"""The stages as Faust agents around the pure reducers: decode, reduce, reassign, emit.
+"""The stages as Faust agents around :class:`processors.topology.StageRunner`: decode,
+reduce, write the state, hold the outputs in the window, flush, acknowledge.
 
 - ``entities`` (stage 1) reads the raw events topic, keeps one state per entity and emits
   canonical entities to the entities topic (:func:`processors.stage1.process_events_record`);
@@ -9,11 +10,20 @@
   prompt version and emits their rollups (:func:`processors.stage2.process_groups_record`).
 
 Per record (never ``stream.take()``: table writes must happen inside the iteration of the
-record that causes them, faust-streaming issue 497): the reducer gets the record's bytes,
-its origin and a lookup into the table; each write it returns is assigned once
-(``table[key] = state``, the changelog partition is the record's); outputs leave packed one
-record per destination partition; dead letters go to the dead-letter topic. A reducer that
-raises turns the whole record into one dead letter (index -1) and the stream goes on.
+record that causes them, faust-streaming issue 497): the runner reduces the record's bytes
+with a lookup into the table; each write it returns is assigned once (``table[key] =
+state``, the changelog partition is the record's) and sent; dead letters are sent at once;
+the outputs wait in the stage's output window, which keeps the newest version per identity
+(:mod:`processors.topology`). A reducer that raises turns the whole record into one dead
+letter (index -1) and the stream goes on.
+
+The window is flushed when it holds ``window_records`` records or is ``window_ms`` old,
+whichever comes first (a background task closes a window that no new record closes).
+The stream runs with manual acknowledgement (``stream.noack()``): a record is acknowledged
+only after the flush that sends its outputs, so Faust, which commits only acknowledged
+offsets and flushes its producer first, never commits a record whose outputs are still in
+the window. A worker killed with a window open loses nothing: its records are redelivered
+and re-emit every entity and group they touch (duplicates included).
 
 Failing to *send* is another matter: it is not the record's fault, and Faust would still
 commit the record's offset. A send that fails ends the worker at once without committing
@@ -22,19 +32,26 @@ commit the record's offset. A send that fails ends the worker at once without co
 
 from __future__ import annotations
 
-import functools
+import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import faust
 from faust.types import EventT, StreamT
 
 from logflume.settings import Settings
 from processors.app import ExpiringTable, ProcessorOptions, app_id, check_delivered, fatal
-from processors.codec import encode_dead_letter, pack_outputs
-from processors.outcome import DeadLetter, Lookup, Origin, Outcome, Output
+from processors.codec import encode_dead_letter
+from processors.outcome import DeadLetter, Lookup, Origin
+from processors.topology import (
+    STAGES,
+    Reducer,
+    StageName,
+    StageRunner,
+    real_reducer,
+    stage_specs,
+)
 
 __all__ = [
     "STAGES",
@@ -48,12 +65,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-StageName = Literal["entities", "traces", "groups"]
-STAGES: tuple[StageName, ...] = ("entities", "traces", "groups")
-# One record's bytes, where it came from, the table lookup -> what to do.
-Reducer = Callable[[bytes, Origin, Lookup], Outcome]
-
-_MAX_REASON_CHARS = 2000
 _STATS_INTERVAL_S = 60.0
 
 
@@ -79,43 +90,11 @@ class StageStats:
     output_records: int = 0
     duplicates: int = 0
     unpriced: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    source: str
-    sink: str
-    table: str
-    regroup: str | None = None  # where Outcome.regroup goes
-
-
-def _specs(settings: Settings) -> dict[StageName, _Spec]:
-    topics = settings.topics
-    groups = topics.groups
-    return {
-        "entities": _Spec(topics.events, topics.entities, "entity_state"),
-        "traces": _Spec(topics.entities, topics.rollups, "trace_state", regroup=groups),
-        "groups": _Spec(groups, topics.rollups, "group_state"),
-    }
-
-
-def _real_reducer(name: StageName, settings: Settings) -> Reducer:
-    # Imported here: a worker loads only the stages it runs.
-    if name == "entities":
-        from processors.stage1 import process_events_record
-
-        return functools.partial(process_events_record, max_event_bytes=settings.max_event_bytes)
-    if name == "traces":
-        from processors.stage2 import process_entities_record
-
-        return process_entities_record
-    from processors.stage2 import process_groups_record
-
-    return process_groups_record
+    flushes: int = 0
 
 
 class Stage:
-    """One stage in one worker: its state table, its agent, its counters."""
+    """One stage in one worker: its state table, its agent, its output window, its counters."""
 
     def __init__(
         self,
@@ -125,14 +104,18 @@ class Stage:
         name: StageName,
         reduce: Reducer,
     ) -> None:
-        spec = _specs(settings)[name]
+        spec = stage_specs(settings.topics)[name]
         self.app = app
         self.name = name
-        self.reduce = reduce
-        self.sink = spec.sink
-        self.regroup = spec.regroup
+        self.runner = StageRunner(
+            spec,
+            reduce,
+            partitions=settings.partitions,
+            max_record_bytes=settings.max_record_bytes,
+        )
+        self.window_records = options.window_records
+        self.window_s = options.window_ms / 1000
         self.deadletter = settings.topics.deadletter
-        self.partitions = settings.partitions
         self.max_record_bytes = settings.max_record_bytes
         self.stats = StageStats()
         self.table: ExpiringTable = app.tables.add(
@@ -155,6 +138,9 @@ class Stage:
             value_serializer="raw",
             partitions=settings.partitions,
         )
+        self._stream: StreamT[bytes] | None = None
+        self._held: list[EventT] = []  # records whose outputs are in the window
+        self._flush_lock = asyncio.Lock()
         self.agent = app.agent(self.source, name=f"{app_id(settings)}.{name}")(self._run)
 
         async def sweep() -> None:
@@ -163,26 +149,33 @@ class Stage:
         async def report() -> None:
             log.info("stage %s: %s", name, asdict(self.stats))
 
+        async def close_windows() -> None:
+            # A task of its own, not a Faust timer: it also runs while a rebalance waits
+            # for the held records to be acknowledged, which only a flush does.
+            while True:
+                await asyncio.sleep(self.window_s / 4)
+                if self.runner.due(self.window_records, self.window_s):
+                    await self.flush()
+
         app.timer(options.ttl_sweep_interval_s, name=f"{name}.expire")(sweep)
         app.timer(_STATS_INTERVAL_S, name=f"{name}.stats")(report)
+        app.task(close_windows)
 
     async def _run(self, stream: StreamT[bytes]) -> None:
+        manual = self._stream = stream.noack()
         event: EventT
-        async for event in stream.events():
-            await self.handle(
-                event.message.topic, event.message.partition, event.message.offset, event.value
-            )
+        async for event in manual.events():
+            message = event.message
+            await self.handle(message.topic, message.partition, message.offset, event.value)
+            self._held.append(event)
+            if self.runner.window.records >= self.window_records:
+                await self.flush()
 
     async def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
-        """Reduce one record, then write its states and send its outputs and dead letters."""
-        origin = Origin(topic, partition, offset)
+        """Reduce one record, then write its states and send its dead letters; its outputs
+        stay in the window until :meth:`flush`."""
         raw = value if value is not None else b""
-        try:
-            outcome = self.reduce(raw, origin, self.lookup)
-            if outcome.regroup and self.regroup is None:
-                raise RuntimeError(f"the {self.name} stage has nowhere to send regroup outputs")
-        except Exception as exc:
-            outcome = self._poison(origin, raw, exc)
+        outcome = self.runner.reduce(raw, Origin(topic, partition, offset), self.lookup)
         table = self.table
         for key, state in outcome.writes.items():
             table[key] = state
@@ -193,40 +186,26 @@ class Stage:
         stats.writes += len(outcome.writes)
         stats.duplicates += outcome.duplicates
         stats.unpriced += outcome.unpriced
-        if outcome.outputs:
-            await self._send_outputs(self.sink, outcome.outputs, outcome, origin, raw)
-        if outcome.regroup and self.regroup is not None:
-            await self._send_outputs(self.regroup, outcome.regroup, outcome, origin, raw)
+        stats.poison_records = self.runner.poison_records
         if outcome.dead_letters:
             await self._send_dead_letters(outcome.dead_letters)
 
-    def _poison(self, origin: Origin, raw: bytes, exc: Exception) -> Outcome:
-        self.stats.poison_records += 1
-        log.warning(
-            "stage %s dead-lettered record %s[%d]@%d: %s raised by the reducer",
-            self.name,
-            origin.topic,
-            origin.partition,
-            origin.offset,
-            type(exc).__name__,
-        )
-        reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
-        return Outcome(dead_letters=[DeadLetter(origin, -1, reason, raw)])
-
-    async def _send_outputs(
-        self, topic: str, outputs: list[Output], outcome: Outcome, origin: Origin, raw: bytes
-    ) -> None:
-        packed = pack_outputs(outputs, self.partitions, self.max_record_bytes)
-        for partition, record in packed.records:
-            await self._send(topic, record, partition)
-        self.stats.outputs += len(outputs) - len(packed.oversized)
-        self.stats.output_records += len(packed.records)
-        for output, size in packed.oversized:
-            reason = (
-                f"output for key {output.key.decode(errors='replace')} is {size} bytes, "
-                f"over the record limit of {self.max_record_bytes} bytes"
-            )
-            outcome.dead_letters.append(DeadLetter(origin, -1, reason[:_MAX_REASON_CHARS], raw))
+    async def flush(self) -> None:
+        """Send what the window holds, then acknowledge the records it came from."""
+        async with self._flush_lock:
+            held, self._held = self._held, []
+            flushed = self.runner.flush()
+            for topic, partition, value in flushed.records:
+                await self._send(topic, value, partition)
+            self.stats.outputs += sum(len(values) for values in flushed.outputs.values())
+            self.stats.output_records += len(flushed.records)
+            self.stats.flushes += 1
+            if flushed.dead_letters:
+                await self._send_dead_letters(flushed.dead_letters)
+            stream = self._stream
+            if stream is not None:
+                for event in held:
+                    await stream.ack(event)
 
     async def _send_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
         for dead_letter in dead_letters:
@@ -259,6 +238,8 @@ def install_stages(
     installed: dict[StageName, Stage] = {}
     for name in STAGES:
         if name in stages:
-            reduce = getattr(reducers, name) or _real_reducer(name, settings)
+            reduce = getattr(reducers, name) or real_reducer(
+                name, max_event_bytes=settings.max_event_bytes
+            )
             installed[name] = Stage(app, settings, options, name, reduce)
     return installed

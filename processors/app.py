@@ -88,6 +88,12 @@ class ProcessorOptions(BaseSettings):
     rebalance_timeout_s: float = Field(default=30.0, gt=0, description="Rejoin deadline.")
     commit_interval_s: float = Field(default=2.0, gt=0, description="Offset commit period.")
     producer_linger_s: float = Field(default=0.005, ge=0, description="Producer batching delay.")
+    window_records: int = Field(
+        default=500, ge=1, description="A stage flushes its outputs after this many records..."
+    )
+    window_ms: float = Field(
+        default=50.0, gt=0, description="...or this long after the window's first record."
+    )
 
 
 def app_id(settings: Settings) -> str:

@@ -40,6 +40,7 @@ from .text import scrub_nul
 
 __all__ = [
     "canonical_entity",
+    "carried_fields",
     "prompt_id_for_path",
     "prompt_version_id",
     "state_key",
@@ -86,11 +87,43 @@ def _change(kind: str, event: Event, carried: dict[str, Any], immutable: frozens
     return change
 
 
-def to_change(event: Event, *, scrub: bool = False) -> tuple[str, Change]:
+# The body fields typed as datetimes in the contract (all top level).
+_TIME_FIELDS = ("start_time", "end_time", "created_at")
+
+
+def _json_time(value: Any) -> Any:
+    """A validated datetime as the contract's JSON dump writes it (UTC as ``Z``)."""
+    if isinstance(value, datetime):
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
+    return value
+
+
+def carried_fields(event: Event, raw_body: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The fields the event's body carries, as JSON values (explicit nulls included).
+
+    ``raw_body`` is the body as decoded from the wire, when the caller has it: the
+    contract transforms no value but datetimes (which may arrive as numbers or in other
+    ISO forms), so a copy of it with those re-written equals the model's JSON dump at a
+    fraction of the cost (a ``model_dump`` per event was a third of stage 1's time)."""
+    if raw_body is None:
+        return event.body.model_dump(mode="json", exclude_unset=True)
+    carried = dict(raw_body)
+    body = event.body
+    for name in _TIME_FIELDS:
+        if carried.get(name) is not None:
+            carried[name] = _json_time(getattr(body, name))
+    return carried
+
+
+def to_change(
+    event: Event, *, scrub: bool = False, raw_body: dict[str, Any] | None = None
+) -> tuple[str, Change]:
     """The table key of the event's entity and what the event asserts about it.
 
-    ``scrub``: the event may hold NUL characters; apply the rule of ``processors.text``."""
-    carried = event.body.model_dump(mode="json", exclude_unset=True)
+    ``scrub``: the event may hold NUL characters; apply the rule of ``processors.text``.
+    ``raw_body``: the body as decoded from the wire (see :func:`carried_fields`)."""
+    carried = carried_fields(event, raw_body)
     if scrub:
         carried = scrub_nul(carried)
     match event:

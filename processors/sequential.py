@@ -2,21 +2,23 @@
 and the oracle of the integration tests (``tests/integration/sinks/stream.py``).
 
 Live, stage 1 (``entities``), stage 2 (``traces``) and the groups step run as Faust agents
-connected by Kafka topics. Here the same pure reducers run over in-memory tables (plain
-dicts) and hand their outputs straight to the next stage. Two ways to drive them:
+connected by Kafka topics. Here the same :class:`processors.topology.StageRunner` s (the
+same reducers, wiring and output windows) run over in-memory tables (plain dicts) and hand
+their flushed records straight to the next stage. Two ways to drive them:
 
-- :meth:`SequentialStages.run_record` mirrors the live topology record by record: outputs
-  are packed into records per destination partition exactly as the agents pack them, each
-  packed record is reduced by the next stage, and every record is handed to ``publish``.
-  The tests use it to know what the Faust workers must publish.
+- :meth:`SequentialStages.run_record` mirrors the live topology record by record: each
+  stage's outputs are held in its window and flushed every ``window_records`` records (1:
+  after every record) into records packed per destination partition, exactly as the
+  agents pack them; each packed record is reduced by the next stage, and every record is
+  handed to ``publish``. :meth:`SequentialStages.finish` flushes what the windows still
+  hold. The tests use it to know what the Faust workers must publish.
 - :meth:`SequentialStages.run_batch` is replay's fast path. Stage 1 still runs record by
   record (so dead letters name their exact raw-topic origin, as live), but stage 2 and the
   groups step run once per batch over the *newest* output of each entity / contribution of
-  each member. That is safe because every rule downstream keeps, per member, only its
-  highest version, and a group's totals are the sums over those (``processors.assembly``):
-  the final tables are the same whatever the grouping, while the work per batch shrinks
-  to one reduction per touched entity and group instead of one per intermediate version.
-  It also skips the JSON round trip between stages (the outputs never leave the process).
+  each member (the window's rule, over the whole batch). The final tables are the same
+  whatever the grouping, while the work per batch shrinks to one reduction per touched
+  entity and group instead of one per intermediate version. It also skips the JSON round
+  trip between stages (the outputs never leave the process).
 
 State never expires here (the Faust tables expire states ``state_ttl_s`` after their last
 event): a replay merges the whole selected history. See the README's replay section.
@@ -25,6 +27,7 @@ event): a replay merges the whole selected history. See the README's replay sect
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,10 +36,17 @@ import orjson
 
 from logflume.settings import Topics
 
-from .codec import encode_dead_letter, pack_outputs
-from .outcome import DeadLetter, Origin, Outcome, Output
-from .stage1 import process_events_record
-from .stage2 import process_entities, process_entities_record, process_groups, process_groups_record
+from .codec import encode_dead_letter
+from .outcome import DeadLetter, Origin, Outcome
+from .stage2 import process_entities, process_groups
+from .topology import (
+    STAGES,
+    StageName,
+    StageRunner,
+    contribution_identity,
+    real_reducer,
+    stage_specs,
+)
 
 __all__ = ["DERIVED_TOPICS", "Emitted", "Publish", "SequentialStages"]
 
@@ -63,13 +73,6 @@ class Emitted:
     duplicates: int = 0
 
 
-@dataclass(slots=True)
-class _Tables:
-    entities: dict[str, dict[str, Any]] = field(default_factory=dict)
-    traces: dict[str, dict[str, Any]] = field(default_factory=dict)
-    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-
 def _stable_offset(raw: bytes) -> int:
     """A stand-in offset for a dead letter of replay's stage 2/3: a hash of the item, so
     that a replay run again stores the same dead letter, not a second one."""
@@ -77,81 +80,116 @@ def _stable_offset(raw: bytes) -> int:
 
 
 def _poison(origin: Origin, raw: bytes, exc: Exception) -> Outcome:
-    """A reducer raised: the record becomes one dead letter, as the Faust agent does."""
+    """A reducer raised: the item becomes one dead letter, as a record does live."""
     reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
     return Outcome(dead_letters=[DeadLetter(origin, -1, reason, raw)])
 
 
 class SequentialStages:
-    """Stage 1 -> stage 2 -> groups over in-memory tables (one instance = one isolated state)."""
+    """Stage 1 -> stage 2 -> groups over in-memory tables (one instance = one isolated state).
+
+    ``window_records``: records per output window in :meth:`run_record` (1 flushes after
+    every record). ``seconds`` accumulates the time spent in each stage (reduce and
+    flush), ``records_in`` / ``records_out`` the records each stage read and sent."""
 
     def __init__(
-        self, topics: Topics, *, partitions: int, max_event_bytes: int, max_record_bytes: int
+        self,
+        topics: Topics,
+        *,
+        partitions: int,
+        max_event_bytes: int,
+        max_record_bytes: int,
+        window_records: int = 1,
     ) -> None:
         self.topics = topics
         self.partitions = partitions
         self.max_event_bytes = max_event_bytes
         self.max_record_bytes = max_record_bytes
-        self.tables = _Tables()
-        self._offsets: dict[tuple[str, int], int] = {}  # of the records run_record packs
-
-    # -- stage 1, shared ------------------------------------------------------------------
-
-    def _stage1(self, partition: int, offset: int, value: bytes) -> Outcome:
-        origin = Origin(self.topics.events, partition, offset)
-        try:
-            outcome = process_events_record(
-                value, origin, self.tables.entities.get, max_event_bytes=self.max_event_bytes
+        self.window_records = window_records
+        specs = stage_specs(topics)
+        self.runners: dict[StageName, StageRunner] = {
+            name: StageRunner(
+                specs[name],
+                real_reducer(name, max_event_bytes=max_event_bytes),
+                partitions=partitions,
+                max_record_bytes=max_record_bytes,
             )
-        except Exception as exc:
-            return _poison(origin, value, exc)
-        self.tables.entities.update(outcome.writes)
-        return outcome
+            for name in STAGES
+        }
+        self.tables: dict[StageName, dict[str, dict[str, Any]]] = {name: {} for name in STAGES}
+        # The stage reading each topic a stage writes (the rollups go to the sink only).
+        self._next: dict[str, StageName] = {specs[name].source: name for name in STAGES}
+        self._offsets: dict[tuple[str, int], int] = {}  # of the records the stages send
+        self.seconds: dict[StageName, float] = dict.fromkeys(STAGES, 0.0)
+        self.records_in: dict[StageName, int] = dict.fromkeys(STAGES, 0)
+        self.records_out: dict[str, int] = {}
+
+    # -- one record through one stage ------------------------------------------------------
+
+    def _reduce(self, name: StageName, origin: Origin, value: bytes, emitted: Emitted) -> None:
+        started = time.perf_counter()
+        outcome = self.runners[name].reduce(value, origin, self.tables[name].get)
+        self.tables[name].update(outcome.writes)
+        emitted.duplicates += outcome.duplicates
+        emitted.dead_letters += outcome.dead_letters
+        self.records_in[name] += 1
+        self.seconds[name] += time.perf_counter() - started
 
     # -- the live topology, record by record -----------------------------------------------
 
     def run_record(self, partition: int, offset: int, value: bytes, publish: Publish) -> Emitted:
-        """One raw record through the three stages as the Faust agents would run it; every
-        record a stage sends (entities, rollups, groups, dead letters) goes to ``publish``."""
-        topics, tables = self.topics, self.tables
+        """One raw record into stage 1; every window that fills on the way is flushed into
+        the next stage. Every record a stage sends (entities, rollups, groups, dead
+        letters) goes to ``publish``."""
         emitted = Emitted(events_records=1)
-        out1 = self._stage1(partition, offset, value)
-        emitted.duplicates += out1.duplicates
-        self._dead(out1.dead_letters, emitted, publish)
-        emitted.entities += [o.value for o in out1.outputs]
-        for e_partition, e_value in self._pack(topics.entities, out1.outputs, publish):
-            origin = self._origin(topics.entities, e_partition)
-            out2 = process_entities_record(e_value, origin, tables.traces.get)
-            tables.traces.update(out2.writes)
-            self._dead(out2.dead_letters, emitted, publish)
-            emitted.rollups += [o.value for o in out2.outputs]
-            self._pack(topics.rollups, out2.outputs, publish)
-            for g_partition, g_value in self._pack(topics.groups, out2.regroup, publish):
-                origin = self._origin(topics.groups, g_partition)
-                out3 = process_groups_record(g_value, origin, tables.groups.get)
-                tables.groups.update(out3.writes)
-                self._dead(out3.dead_letters, emitted, publish)
-                emitted.rollups += [o.value for o in out3.outputs]
-                self._pack(topics.rollups, out3.outputs, publish)
+        self._reduce("entities", Origin(self.topics.events, partition, offset), value, emitted)
+        self._publish_dead(emitted, 0, publish)
+        if self.runners["entities"].window.records >= self.window_records:
+            self._flush("entities", emitted, publish)
         return emitted
+
+    def finish(self, publish: Publish) -> Emitted:
+        """Flush every window, in pipeline order (a flush feeds the next stage)."""
+        emitted = Emitted()
+        for name in STAGES:
+            if self.runners[name].window.records:
+                self._flush(name, emitted, publish)
+        return emitted
+
+    def _flush(self, name: StageName, emitted: Emitted, publish: Publish) -> None:
+        started = time.perf_counter()
+        flushed = self.runners[name].flush()
+        self.seconds[name] += time.perf_counter() - started
+        emitted.entities += flushed.outputs.get(self.topics.entities, [])
+        emitted.rollups += flushed.outputs.get(self.topics.rollups, [])
+        dead = len(emitted.dead_letters)
+        emitted.dead_letters += flushed.dead_letters
+        self._publish_dead(emitted, dead, publish)
+        downstream: set[StageName] = set()
+        for topic, partition, value in flushed.records:
+            publish(topic, partition, value)
+            self.records_out[topic] = self.records_out.get(topic, 0) + 1
+            following = self._next.get(topic)
+            if following is None:
+                continue
+            dead = len(emitted.dead_letters)
+            self._reduce(following, self._origin(topic, partition), value, emitted)
+            self._publish_dead(emitted, dead, publish)
+            downstream.add(following)
+        for following in STAGES:  # in pipeline order
+            runner = self.runners[following]
+            if following in downstream and runner.window.records >= self.window_records:
+                self._flush(following, emitted, publish)
 
     def _origin(self, topic: str, partition: int) -> Origin:
         offset = self._offsets.get((topic, partition), 0)
         self._offsets[(topic, partition)] = offset + 1
         return Origin(topic, partition, offset)
 
-    def _pack(self, topic: str, outputs: list[Output], publish: Publish) -> list[tuple[int, bytes]]:
-        packed = pack_outputs(outputs, self.partitions, self.max_record_bytes)
-        if packed.oversized:
-            raise ValueError(f"{len(packed.oversized)} outputs too large for a {topic} record")
-        for partition, record in packed.records:
-            publish(topic, partition, record)
-        return packed.records
-
-    def _dead(self, letters: list[DeadLetter], emitted: Emitted, publish: Publish) -> None:
-        for letter in letters:
+    def _publish_dead(self, emitted: Emitted, start: int, publish: Publish) -> None:
+        """Publish the dead letters added to ``emitted`` since index ``start``."""
+        for letter in emitted.dead_letters[start:]:
             publish(self.topics.deadletter, None, encode_dead_letter(letter, self.max_record_bytes))
-        emitted.dead_letters += letters
 
     # -- replay's fast path -----------------------------------------------------------------
 
@@ -167,44 +205,39 @@ class SequentialStages:
         the newest output of each entity touched. Stage 1's state is per partition, so
         processes that own disjoint partitions can run this side by side."""
         emitted = Emitted()
-        newest: dict[str, dict[str, Any]] = {}  # entity key -> its newest output
         for partition, offset, value in records:
             emitted.events_records += 1
-            out1 = self._stage1(partition, offset, value)
-            emitted.duplicates += out1.duplicates
-            emitted.dead_letters += out1.dead_letters
-            for output in out1.outputs:
-                newest[output.value["key"]] = output.value  # a later output has >= version
-        emitted.entities = list(newest.values())
+            self._reduce("entities", Origin(self.topics.events, partition, offset), value, emitted)
+        drained = self.runners["entities"].drain()
+        emitted.entities = [o.value for o in drained.get(self.topics.entities, [])]
         return emitted
 
     def downstream(self, entities: list[dict[str, Any]], emitted: Emitted) -> None:
         """Stage 2 and the groups step once over ``entities`` (at most one per key); their
         rollups and dead letters are added to ``emitted``."""
-        out2 = self._reduce("traces", entities, process_entities, self.tables.traces)
+        out2 = self._reduce_items("traces", entities, process_entities)
         emitted.rollups += [o.value for o in out2.outputs]
         emitted.dead_letters += out2.dead_letters
-        contributions: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-        for output in out2.regroup:
-            item = output.value
-            key = (item["group"], item["project"], item["id"], item["member"])
-            current = contributions.get(key)
-            if current is None or current["summary"]["version"] <= item["summary"]["version"]:
-                contributions[key] = item
-        groups = list(contributions.values())
-        out3 = self._reduce("groups", groups, process_groups, self.tables.groups)
+        contributions: dict[Any, tuple[int, dict[str, Any]]] = {}
+        for output in out2.regroup:  # the newest of each, as an output window keeps
+            identity, version = contribution_identity(output.value)
+            current = contributions.get(identity)
+            if current is None or current[0] <= version:
+                contributions[identity] = (version, output.value)
+        groups = [item for _, item in contributions.values()]
+        out3 = self._reduce_items("groups", groups, process_groups)
         emitted.rollups += [o.value for o in out3.outputs]
         emitted.dead_letters += out3.dead_letters
 
-    def _reduce(
+    def _reduce_items(
         self,
-        stage: str,
+        stage: StageName,
         items: list[dict[str, Any]],
         reduce: Callable[[list[dict[str, Any]], Any, Outcome], None],
-        table: dict[str, dict[str, Any]],
     ) -> Outcome:
         """Run a downstream stage over ``items``. If it raises, run it item by item so that
         only the items it cannot handle become dead letters (live, the record would)."""
+        table = self.tables[stage]
         outcome = Outcome()
         try:
             reduce(items, table.get, outcome)

@@ -29,15 +29,21 @@ __all__ = ["entity_output_key", "merge_events", "process_events_record"]
 _RECORD = TypeAdapter(list[Event])
 
 
-def _parse(value: bytes, origin: Origin, max_event_bytes: int, outcome: Outcome) -> list[Event]:
-    """The valid events of a record; the invalid ones are appended as dead letters."""
+def _parse(
+    value: bytes, origin: Origin, max_event_bytes: int, outcome: Outcome
+) -> tuple[list[Event], list[dict[str, Any]]]:
+    """The valid events of a record and their bodies as decoded from the wire; the invalid
+    events are appended as dead letters."""
     if len(value) <= max_event_bytes and value[:1] == b"[":
         try:
-            return _RECORD.validate_json(value)
-        except ValidationError:
+            events = _RECORD.validate_json(value)
+            items = orjson.loads(value)
+            return events, [item["body"] for item in items]
+        except (ValidationError, orjson.JSONDecodeError):
             pass  # find which events are bad, one by one
     items = load_record(value, origin, outcome)
     events: list[Event] = []
+    bodies: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         event_id = item.get("event_id") if isinstance(item, dict) else None
         event_id = event_id if isinstance(event_id, str) else None
@@ -55,7 +61,9 @@ def _parse(value: bytes, origin: Origin, max_event_bytes: int, outcome: Outcome)
             events.append(validate_event(item))
         except ContractError as exc:
             outcome.dead_letters.append(DeadLetter(origin, index, str(exc), raw, event_id))
-    return events
+            continue
+        bodies.append(item["body"])
+    return events, bodies
 
 
 def entity_output_key(entity: dict[str, Any]) -> bytes:
@@ -65,12 +73,21 @@ def entity_output_key(entity: dict[str, Any]) -> bytes:
 
 
 def merge_events(
-    events: list[Event], lookup: Lookup, outcome: Outcome, *, scrub: bool = False
+    events: list[Event],
+    lookup: Lookup,
+    outcome: Outcome,
+    *,
+    scrub: bool = False,
+    raw_bodies: list[dict[str, Any]] | None = None,
 ) -> None:
-    """Merge events into their entities' states; one write and one output per entity."""
+    """Merge events into their entities' states; one write and one output per entity.
+
+    ``raw_bodies``: the events' bodies as decoded from the wire (a faster source of the
+    carried fields than the models, see :func:`processors.entities.carried_fields`)."""
     states: dict[str, dict[str, Any] | None] = {}
-    for event in events:
-        key, change = to_change(event, scrub=scrub)
+    for index, event in enumerate(events):
+        raw_body = raw_bodies[index] if raw_bodies is not None else None
+        key, change = to_change(event, scrub=scrub, raw_body=raw_body)
         state = states[key] if key in states else lookup(key)
         merged = apply_change(state, change)
         if merged is None:
@@ -94,6 +111,6 @@ def process_events_record(
     value: bytes, origin: Origin, lookup: Lookup, *, max_event_bytes: int
 ) -> Outcome:
     outcome = Outcome()
-    events = _parse(value, origin, max_event_bytes, outcome)
-    merge_events(events, lookup, outcome, scrub=NUL_ESCAPE in value)
+    events, bodies = _parse(value, origin, max_event_bytes, outcome)
+    merge_events(events, lookup, outcome, scrub=NUL_ESCAPE in value, raw_bodies=bodies)
     return outcome

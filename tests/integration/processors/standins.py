@@ -5,7 +5,8 @@ an event with ``"poison": true`` makes the reducer raise (the whole record is de
 Stage 2 input: a record of stage 1's outputs; each also goes to the groups step, whose
 group is the trace's last character. All keep ``last_ts`` in every state, as the real
 reducers do, and emit one output per event (rollups tagged ``kind`` trace or group) so
-tests can compare sets of event ids.
+tests can compare sets of event ids. Each output's identity (what the stages' output windows
+coalesce on, ``processors.topology``) is its event id, so the windows keep every one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ def _count(outcome: Outcome, lookup: Lookup, key: str, event_id: str, ts: float)
     return count
 
 
+def _identity(kind: str, event_id: str) -> dict[str, Any]:
+    """A rollup's identity fields, unique per event (and the event id itself)."""
+    return {"kind": kind, "project": "p", "id": event_id, "version": 1, "event_id": event_id}
+
+
 def events_standin(value: bytes, origin: Origin, lookup: Lookup, **_: Any) -> Outcome:
     outcome = Outcome()
     for raw in unpack_record(value):  # ValueError when the record is not JSON
@@ -45,6 +51,8 @@ def events_standin(value: bytes, origin: Origin, lookup: Lookup, **_: Any) -> Ou
             Output(
                 key=trace.encode(),
                 value={
+                    "key": event["event_id"],  # identity, version: one per event
+                    "version": 1,
                     "event_id": event["event_id"],
                     "entity": entity,
                     "trace": trace,
@@ -63,11 +71,15 @@ def entities_standin(value: bytes, origin: Origin, lookup: Lookup) -> Outcome:
         trace, event_id, ts = item["trace"], item["event_id"], item["ts"]
         _count(outcome, lookup, trace, event_id, float(ts))
         outcome.outputs.append(
-            Output(trace.encode(), {"kind": "trace", "event_id": event_id, "trace": trace})
+            Output(trace.encode(), {**_identity("trace", event_id), "trace": trace})
         )
         group = f"p/g{trace[-1]}"
+        contribution = {"group": group, "project": "p", "id": group, "member": event_id}
         outcome.regroup.append(
-            Output(group.encode(), {"event_id": event_id, "group": group, "ts": ts})
+            Output(
+                group.encode(),
+                {**contribution, "summary": {"version": 1}, "event_id": event_id, "ts": ts},
+            )
         )
     return outcome
 
@@ -78,7 +90,7 @@ def groups_standin(value: bytes, origin: Origin, lookup: Lookup) -> Outcome:
         group, event_id = item["group"], item["event_id"]
         _count(outcome, lookup, group, event_id, float(item["ts"]))
         outcome.outputs.append(
-            Output(group.encode(), {"kind": "group", "event_id": event_id, "group": group})
+            Output(group.encode(), {**_identity("group", event_id), "group": group})
         )
     return outcome
 

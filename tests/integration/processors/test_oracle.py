@@ -11,15 +11,18 @@ tokens per trace) for the fields that matter most.
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from logflume.settings import Settings
 from logflume.synthetic import BASE, generate_events, pack_events
+from processors.app import app_id
 from processors.outcome import Origin
 from processors.stage1 import process_events_record
 from processors.stage2 import process_entities_record, process_groups_record
@@ -157,20 +160,52 @@ async def _consume_or_explain(
         )
 
 
-async def _run(settings: Settings, workers: Workers, *, kill_one: bool) -> None:
+async def _end_offsets(settings: Settings, topic: str) -> int:
+    """How many records ``topic`` holds (the sum of its partitions' end offsets)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        return sum((await consumer.end_offsets(tps)).values())
+    finally:
+        await consumer.stop()
+
+
+# Windows that never close by themselves: the worker holds every output it computes.
+_HOLDING = {
+    "LOGFLUME_PROCESSOR_WINDOW_MS": "600000",
+    "LOGFLUME_PROCESSOR_WINDOW_RECORDS": "1000000",
+}
+
+
+async def _run(settings: Settings, workers: Workers, *, kill: str | None = None) -> None:
+    """The stream through real workers equals the oracle. ``kill``: ``"mid-stream"``
+    SIGKILLs one of two workers once outputs flow; ``"holding"`` SIGKILLs a worker whose
+    output windows hold everything it has reduced (its state written, nothing sent)."""
     events, invalid_ids = _stream(seed=11)
     assert len(events) >= EVENTS * 0.97
     records = pack_events(events, settings.partitions, seed=11)
     expected = sequential_oracle(records)
 
-    workers.start("w1", real=True)
-    if kill_one:
-        workers.start("w2", real=True)
     half = len(records) // 2
-    await produce_records(settings, records[:half])
-    if kill_one:
-        await consume(settings, settings.topics.entities, lambda c: len(c.records) > 20)
-        workers.kill("w1")  # mid-stream, no goodbye: its partitions move to w2
+    if kill == "holding":
+        workers.start("w1", real=True, **_HOLDING)
+        await produce_records(settings, records[:half])
+        changelog = f"{app_id(settings)}-entity_state-changelog"
+        async with asyncio.timeout(60):  # the worker has reduced and written state
+            while await _end_offsets(settings, changelog) < 1000:  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+        assert await _end_offsets(settings, settings.topics.entities) == 0  # all held
+        workers.kill("w1")  # between buffering and sending
+        workers.start("w2", real=True)
+    else:
+        workers.start("w1", real=True)
+        if kill:
+            workers.start("w2", real=True)
+        await produce_records(settings, records[:half])
+        if kill:
+            await consume(settings, settings.topics.entities, lambda c: len(c.records) > 20)
+            workers.kill("w1")  # mid-stream, no goodbye: its partitions move to w2
     await produce_records(settings, records[half:])
 
     want_entities = expected["entities"]
@@ -232,10 +267,18 @@ async def _run(settings: Settings, workers: Workers, *, kill_one: bool) -> None:
 
 
 async def test_output_topics_equal_the_oracle(settings: Settings, workers: Workers) -> None:
-    await _run(settings, workers, kill_one=False)
+    await _run(settings, workers)
 
 
 async def test_same_result_with_a_worker_sigkilled_mid_stream(
     settings: Settings, workers: Workers
 ) -> None:
-    await _run(settings, workers, kill_one=True)
+    await _run(settings, workers, kill="mid-stream")
+
+
+async def test_same_result_with_a_worker_sigkilled_while_its_windows_hold_outputs(
+    settings: Settings, workers: Workers
+) -> None:
+    """The records whose outputs a window holds are not acknowledged, so not committed:
+    the next worker reads them again and re-emits what the killed one never sent."""
+    await _run(settings, workers, kill="holding")

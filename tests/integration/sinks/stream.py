@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 
 from logflume.settings import Settings
 from processors.codec import RECORD_OVERHEAD_BYTES
-from processors.sequential import SequentialStages
+from processors.sequential import Emitted, SequentialStages
 from sinks.sql import param_type
 from sinks.tables import TableSpec, spec_for
 from tests.services import with_database  # re-exported for the bench
@@ -146,11 +146,7 @@ def run_stages(
         if topic in kept:
             stream.records.append(Published(topic, partition, value))
 
-    offsets: dict[int, int] = {}
-    for partition, raw in raw_records:
-        offset = offsets.get(partition, 0)
-        offsets[partition] = offset + 1
-        emitted = stages.run_record(partition, offset, raw, published)
+    def collect(emitted: Emitted) -> None:
         for value in emitted.entities:
             stream.oracle.add("entities", value)
         for value in emitted.rollups:
@@ -161,6 +157,13 @@ def run_stages(
             stream.oracle.dead_letters.add(
                 (origin.topic, origin.partition, origin.offset, letter.index)
             )
+
+    offsets: dict[int, int] = {}
+    for partition, raw in raw_records:
+        offset = offsets.get(partition, 0)
+        offsets[partition] = offset + 1
+        collect(stages.run_record(partition, offset, raw, published))
+    collect(stages.finish(published))
     return stream
 
 

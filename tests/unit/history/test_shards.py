@@ -49,6 +49,6 @@ async def test_shards_equal_one_process(count: int) -> None:
             )
             assert sorted(map(repr, got.dead_letters)) == sorted(map(repr, want.dead_letters))
             assert got.duplicates == want.duplicates
-        assert local.tables.entities  # the stream did build state
+        assert local.tables["entities"]  # the stream did build state
     finally:
         shards.close()

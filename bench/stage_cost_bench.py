@@ -1,0 +1,140 @@
+"""Cost of the pure stages, no Kafka and no Faust: microseconds per event in each stage and
+derived records per input record, for the live output window against per-record packing.
+
+    python bench/stage_cost_bench.py [--events 40000] [--partitions 12] [--window 64]
+        [--json] [--save FILE] [--baseline FILE [--tolerance 0.2]]
+
+The synthetic stream (``logflume.synthetic``) is packed into raw-topic records as the SDK
+packs them, then run through :class:`processors.sequential.SequentialStages` (the same
+runners, reducers and windows as the Faust agents) twice in the same run:
+
+- ``window``: outputs coalesced over ``--window`` records per stage (the live default);
+- ``per-record``: a window of one record, which is how the stages packed before windows.
+
+Printed per design: us/event of each stage (reduce and flush), all stages, derived
+records (entities + rollups + groups topics) per input record. Targets (issue 13): at most
+25 us/event for all stages and at most 1.5 derived records per input record at 12
+partitions. ``--baseline FILE`` compares with a saved ``--json``/``--save`` result and
+exits 1 when a design got slower (us/event) or fanned out more by over ``--tolerance``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from logflume.settings import Settings  # noqa: E402
+from logflume.synthetic import generate_events, pack_events  # noqa: E402
+from processors.sequential import SequentialStages  # noqa: E402
+from processors.topology import STAGES  # noqa: E402
+
+
+def run_design(
+    records: list[tuple[int, bytes]], events: int, settings: Settings, window: int
+) -> dict[str, Any]:
+    stages = SequentialStages(
+        settings.topics,
+        partitions=settings.partitions,
+        max_event_bytes=settings.max_event_bytes,
+        max_record_bytes=settings.max_record_bytes,
+        window_records=window,
+    )
+    derived = {settings.topics.entities, settings.topics.rollups, settings.topics.groups}
+    sent = 0
+
+    def publish(topic: str, _partition: int | None, _value: bytes) -> None:
+        nonlocal sent
+        sent += topic in derived
+
+    offsets: dict[int, int] = {}
+    gc.collect()
+    started = time.perf_counter()
+    for partition, value in records:
+        offset = offsets.get(partition, 0)
+        offsets[partition] = offset + 1
+        stages.run_record(partition, offset, value, publish)
+    stages.finish(publish)
+    wall = time.perf_counter() - started
+    per_stage = {name: stages.seconds[name] * 1e6 / events for name in STAGES}
+    return {
+        "window_records": window,
+        "us_per_event": per_stage,
+        "us_per_event_all": sum(per_stage.values()),
+        "wall_us_per_event": wall * 1e6 / events,
+        "events_per_s": events / wall,
+        "input_records": len(records),
+        "derived_records": sent,
+        "derived_per_input_record": sent / len(records),
+        "records_out": dict(stages.records_out),
+    }
+
+
+def regressions(report: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
+    lost = []
+    for design, r in report["results"].items():
+        before = baseline["results"].get(design)
+        if not before:
+            continue
+        for figure in ("us_per_event_all", "derived_per_input_record"):
+            if r[figure] > before[figure] * (1 + tolerance):
+                lost.append(f"{design}: {figure} {r[figure]:.2f} > {before[figure]:.2f}")
+    return lost
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--events", type=int, default=40_000)
+    parser.add_argument("--partitions", type=int, default=12)
+    parser.add_argument(
+        "--window",
+        type=int,
+        default=64,
+        help="records per output window (64: what 50 ms holds at 25,000 events/s)",
+    )
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--save", type=Path, help="also write the JSON result to FILE")
+    parser.add_argument("--baseline", type=Path, help="compare with a saved JSON result")
+    parser.add_argument("--tolerance", type=float, default=0.2)
+    args = parser.parse_args()
+
+    settings = Settings(partitions=args.partitions)
+    events = generate_events(args.events, seed=args.seed)
+    records = pack_events(events, args.partitions, seed=args.seed)
+    run_design(records[:200], len(events), settings, args.window)  # warm up (price table...)
+    results = {
+        "per-record": run_design(records, len(events), settings, 1),
+        "window": run_design(records, len(events), settings, args.window),
+    }
+    report = {"events": len(events), "partitions": args.partitions, "results": results}
+    if args.save:
+        args.save.write_text(json.dumps(report, indent=2))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{len(events):,} events in {len(records):,} records, {args.partitions} partitions")
+        for design, r in results.items():
+            stages = ", ".join(f"{n} {us:.1f}" for n, us in r["us_per_event"].items())
+            print(
+                f"  {design:<10} {r['us_per_event_all']:6.1f} us/event ({stages}); "
+                f"{r['derived_per_input_record']:.2f} derived records per input record; "
+                f"{r['events_per_s']:,.0f} events/s"
+            )
+    if args.baseline:
+        lost = regressions(report, json.loads(args.baseline.read_text()), args.tolerance)
+        if lost:
+            print("regressions against the baseline:\n  " + "\n  ".join(lost), file=sys.stderr)
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
