@@ -80,6 +80,12 @@ REACHED_POLL_S = 0.5
 # -- emitting --------------------------------------------------------------------------------
 
 
+PROBE_PROJECT = "bench"
+# Probes are looked up by the logs' primary key (project, id): a lookup by id alone scanned
+# the whole table 40 times a second, and that scan, not the pipeline, was what grew.
+_PROBES_SEEN = "SELECT id FROM logs WHERE project = $1 AND id = ANY($2::text[])"
+
+
 def probe_event(run: str, n: int, ts: str, versions: int = 100) -> tuple[bytes, bytes]:
     """``(routing key, event)``: a ~600-byte log create with a unique id, of one of
     ``versions`` prompt versions (0: no prompt, so no prompt-version rollup either)."""
@@ -101,7 +107,7 @@ def probe_event(run: str, n: int, ts: str, versions: int = 100) -> tuple[bytes, 
         # one version for every probe would outgrow a record (see the README).
         temperature = n % versions / versions
         body["prompt"] = {"model": "gpt-4o-mini", "provider": "openai", "temperature": temperature}
-    event = {"event_id": f"ev_{run}_{n}", "type": "log", "ts": ts, "project": "bench",
+    event = {"event_id": f"ev_{run}_{n}", "type": "log", "ts": ts, "project": PROBE_PROJECT,
              "body": body}  # fmt: skip
     return f"bench/{log_id}".encode(), orjson.dumps(event)
 
@@ -158,7 +164,7 @@ async def reached(
 async def wait_visible(conn: asyncpg.Connection, ids: set[str], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while ids:
-        rows = await conn.fetch("SELECT id FROM logs WHERE id = ANY($1::text[])", list(ids))
+        rows = await conn.fetch(_PROBES_SEEN, PROBE_PROJECT, list(ids))
         ids -= {r["id"] for r in rows}
         if ids and time.monotonic() > deadline:
             raise TimeoutError(f"{len(ids)} events never became visible")
@@ -246,9 +252,7 @@ class Design:
             while not (done.is_set() and len(seen_after) == len(emitted_at)):
                 waiting = [i for i in emitted_at if i not in seen_after]
                 if waiting:
-                    rows = await self.conn.fetch(
-                        "SELECT id FROM logs WHERE id = ANY($1::text[])", waiting
-                    )
+                    rows = await self.conn.fetch(_PROBES_SEEN, PROBE_PROJECT, waiting)
                     now = time.monotonic()
                     for r in rows:
                         seen_after[r["id"]] = now - emitted_at[r["id"]]

@@ -21,7 +21,6 @@ exits 1 when a design got slower (us/event) or fanned out more by over ``--toler
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import time
@@ -32,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from logflume.runtime import tune_gc  # noqa: E402
 from logflume.settings import Settings  # noqa: E402
 from logflume.synthetic import generate_events, pack_events  # noqa: E402
 from processors.sequential import SequentialStages  # noqa: E402
@@ -56,7 +56,7 @@ def run_design(
         sent += topic in derived
 
     offsets: dict[int, int] = {}
-    gc.collect()
+    tune_gc()  # as the workers do
     started = time.perf_counter()
     for partition, value in records:
         offset = offsets.get(partition, 0)

@@ -25,6 +25,7 @@ from rich.markup import escape
 
 from logflume.logs import json_handler
 from logflume.metrics import instrument_sink
+from logflume.runtime import tune_gc
 from logflume.services import manager
 from logflume.services.prerequisites import ServiceError
 from logflume.settings import Settings
@@ -181,6 +182,7 @@ def process(settings: Settings, stages: str) -> None:
 @click.pass_obj
 def sink(settings: Settings) -> None:
     """Consume the stage outputs and upsert them into PostgreSQL (Ctrl-C stops cleanly)."""
+    tune_gc()
     run(_serve(Sink(settings, on_batch=instrument_sink(settings))))
 
 

@@ -30,6 +30,7 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from logflume.logs import LogFormat, apply_format
 from logflume.metrics import instrument_processor
+from logflume.runtime import tune_gc
 from logflume.services.prerequisites import ServiceError
 from logflume.services.topics import ensure_topics
 from logflume.settings import Settings
@@ -193,6 +194,7 @@ def run_worker(
     """Run one worker until SIGTERM/SIGINT; exits the process (status 0 on a clean stop)."""
     options = options or ProcessorOptions()
     patch_faust_consumer()
+    tune_gc()
     worker_datadir(settings, options).parent.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)

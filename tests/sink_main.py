@@ -8,6 +8,7 @@ import asyncio
 import logging
 import signal
 
+from logflume.runtime import tune_gc
 from logflume.settings import Settings
 from sinks.consumer import Sink
 
@@ -22,4 +23,5 @@ async def main() -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(message)s")
+    tune_gc()  # as `logflume sink` does
     asyncio.run(main())

@@ -39,6 +39,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from logflume.runtime import tune_gc
 from logflume.settings import Settings
 from processors.codec import encode_dead_letter
 from processors.sequential import Emitted, SequentialStages
@@ -205,6 +206,7 @@ class Replay:
         self, consumer: AIOKafkaConsumer, conn: asyncpg.Connection, window: Window
     ) -> None:
         s, report = self._settings, self.report
+        tune_gc()
         stages = SequentialStages(
             s.topics,
             partitions=s.partitions,

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from logflume.runtime import tune_gc
 from logflume.settings import Topics
 from processors.outcome import DeadLetter
 from processors.sequential import SequentialStages
@@ -48,6 +49,7 @@ class Stage1Result:
 def _serve(conn: Connection, prefix: str, partitions: int, max_event: int, max_record: int) -> None:
     """A shard's main loop: records in, (entities as JSON, dead letters, duplicates) out."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    tune_gc()
     stages = SequentialStages(
         Topics.with_prefix(prefix),
         partitions=partitions,
