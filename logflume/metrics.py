@@ -198,6 +198,7 @@ _STAGE_HELP = {
     "output_records": "Kafka records those values were packed into (out batches).",
     "duplicates": "Events dropped as exact duplicates (same event_id).",
     "unpriced": "Values whose model the price table does not know.",
+    "flushes": "Output windows flushed (state writes and outputs sent, records acknowledged).",
 }
 
 

@@ -178,8 +178,7 @@ class Stage:
         outcome = self.runner.reduce(raw, Origin(topic, partition, offset), self.lookup)
         table = self.table
         for key, state in outcome.writes.items():
-            table[key] = state
-        await table.send_writes()
+            table[key] = state  # its changelog record goes at the flush
         stats = self.stats
         stats.records += 1
         stats.inputs += outcome.inputs
@@ -191,9 +190,10 @@ class Stage:
             await self._send_dead_letters(outcome.dead_letters)
 
     async def flush(self) -> None:
-        """Send what the window holds, then acknowledge the records it came from."""
+        """Send the window's state writes and outputs, then acknowledge its records."""
         async with self._flush_lock:
             held, self._held = self._held, []
+            await self.table.send_writes()
             flushed = self.runner.flush()
             for topic, partition, value in flushed.records:
                 await self._send(topic, value, partition)

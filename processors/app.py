@@ -171,10 +171,13 @@ class ExpiringTable(faust.Table):
     values (``table[key] = state``): an in-place change never reaches the changelog.
 
     A write updates the table at once; its changelog record is sent by
-    :meth:`send_writes`, which the agent awaits after each record's writes. That goes
-    straight to the producer instead of through Faust's producer buffer, which costs a
-    future, a queue hop and a wake-up per write and made table writes the bottleneck
-    (DESIGN section 4). Faust flushes the producer before committing offsets either way.
+    :meth:`send_writes`, which the agent awaits when it flushes its output window (before
+    it acknowledges the window's records, so before their offsets can be committed). Writes
+    of one key in between are coalesced: only the last value (or tombstone) is sent, so a
+    state touched by many records of a window costs one changelog record, not one per
+    record. The sends go straight to the producer instead of through Faust's producer
+    buffer, which costs a future, a queue hop and a wake-up per write and made table writes
+    the bottleneck (DESIGN section 4). Faust flushes the producer before committing offsets.
     """
 
     def __init__(self, app: faust.App, *, ttl_s: float, source_topic: str, **kwargs: Any) -> None:
@@ -184,7 +187,7 @@ class ExpiringTable(faust.Table):
         self.ttl_s = ttl_s
         self.source_topic = source_topic
         self.expired_total = 0
-        self._unsent: list[tuple[int, Any, Any]] = []  # (partition, key, value or None)
+        self._unsent: dict[Any, tuple[int, Any]] = {}  # key -> (partition, value or None)
         self._send_lock = asyncio.Lock()  # the agent and the expiry sweep send in turn
 
     def info(self) -> Mapping[str, Any]:
@@ -201,17 +204,17 @@ class ExpiringTable(faust.Table):
         partition = self.partition_for_key(key)  # the partition of the record being processed
         assert partition is not None
         self._partition_of[key] = partition
-        self._unsent.append((partition, key, value))
+        self._unsent[key] = (partition, value)  # replaces a write not sent yet
 
     async def send_writes(self) -> None:
         """Send the changelog records of the writes made since the last call."""
         if not self._unsent:
             return
         async with self._send_lock:  # keeps the changelog in the order of the writes
-            unsent, self._unsent = self._unsent, []
+            unsent, self._unsent = self._unsent, {}
             topic = self.changelog_topic.get_topic_name()
             send = self.app.producer.send
-            for partition, key, value in unsent:
+            for key, (partition, value) in unsent.items():
                 key_bytes = key.encode() if isinstance(key, str) else bytes(key)
                 value_bytes = None if value is None else orjson.dumps(value)
                 try:
@@ -224,7 +227,7 @@ class ExpiringTable(faust.Table):
         partition = self.partition_for_key(key)
         assert partition is not None
         self._partition_of.pop(key, None)
-        self._unsent.append((partition, key, None))
+        self._unsent[key] = (partition, None)
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
         events = batch if isinstance(batch, list) else list(batch)
@@ -268,7 +271,7 @@ class ExpiringTable(faust.Table):
         async for key, partition, last_ts in self._scan(keys, owned):
             limit = cutoff.get(partition)
             if limit is not None and last_ts < limit and self._partition_of.get(key) == partition:
-                self._unsent.append((partition, key, None))  # the tombstone
+                self._unsent[key] = (partition, None)  # the tombstone
                 self._partition_of.pop(key, None)
                 self.data.pop(key, None)
                 expired += 1

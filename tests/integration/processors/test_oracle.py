@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+import urllib.request
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,6 +22,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from logflume.metrics import ROLE_OFFSETS
 from logflume.settings import Settings
 from logflume.synthetic import BASE, generate_events, pack_events
 from processors.app import app_id
@@ -171,6 +174,25 @@ async def _end_offsets(settings: Settings, topic: str) -> int:
         await consumer.stop()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _stage_records(url: str, stage: str) -> float:
+    """``logflume_stage_records_total`` of one stage, from a worker's /metrics (0 if down)."""
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            text = response.read().decode()
+    except OSError:
+        return 0.0
+    prefix = f'logflume_stage_records_total{{stage="{stage}"}} '
+    return next(
+        (float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)), 0.0
+    )
+
+
 # Windows that never close by themselves: the worker holds every output it computes.
 _HOLDING = {
     "LOGFLUME_PROCESSOR_WINDOW_MS": "600000",
@@ -189,13 +211,17 @@ async def _run(settings: Settings, workers: Workers, *, kill: str | None = None)
 
     half = len(records) // 2
     if kill == "holding":
-        workers.start("w1", real=True, **_HOLDING)
+        port = _free_port()  # the worker's metrics port: base + the processors' offset
+        base = port - ROLE_OFFSETS["process"]
+        workers.start("w1", real=True, LOGFLUME_METRICS_PORT=str(base), **_HOLDING)
         await produce_records(settings, records[:half])
-        changelog = f"{app_id(settings)}-entity_state-changelog"
-        async with asyncio.timeout(60):  # the worker has reduced and written state
-            while await _end_offsets(settings, changelog) < 1000:  # noqa: ASYNC110
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        async with asyncio.timeout(60):  # the worker has reduced (and holds) some records
+            while await asyncio.to_thread(_stage_records, metrics, "entities") < 100:  # noqa: ASYNC110
                 await asyncio.sleep(0.2)
-        assert await _end_offsets(settings, settings.topics.entities) == 0  # all held
+        changelog = f"{app_id(settings)}-entity_state-changelog"
+        assert await _end_offsets(settings, settings.topics.entities) == 0  # all held:
+        assert await _end_offsets(settings, changelog) == 0  # outputs and state writes
         workers.kill("w1")  # between buffering and sending
         workers.start("w2", real=True)
     else:
