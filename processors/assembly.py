@@ -10,16 +10,17 @@ that arrives before its parent still counts. Start and end are the min and max o
 contribution seen. A group's ``version`` is the sum of its members' versions: it grows
 with every change, which is what the sink's guard needs.
 
-Group state (a table value) of a trace or a session::
+Group state (a table value) of a session::
 
     {"members": {member_key: contribution}, "totals": {...}, "last_ts": float}
 
 Work per added member is constant in Python, but the members dict is copied (at C speed)
 and the whole value goes to the changelog, so the value grows with the members (~150 bytes
-each): fine for traces and sessions, whose retractions need the members to recompute the
-span. A prompt version gathers every log made with it (millions), so its members are
-*detached* (:func:`add_detached_member`): each is a table value of its own and the group
-holds only ``{"totals": {...}, "last_ts": float}``.
+each): a session keeps them because a trace retracted from it (when the trace's members
+name different sessions) needs them to recompute the session's time span. A trace (every
+node of an agent run, tens of thousands in long ones) and a prompt version (every log made
+with it, millions) have their members *detached* (:func:`add_detached_member`): each is a
+table value of its own and the group holds only ``{"totals": {...}, "last_ts": float}``.
 """
 
 from __future__ import annotations
@@ -191,10 +192,13 @@ def add_detached_member(
     old: dict[str, Any] | None,
     summary: dict[str, Any],
     last_ts: float,
+    *,
+    track_sessions: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]] | None:
-    """For groups too large to hold their members (prompt versions: every log of a version):
-    the member's contribution ``old`` is kept under a key of its own, and the group only
-    holds its totals, so each change writes two small values whatever the group's size.
+    """For groups too large to hold their members (prompt versions: every log of a version;
+    traces: every node of a long agent run): the member's contribution ``old`` is kept under
+    a key of its own, and the group only holds its totals, so each change writes two small
+    values whatever the group's size.
 
     Returns ``(group, member)``, or None when ``old`` is already this version or newer.
     No retraction reaches these groups (only sessions get them), so the span only widens.
@@ -204,7 +208,7 @@ def add_detached_member(
     if new is None:
         return None
     updated = {
-        "totals": _updated_totals(group, old, new, None, track_sessions=False),
+        "totals": _updated_totals(group, old, new, None, track_sessions=track_sessions),
         "last_ts": max(group["last_ts"] if group else 0.0, last_ts),
     }
     return updated, {**new, "last_ts": last_ts}

@@ -24,8 +24,11 @@ __all__ = [
 
 ENTITY_KEYS = {"kind", "key", "project", "version", "trace_root"}
 # Groups whose members are table values of their own, keyed group key + separator + member
-# (processors.assembly.add_detached_member): a prompt version holds every log made with it.
-DETACHED_GROUP = "prompt_version:"
+# (processors.assembly.add_detached_member): a prompt version holds every log made with it,
+# a trace every span, generation and log of a long agent run (one of ~6,000 generations
+# outgrew Kafka's record limit when the trace's state held them all). Sessions still hold
+# their members: a trace retracted from a session needs them to recompute its time span.
+DETACHED_GROUPS = ("prompt_version:", "trace:")
 MEMBER_SEPARATOR = "\x1f"
 _CONTRIBUTION_KEYS = {"group", "project", "id", "member", "summary", "last_ts"}
 
@@ -68,7 +71,9 @@ class _Groups:
 
     def add(self, key: str, member: str, summary: dict[str, Any], last_ts: float) -> None:
         state = self.states[key] if key in self.states else self.lookup(key)
-        if key.startswith(DETACHED_GROUP):
+        if key.startswith(DETACHED_GROUPS):
+            if state is not None and "members" in state:
+                state = self._detach_members(key, state)
             self._add_detached(key, state, member, summary, last_ts)
             return
         track_sessions = key.startswith("trace:")
@@ -88,13 +93,25 @@ class _Groups:
     ) -> None:
         member_key = f"{key}{MEMBER_SEPARATOR}{member}"
         old = self.members[member_key] if member_key in self.members else self.lookup(member_key)
-        added = add_detached_member(state, old, summary, last_ts)
+        track_sessions = key.startswith("trace:")  # to retract the trace from other sessions
+        added = add_detached_member(state, old, summary, last_ts, track_sessions=track_sessions)
         if added is None:
             self.states[key] = state
             self.members[member_key] = old
             return
         self.states[key], self.members[member_key] = added
         self.outcome.writes[key], self.outcome.writes[member_key] = added
+
+    def _detach_members(self, key: str, state: dict[str, Any]) -> dict[str, Any]:
+        """A group state written before its kind's members were detached (it holds them
+        all): write each member under its own key, once, so nothing is counted twice."""
+        for member, contribution in state["members"].items():
+            member_key = f"{key}{MEMBER_SEPARATOR}{member}"
+            detached = {**contribution, "last_ts": state["last_ts"]}
+            self.members[member_key] = self.outcome.writes[member_key] = detached
+        slim = {"totals": state["totals"], "last_ts": state["last_ts"]}
+        self.outcome.writes[key] = slim
+        return slim
 
     def touched(self) -> list[tuple[str, str, str, dict[str, Any]]]:
         """(kind, project, id, state) of every touched group that has a state."""
