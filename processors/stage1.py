@@ -2,12 +2,12 @@
 entities out. Pure: no Faust, no Kafka (the agent around it stays a dozen lines).
 
 A record is a JSON array of events (``producers.contract.records``). The fast path
-validates the whole array in one ``validate_json`` call; when that fails, each event is
-validated alone so that only the bad ones become dead letters, each with its reason and
-origin, and every valid event around them is merged. Every entity the record touches is
-re-emitted with its full state, duplicates included: a worker that crashed after writing
-its state but before its output reached Kafka re-emits on redelivery (at-least-once,
-made idempotent downstream by the entity's ``version``).
+decodes it once and validates the whole array in one ``validate_python`` call; when that
+fails, each event is validated alone so that only the bad ones become dead letters, each
+with its reason and origin, and every valid event around them is merged. Every entity the
+record touches is re-emitted with its full state, duplicates included: a worker that
+crashed after writing its state but before its output reached Kafka re-emits on
+redelivery (at-least-once, made idempotent downstream by the entity's ``version``).
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ def _parse(
     """The valid events of a record and their bodies as decoded from the wire; the invalid
     events are appended as dead letters."""
     if len(value) <= max_event_bytes and value[:1] == b"[":
-        try:
-            events = _RECORD.validate_json(value)
+        try:  # one parse: the dicts are validated, and their bodies are what is merged
             items = orjson.loads(value)
+            events = _RECORD.validate_python(items)
             return events, [item["body"] for item in items]
         except (ValidationError, orjson.JSONDecodeError):
             pass  # find which events are bad, one by one
