@@ -155,7 +155,7 @@ class Stage:
             while True:
                 await asyncio.sleep(self.window_s / 4)
                 if self.runner.due(self.window_records, self.window_s):
-                    await self.flush()
+                    await self._flush_or_exit()
 
         app.timer(options.ttl_sweep_interval_s, name=f"{name}.expire")(sweep)
         app.timer(_STATS_INTERVAL_S, name=f"{name}.stats")(report)
@@ -169,7 +169,7 @@ class Stage:
             await self.handle(message.topic, message.partition, message.offset, event.value)
             self._held.append(event)
             if self.runner.window.records >= self.window_records:
-                await self.flush()
+                await self._flush_or_exit()
 
     async def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
         """Reduce one record, then write its states and send its dead letters; its outputs
@@ -188,6 +188,14 @@ class Stage:
         stats.poison_records = self.runner.poison_records
         if outcome.dead_letters:
             await self._send_dead_letters(outcome.dead_letters)
+
+    async def _flush_or_exit(self) -> None:
+        # A window that can no longer be flushed holds its records unacknowledged, and a
+        # rebalance waits for them forever: exit instead, and let redelivery redo them.
+        try:
+            await self.flush()
+        except Exception as exc:
+            fatal(exc, f"stage {self.name} could not flush its output window")
 
     async def flush(self) -> None:
         """Send the window's state writes and outputs, then acknowledge its records."""

@@ -152,14 +152,10 @@ def check_delivered(fut: asyncio.Future[Any]) -> None:
         fatal(exc)
 
 
-def fatal(exc: BaseException) -> NoReturn:
+def fatal(exc: BaseException, what: str = "a processor record could not be sent") -> NoReturn:
     """End the worker at once, without committing offsets: Faust would commit the offsets
     of records whose outputs or state were not sent. At-least-once re-runs them."""
-    log.critical(
-        "a processor record could not be sent (%s: %s); exiting without commit",
-        type(exc).__name__,
-        exc,
-    )
+    log.critical("%s (%s: %s); exiting without commit", what, type(exc).__name__, exc)
     logging.shutdown()
     os._exit(EX_SOFTWARE)
 
