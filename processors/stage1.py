@@ -2,9 +2,9 @@
 entities out. Pure: no Faust, no Kafka (the agent around it stays a dozen lines).
 
 A record is a JSON array of events (``producers.contract.records``). The fast path
-decodes it once and validates the whole array in one ``validate_python`` call; when that
-fails, each event is validated alone so that only the bad ones become dead letters, each
-with its reason and origin, and every valid event around them is merged. Every entity the
+validates the whole array in one ``validate_json`` call; when that fails, each event is
+validated alone so that only the bad ones become dead letters, each with its reason and
+origin, and every valid event around them is merged. Every entity the
 record touches is re-emitted with its full state, duplicates included: a worker that
 crashed after writing its state but before its output reached Kafka re-emits on
 redelivery (at-least-once, made idempotent downstream by the entity's ``version``).
@@ -27,6 +27,14 @@ from .text import NUL_ESCAPE
 __all__ = ["entity_output_key", "merge_events", "process_events_record"]
 
 _RECORD = TypeAdapter(list[Event])
+# Levels an event's values gain in its entity's state (state -> "mut" -> field -> entry).
+_STATE_HEADROOM = 4
+
+
+def _nested(item: Any, levels: int) -> Any:
+    for _ in range(levels):
+        item = [item]
+    return item
 
 
 def _parse(
@@ -35,9 +43,9 @@ def _parse(
     """The valid events of a record and their bodies as decoded from the wire; the invalid
     events are appended as dead letters."""
     if len(value) <= max_event_bytes and value[:1] == b"[":
-        try:  # one parse: the dicts are validated, and their bodies are what is merged
+        try:  # validate_json also refuses JSON nested deeper than ~200 levels
+            events = _RECORD.validate_json(value)
             items = orjson.loads(value)
-            events = _RECORD.validate_python(items)
             return events, [item["body"] for item in items]
         except (ValidationError, orjson.JSONDecodeError):
             pass  # find which events are bad, one by one
@@ -49,7 +57,10 @@ def _parse(
         event_id = event_id if isinstance(event_id, str) else None
         try:
             raw = orjson.dumps(item)
-        except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254 levels)
+            # The entity's state nests the event's values a few levels deeper, and it must
+            # still encode (orjson writes at most 254 levels) on the changelog and downstream.
+            orjson.dumps(_nested(item, _STATE_HEADROOM))
+        except orjson.JSONEncodeError as exc:
             reason = f"body: cannot be encoded as JSON ({exc})"
             outcome.dead_letters.append(DeadLetter(origin, index, reason, value[:4096], event_id))
             continue
