@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -140,6 +141,7 @@ class Stage:
         )
         self._stream: StreamT[bytes] | None = None
         self._held: list[EventT] = []  # records whose outputs are in the window
+        self._held_since = 0.0  # monotonic time the first of them was reduced
         self._flush_lock = asyncio.Lock()
         self.agent = app.agent(self.source, name=f"{app_id(settings)}.{name}")(self._run)
 
@@ -150,11 +152,11 @@ class Stage:
             log.info("stage %s: %s", name, asdict(self.stats))
 
         async def close_windows() -> None:
-            # A task of its own, not a Faust timer: it also runs while a rebalance waits
-            # for the held records to be acknowledged, which only a flush does.
+            # A task of its own, not a Faust timer: it also runs while a rebalance or a
+            # shutdown waits for the held records to be acknowledged, which only a flush does.
             while True:
                 await asyncio.sleep(self.window_s / 4)
-                if self.runner.due(self.window_records, self.window_s):
+                if self._held and time.monotonic() - self._held_since >= self.window_s:
                     await self._flush_or_exit()
 
         app.timer(options.ttl_sweep_interval_s, name=f"{name}.expire")(sweep)
@@ -165,20 +167,29 @@ class Stage:
         manual = self._stream = stream.noack()
         event: EventT
         async for event in manual.events():
-            message = event.message
-            await self.handle(message.topic, message.partition, message.offset, event.value)
-            self._held.append(event)
-            if self.runner.window.records >= self.window_records:
+            dead_letters = self.reduce(event)
+            if dead_letters:
+                await self._send_dead_letters(dead_letters)
+            if len(self._held) >= self.window_records:
                 await self._flush_or_exit()
 
-    async def handle(self, topic: str, partition: int, offset: int, value: bytes | None) -> None:
-        """Reduce one record, then write its states and send its dead letters; its outputs
-        stay in the window until :meth:`flush`."""
-        raw = value if value is not None else b""
-        outcome = self.runner.reduce(raw, Origin(topic, partition, offset), self.lookup)
+    def reduce(self, event: EventT) -> list[DeadLetter]:
+        """Reduce one record: write its states, put its outputs in the window and the
+        record among the held ones; its dead letters are returned, to be sent at once.
+
+        Not a coroutine on purpose: a flush between adding the outputs and holding the
+        record would send the outputs and never acknowledge the record (a stream that
+        then fell quiet would stall its group's next rebalance)."""
+        message = event.message
+        raw = event.value if event.value is not None else b""
+        origin = Origin(message.topic, message.partition, message.offset)
+        outcome = self.runner.reduce(raw, origin, self.lookup)
         table = self.table
         for key, state in outcome.writes.items():
             table[key] = state  # its changelog record goes at the flush
+        if not self._held:
+            self._held_since = time.monotonic()
+        self._held.append(event)
         stats = self.stats
         stats.records += 1
         stats.inputs += outcome.inputs
@@ -186,8 +197,7 @@ class Stage:
         stats.duplicates += outcome.duplicates
         stats.unpriced += outcome.unpriced
         stats.poison_records = self.runner.poison_records
-        if outcome.dead_letters:
-            await self._send_dead_letters(outcome.dead_letters)
+        return outcome.dead_letters
 
     async def _flush_or_exit(self) -> None:
         # A window that can no longer be flushed holds its records unacknowledged, and a
@@ -200,9 +210,11 @@ class Stage:
     async def flush(self) -> None:
         """Send the window's state writes and outputs, then acknowledge its records."""
         async with self._flush_lock:
+            # The held records and the window's outputs are taken together (no await in
+            # between): what is reduced while this flush sends belongs to the next one.
             held, self._held = self._held, []
-            await self.table.send_writes()
             flushed = self.runner.flush()
+            await self.table.send_writes()
             for topic, partition, value in flushed.records:
                 await self._send(topic, value, partition)
             self.stats.outputs += sum(len(values) for values in flushed.outputs.values())

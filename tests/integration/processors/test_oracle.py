@@ -31,6 +31,7 @@ from processors.stage1 import process_events_record
 from processors.stage2 import process_entities_record, process_groups_record
 from producers.contract import ContractError, pack_record, parse_event
 from tests.integration.processors.conftest import Consumed, Workers, consume, produce_records
+from tests.integration.replay.history import group_lag
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -288,6 +289,13 @@ async def _run(settings: Settings, workers: Workers, *, kill: str | None = None)
     )
     letters = dead.items()
     assert {letter["event_id"] for letter in letters} == invalid_ids
+
+    # The stream is quiet now: every window closes by age, so every record is acknowledged
+    # and committed (a record held past its window's flush would stall a rebalance).
+    topics = [settings.topics.events, settings.topics.entities, settings.topics.groups]
+    async with asyncio.timeout(30):
+        while await group_lag(settings, app_id(settings), topics):  # noqa: ASYNC110
+            await asyncio.sleep(0.5)
     assert all("prompt_tokens" in letter["reason"] for letter in letters)
     assert all(letter["topic"] == settings.topics.events for letter in letters)
 
