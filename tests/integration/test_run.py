@@ -48,14 +48,20 @@ async def eventually(probe: Callable[[], T | None], what: str, timeout_s: float 
         await asyncio.sleep(0.5)
 
 
+PROCESSORS = 2  # `logflume run`'s default
+
+
 def _stages(pid: int) -> dict[str, int] | None:
-    """{"gateway": pid, "process": pid, "sink": pid} once all three children run."""
-    found: dict[str, int] = {}
-    for child, cmdline in children(pid).items():
+    """{"gateway": pid, "process": pid of the first worker, "sink": pid} once the gateway,
+    both processor workers (the default on this 2-core machine) and the sink run."""
+    found: dict[str, list[int]] = {}
+    for child, cmdline in sorted(children(pid).items()):
         for stage in ("gateway", "process", "sink"):
             if cmdline.rstrip().endswith(f"-m logflume {stage}"):
-                found[stage] = child
-    return found if len(found) == 3 else None
+                found.setdefault(stage, []).append(child)
+    if len(found) != 3 or len(found["process"]) != PROCESSORS:
+        return None
+    return {stage: pids[0] for stage, pids in found.items()}
 
 
 def _events(trace_id: str) -> list[dict]:
