@@ -41,28 +41,10 @@ from processors.topology import STAGES  # noqa: E402
 def run_design(
     records: list[tuple[int, bytes]], events: int, settings: Settings, window: int
 ) -> dict[str, Any]:
-    stages = SequentialStages(
-        settings.topics,
-        partitions=settings.partitions,
-        max_event_bytes=settings.max_event_bytes,
-        max_record_bytes=settings.max_record_bytes,
-        window_records=window,
-    )
-    derived = {settings.topics.entities, settings.topics.rollups, settings.topics.groups}
-    sent = 0
-
-    def publish(topic: str, _partition: int | None, _value: bytes) -> None:
-        nonlocal sent
-        sent += topic in derived
-
-    offsets: dict[int, int] = {}
+    stages = SequentialStages.for_settings(settings, window_records=window)
     tune_gc()  # as the workers do
     started = time.perf_counter()
-    for partition, value in records:
-        offset = offsets.get(partition, 0)
-        offsets[partition] = offset + 1
-        stages.run_record(partition, offset, value, publish)
-    stages.finish(publish)
+    stages.run_records(records)
     wall = time.perf_counter() - started
     per_stage = {name: stages.seconds[name] * 1e6 / events for name in STAGES}
     return {
@@ -72,8 +54,8 @@ def run_design(
         "wall_us_per_event": wall * 1e6 / events,
         "events_per_s": events / wall,
         "input_records": len(records),
-        "derived_records": sent,
-        "derived_per_input_record": sent / len(records),
+        "derived_records": stages.derived_records(),
+        "derived_per_input_record": stages.derived_records() / len(records),
         "records_out": dict(stages.records_out),
     }
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from logflume.settings import Topics
+from logflume.settings import Settings, Topics
 
 from .codec import encode_dead_letter
 from .outcome import DeadLetter, Origin, Outcome
@@ -123,6 +123,38 @@ class SequentialStages:
         self.seconds: dict[StageName, float] = dict.fromkeys(STAGES, 0.0)
         self.records_in: dict[StageName, int] = dict.fromkeys(STAGES, 0)
         self.records_out: dict[str, int] = {}
+
+    @classmethod
+    def for_settings(cls, settings: Settings, *, window_records: int = 1) -> SequentialStages:
+        """Stages with the topics, partitions and size limits of ``settings``."""
+        return cls(
+            settings.topics,
+            partitions=settings.partitions,
+            max_event_bytes=settings.max_event_bytes,
+            max_record_bytes=settings.max_record_bytes,
+            window_records=window_records,
+        )
+
+    def run_records(
+        self, records: Iterable[tuple[int, bytes]], publish: Publish | None = None
+    ) -> list[Emitted]:
+        """Raw records ``(partition, value)`` (offsets counted per partition from 0) through
+        :meth:`run_record`, then :meth:`finish`: what each call emitted."""
+        sink = publish or (lambda _topic, _partition, _value: None)
+        offsets: dict[int, int] = {}
+        emitted = []
+        for partition, value in records:
+            offset = offsets.get(partition, 0)
+            offsets[partition] = offset + 1
+            emitted.append(self.run_record(partition, offset, value, sink))
+        emitted.append(self.finish(sink))
+        return emitted
+
+    def derived_records(self) -> int:
+        """Records sent so far to the topics between the stages and to the sink (not the
+        dead letters): the fan-out the output windows exist to keep small."""
+        topics = (self.topics.entities, self.topics.rollups, self.topics.groups)
+        return sum(self.records_out.get(topic, 0) for topic in topics)
 
     # -- one record through one stage ------------------------------------------------------
 

@@ -158,12 +158,8 @@ def run_stages(
                 (origin.topic, origin.partition, origin.offset, letter.index)
             )
 
-    offsets: dict[int, int] = {}
-    for partition, raw in raw_records:
-        offset = offsets.get(partition, 0)
-        offsets[partition] = offset + 1
-        collect(stages.run_record(partition, offset, raw, published))
-    collect(stages.finish(published))
+    for emitted in stages.run_records(raw_records, published):
+        collect(emitted)
     return stream
 
 

@@ -78,29 +78,9 @@ def test_a_raising_reducer_makes_one_dead_letter_and_holds_nothing() -> None:
 
 
 def _run(records: list[tuple[int, bytes]], window: int) -> tuple[list[Emitted], int]:
-    settings = Settings(partitions=PARTITIONS)
-    stages = SequentialStages(
-        settings.topics,
-        partitions=settings.partitions,
-        max_event_bytes=settings.max_event_bytes,
-        max_record_bytes=settings.max_record_bytes,
-        window_records=window,
-    )
-    derived = {settings.topics.entities, settings.topics.rollups, settings.topics.groups}
-    sent = 0
-
-    def publish(topic: str, _partition: int | None, _value: bytes) -> None:
-        nonlocal sent
-        sent += topic in derived
-
-    offsets: dict[int, int] = {}
-    emitted = []
-    for partition, value in records:
-        offset = offsets.get(partition, 0)
-        offsets[partition] = offset + 1
-        emitted.append(stages.run_record(partition, offset, value, publish))
-    emitted.append(stages.finish(publish))
-    return emitted, sent
+    stages = SequentialStages.for_settings(Settings(partitions=PARTITIONS), window_records=window)
+    emitted = stages.run_records(records)
+    return emitted, stages.derived_records()
 
 
 @pytest.fixture(scope="module")
