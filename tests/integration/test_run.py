@@ -124,11 +124,16 @@ async def test_run_restarts_a_killed_stage_exposes_metrics_and_stops_cleanly(
             )
 
             async with httpx.AsyncClient(timeout=10) as http:
-                worker = (await http.get(f"http://127.0.0.1:{base + 10}/metrics")).text
+                workers = [  # one port per worker (instance 0, 1): they share the partitions
+                    (await http.get(f"http://127.0.0.1:{base + 10 + i}/metrics")).text
+                    for i in range(PROCESSORS)
+                ]
                 sink = (await http.get(f"http://127.0.0.1:{base + 20}/metrics")).text
                 gateway = (await http.get(f"{url}/metrics")).text
-            assert metric(worker, "logflume_stage_records_total", stage="entities") >= 1
-            assert metric(worker, "logflume_stage_outputs_total", stage="traces") >= 1
+            for name, stage in (("records", "entities"), ("outputs", "traces")):
+                found = [metric(w, f"logflume_stage_{name}_total", stage=stage) for w in workers]
+                assert sum(found) >= 1, (name, stage, found)
+            worker = workers[0]
             assert metric(sink, "logflume_sink_values_total") >= 1
             assert metric(sink, "logflume_sink_rows_total", table="generations") >= 1
             assert metric(sink, "logflume_sink_write_seconds_count") >= 1
