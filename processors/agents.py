@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -141,7 +140,6 @@ class Stage:
         )
         self._stream: StreamT[bytes] | None = None
         self._held: list[EventT] = []  # records whose outputs are in the window
-        self._held_since = 0.0  # monotonic time the first of them was reduced
         self._flush_lock = asyncio.Lock()
         self.agent = app.agent(self.source, name=f"{app_id(settings)}.{name}")(self._run)
 
@@ -156,7 +154,7 @@ class Stage:
             # shutdown waits for the held records to be acknowledged, which only a flush does.
             while True:
                 await asyncio.sleep(self.window_s / 4)
-                if self._held and time.monotonic() - self._held_since >= self.window_s:
+                if self.runner.due(self.window_records, self.window_s):
                     await self._flush_or_exit()
 
         app.timer(options.ttl_sweep_interval_s, name=f"{name}.expire")(sweep)
@@ -170,7 +168,7 @@ class Stage:
             dead_letters = self.reduce(event)
             if dead_letters:
                 await self._send_dead_letters(dead_letters)
-            if len(self._held) >= self.window_records:
+            if self.runner.due(self.window_records, self.window_s):
                 await self._flush_or_exit()
 
     def reduce(self, event: EventT) -> list[DeadLetter]:
@@ -187,9 +185,7 @@ class Stage:
         table = self.table
         for key, state in outcome.writes.items():
             table[key] = state  # its changelog record goes at the flush
-        if not self._held:
-            self._held_since = time.monotonic()
-        self._held.append(event)
+        self._held.append(event)  # with its outputs: the window's age is the oldest's
         stats = self.stats
         stats.records += 1
         stats.inputs += outcome.inputs

@@ -145,9 +145,6 @@ class OutputWindow:
         self.records = 0  # records reduced into this window
         self.opened_at: float | None = None  # monotonic time of its first record
 
-    def __len__(self) -> int:
-        return sum(len(held) for held in self._held.values())
-
     def add(self, topic: str, outputs: list[Output], origin: Origin) -> None:
         identify, held = self._identities[topic], self._held[topic]
         for output in outputs:
