@@ -71,7 +71,7 @@ def kafka_transport(settings: Settings, options: GatewaySettings) -> KafkaTransp
         max_request_bytes=settings.max_record_bytes + 64 * 1024,
         max_event_bytes=settings.max_event_bytes,
     )
-    return KafkaTransport(sdk, compression="lz4" if codec.has_lz4() else None)
+    return KafkaTransport(sdk, compression="zstd" if codec.has_zstd() else None)
 
 
 def open_spool(settings: Settings, options: GatewaySettings) -> Spool:

@@ -7,12 +7,20 @@ at the call and a :class:`~producers.contract.ContractError` (a ``ValueError``) 
 field. Usable from plain threads and from inside a running asyncio loop: the sending
 happens on the client's own worker thread and loop.
 
-Objects passed in (messages, metadata, completions) are serialized on the worker thread
-shortly after the call: do not mutate them afterwards. The ``messages`` list itself is
-copied at the call, so the usual chat loop that appends to one list is safe.
+Objects passed in (messages, metadata, completions) are serialized at the call, so the
+event is what they held then, whatever the caller does with them afterwards.
 
 The client sends what was queued at interpreter exit (``atexit``, up to
-``close_timeout_s``) and spools the rest. With ``fork()``, create the client in the child.
+``close_timeout_s``) and spools the rest; a ``multiprocessing`` child, which leaves with
+``os._exit``, does the same from multiprocessing's exit hook.
+
+Fork safety: a client created before ``fork()`` (gunicorn ``--preload``, uWSGI, Celery's
+prefork pool, ``multiprocessing`` with fork) re-arms itself in the child
+(``os.register_at_fork``): a fresh queue, worker thread, Kafka producer and spool slot of its
+own. Events queued before the fork are the parent's, sent once by the parent; the child
+drops its copy. The parent's objects that the child inherited are never closed or used in
+the child, only kept: closing them would act on what the parent shares with it (its
+epoll instance, its sockets' registrations, its spool's locks).
 """
 
 from __future__ import annotations
@@ -20,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import os
+import sys
 import time
+import weakref
 from types import TracebackType
 from typing import Any
 
@@ -46,6 +57,19 @@ log = logging.getLogger(__name__)
 _NONE: tuple[str, ...] = ()
 _CODECS = {"lz4": codec.has_lz4, "zstd": codec.has_zstd, "gzip": codec.has_gzip}
 
+# Live clients, re-armed in a forked child; and what children inherited from their parent
+# (kept, never closed: see the module docstring).
+_LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
+_INHERITED: list[object] = []
+
+
+def _rearm_after_fork() -> None:
+    for client in list(_LIVE):
+        client._after_fork()
+
+
+os.register_at_fork(after_in_child=_rearm_after_fork)
+
 
 class Client:
     """Fire-and-forget emitter of logflume events.
@@ -68,22 +92,47 @@ class Client:
             settings = SDKSettings.model_validate({**settings.model_dump(), **overrides})
         self.settings = settings
         self._strict = settings.strict
+        self._encoder = EventEncoder(settings.project, max_event_bytes=settings.max_event_bytes)
+        self._given_transport = transport
+        self._closed = False
+        self._start()
+        atexit.register(self._at_exit)
+        _LIVE.add(self)
+
+    def _start(self) -> None:
+        """Build and start the machinery: stats, spool slot, queue, transport, worker."""
+        settings = self.settings
         self._stats = StatsRecorder()
         self._warner = RateLimitedWarner(settings.warn_interval_s, log)
-        self._encoder = EventEncoder(settings.project, max_event_bytes=settings.max_event_bytes)
         self._spool = self._open_spool(settings)
         self._queue = EventQueue(
             settings.max_queue_events, settings.max_queue_bytes, wake_at=settings.batch_max_events
         )
+        transport = self._given_transport
         if transport is None:
             transport = KafkaTransport(settings, compression=self._codec(settings))
         self._worker = Worker(
             settings, self._queue, transport, self._spool, self._encoder, self._stats, self._warner
         )
-        self._closed = False
         self._worker.start()
         self._queue.set_waker(self._worker.wake)
-        atexit.register(self._at_exit)
+
+    def _after_fork(self) -> None:
+        """In a forked child (the only thread there): re-arm (see the module docstring)."""
+        if self._closed:
+            return
+        _INHERITED.append((self._worker, self._queue, self._spool, self._stats))
+        self._queue.close()
+        self._queue.clear()
+        if self._spool is not None:
+            self._spool.forget_after_fork()
+        self._start()
+        # A multiprocessing (or billiard, Celery's) child leaves with os._exit, which skips
+        # atexit: close from its own exit hook too (close runs once).
+        for name in ("multiprocessing.util", "billiard.util"):
+            util = sys.modules.get(name)
+            if util is not None:
+                util.Finalize(None, self._at_exit, exitpriority=100)
 
     # -- Humanloop style -------------------------------------------------------------------
 
@@ -94,9 +143,6 @@ class Client:
         log_id = body.get("id")
         if log_id is None:
             log_id = body["id"] = new_id("data_")
-        messages = body.get("messages")
-        if messages.__class__ is list:
-            body["messages"] = messages.copy()  # type: ignore[union-attr]
         self._emit("log", body, _NONE)
         return log_id  # type: ignore[no-any-return]
 
@@ -126,15 +172,17 @@ class Client:
     def _emit(self, etype: str, body: dict[str, Any], stamp: tuple[str, ...]) -> None:
         ts = time.time()
         try:
+            body_bytes = self._encoder.serialize(etype, ts, body, stamp)
             if self._strict:
-                item: Item = (PRE_ENCODED, ts, self._encoder.encode(etype, ts, body, stamp), _NONE)
+                item: Item = (PRE_ENCODED, ts, self._encoder.finish(etype, ts, body_bytes))
             else:
-                item = (etype, ts, body, stamp)
+                item = (etype, ts, body_bytes)
             if not self._queue.put(item):
                 self._overflow(item)
-        except ContractError:
+        except ContractError as exc:
             if self._strict:
                 raise
+            self._worker.reject(etype, exc)
         except Exception as exc:  # never crash the application
             self._warner.warn("emit", "logflume: an emit call failed: %s", type(exc).__name__)
 
@@ -151,9 +199,9 @@ class Client:
                 "queue_full", "logflume: the event queue is full; dropping events (policy drop)"
             )
             return
-        etype, ts, body, stamp = item
+        etype, ts, body = item
         try:
-            encoded = body if etype == PRE_ENCODED else self._encoder.encode(etype, ts, body, stamp)
+            encoded = body if etype == PRE_ENCODED else self._encoder.finish(etype, ts, body)
         except ContractError as exc:
             self._worker.reject(etype, exc)
             return
@@ -235,7 +283,7 @@ class Client:
         if root is None:
             return None
         try:
-            return Spool(
+            spool = Spool(
                 root,
                 max_bytes=settings.spool_max_bytes,
                 segment_bytes=settings.spool_segment_bytes,
@@ -245,6 +293,15 @@ class Client:
             # Never crash the application: run without a spool (overflow is then dropped).
             log.warning("logflume: cannot open the spool at %s (%s); running without", root, exc)
             return None
+        if spool.lost_by_previous:
+            self._stats.drop(DropReason.LOST_AT_EXIT, spool.lost_by_previous)
+            log.warning(
+                "logflume: a process that used the spool at %s ended without closing its "
+                "client; %d events it had accepted were only in its memory and are lost",
+                root,
+                spool.lost_by_previous,
+            )
+        return spool
 
     @staticmethod
     def _codec(settings: SDKSettings) -> str | None:

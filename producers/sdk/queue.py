@@ -66,6 +66,10 @@ class EventQueue:
         self._max_events = 0
         self.limit = 0
 
+    def clear(self) -> None:
+        """Forget every queued item (a forked child's copy of its parent's queue)."""
+        self._items.clear()
+
     def drain(self, max_items: int) -> list[Item]:
         """Take up to ``max_items`` from the head (worker side)."""
         items = self._items

@@ -13,6 +13,16 @@ reader skips to the next frame that checks out, counting the skipped region. A n
 never appends to an old segment. A segment is deleted only once every frame in it was
 acknowledged by Kafka (:meth:`Spool.ack`); a re-sent event keeps its ``event_id``.
 
+The first 8 bytes of a slot's ``.lock`` file count the events its owner had accepted but
+held only in memory (queued or in flight) at its last cycle (:meth:`Spool.mark_unsent`).
+A clean close sets it to 0; a process that dies without closing (``os._exit`` in a forked
+worker, SIGKILL) leaves it, and the next process to open the slot counts those events as
+lost (:attr:`Spool.lost_by_previous`): what a crash loses is bounded and counted.
+
+After ``fork()`` the child drops its copy of the parent's spool with
+:meth:`Spool.forget_after_fork` and opens a slot of its own: two processes never append to
+one slot.
+
 Thread safety: ``append`` may run on any thread; reading and acking belong to the worker.
 """
 
@@ -39,6 +49,7 @@ log = logging.getLogger(__name__)
 MAGIC = b"LFSPOOL1"
 _FRAME = struct.Struct("<II")
 _KEY_LEN = struct.Struct("<H")
+_UNSENT = struct.Struct("<Q")
 _MAX_FRAME = 64 * 1024 * 1024
 _READ_AHEAD = 1024 * 1024
 
@@ -91,6 +102,8 @@ class Spool:
         self._segments: deque[_Segment] = deque()
         for slot in self._orphan_slots():
             self._segments.extend(_sealed_segments(slot))
+        self.lost_by_previous = sum(_take_unsent(fd) for fd in self._lock_fds)
+        self._unsent = 0
         own = _sealed_segments(self.slot)
         self._segments.extend(own)
         self._next_seq = int(own[-1].path.stem) + 1 if own else 1
@@ -130,6 +143,17 @@ class Spool:
         where the last acknowledged one ended)."""
         with self._lock:
             self._read_off = self._acked_off
+
+    def mark_unsent(self, count: int) -> None:
+        """Record how many accepted events only this process's memory holds (see the
+        module docstring); a write only when the count changed."""
+        if count == self._unsent or self._closed or not self._lock_fds:
+            return
+        self._unsent = count
+        try:
+            os.pwrite(self._lock_fds[0], _UNSENT.pack(count), 0)
+        except OSError:
+            pass  # only a count for the next process: never worth failing over
 
     # -- writing (any thread) --------------------------------------------------------------
 
@@ -357,16 +381,41 @@ class Spool:
         raise SpoolError(0, f"no free spool slot under {self.root}")
 
     def _orphan_slots(self) -> list[Path]:
-        """Unlocked slots of other (dead) processes that still hold segments."""
+        """Unlocked slots of other (dead) processes that still hold segments or a count of
+        events lost with their owner."""
         orphans = []
         for slot in sorted(self.root.glob("slot-*"), key=_slot_index):
-            if slot == self.slot or not any(slot.glob("*.seg")):
+            if slot == self.slot:
                 continue
             fd = _try_lock(slot)
-            if fd is not None:
+            if fd is None:
+                continue
+            if any(slot.glob("*.seg")) or _read_unsent(fd):
                 self._lock_fds.append(fd)
                 orphans.append(slot)
+            else:
+                os.close(fd)
         return orphans
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: let go of the parent's spool without touching it. Only the
+        child's copies of the descriptors are closed: the parent's flocks survive (a flock
+        lasts until every duplicate of its descriptor is closed), and nothing is written,
+        unlocked or deleted. Takes no lock (another thread may have held it at the fork)."""
+        self._closed = True
+        fds = list(self._lock_fds)
+        if self._fd is not None:
+            fds.append(self._fd)
+        if self._read_fd is not None:
+            fds.append(self._read_fd[1])
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self._lock_fds = []
+        self._fd = None
+        self._read_fd = None
 
     def close(self) -> None:
         """Close files and release the slots; an empty active segment is removed."""
@@ -385,6 +434,10 @@ class Spool:
                 os.close(self._read_fd[1])
                 self._read_fd = None
             for fd in self._lock_fds:
+                try:
+                    os.pwrite(fd, _UNSENT.pack(0), 0)  # closed cleanly: nothing lost
+                except OSError:
+                    pass
                 os.close(fd)  # closing the descriptor releases the flock
             self._lock_fds.clear()
 
@@ -426,6 +479,25 @@ def _try_lock(slot: Path) -> int | None:
         os.close(fd)
         return None
     return fd
+
+
+def _read_unsent(fd: int) -> int:
+    try:
+        data = os.pread(fd, _UNSENT.size, 0)
+    except OSError:
+        return 0
+    return _UNSENT.unpack(data)[0] if len(data) == _UNSENT.size else 0
+
+
+def _take_unsent(fd: int) -> int:
+    """A slot's count of events lost with its last owner, reset to 0 once read."""
+    count = _read_unsent(fd)
+    if count:
+        try:
+            os.pwrite(fd, _UNSENT.pack(0), 0)
+        except OSError:
+            pass
+    return count
 
 
 def _slot_index(path: Path) -> int:

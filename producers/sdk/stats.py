@@ -31,6 +31,9 @@ class DropReason:
     CLOSED = "closed"  # emitted after close()
     UNSENT_AT_CLOSE = "unsent_at_close"  # overflow "drop": still in memory when close() ended
     REJECTED_BY_BROKER = "rejected_by_broker"  # a non-retriable Kafka error (record too large)
+    # Counted when a client opens the spool: a previous process using it ended without
+    # closing (os._exit, SIGKILL) while these events were only in its memory.
+    LOST_AT_EXIT = "lost_at_exit"
 
 
 @dataclass(frozen=True, slots=True)

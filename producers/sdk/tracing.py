@@ -83,9 +83,6 @@ class _Parent:
         parent = self._parent_id()
         if parent is not None:
             body["parent_id"] = parent
-        messages = body.get("messages")
-        if messages.__class__ is list:
-            body["messages"] = messages.copy()  # type: ignore[union-attr]
         gen_id = body.get("id")
         if gen_id is None:
             gen_id = body["id"] = new_id("gen_")
