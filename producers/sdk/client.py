@@ -32,6 +32,7 @@ import os
 import sys
 import time
 import weakref
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -61,6 +62,7 @@ _CODECS = {"lz4": codec.has_lz4, "zstd": codec.has_zstd, "gzip": codec.has_gzip}
 # (kept, never closed: see the module docstring).
 _LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
 _INHERITED: list[object] = []
+_PROCESS_UTILS = ("multiprocessing.util", "billiard.util")
 
 
 def _rearm_after_fork() -> None:
@@ -128,8 +130,17 @@ class Client:
             self._spool.forget_after_fork()
         self._start()
         # A multiprocessing (or billiard, Celery's) child leaves with os._exit, which skips
-        # atexit: close from its own exit hook too (close runs once).
-        for name in ("multiprocessing.util", "billiard.util"):
+        # atexit: close from its exit hook too (close runs once). Its bootstrap clears the
+        # exit hooks inherited from the parent, then runs its after-fork callbacks: the
+        # hook is registered from one of those.
+        for name in _PROCESS_UTILS:
+            util = sys.modules.get(name)
+            if util is not None:
+                util.register_after_fork(self, Client._close_at_process_exit)
+                Client._close_at_process_exit(self)
+
+    def _close_at_process_exit(self) -> None:
+        for name in _PROCESS_UTILS:
             util = sys.modules.get(name)
             if util is not None:
                 util.Finalize(None, self._at_exit, exitpriority=100)
@@ -253,6 +264,11 @@ class Client:
             inflight=self._worker.inflight_events,
             spool_bytes=spool.nbytes if spool is not None else 0,
         )
+
+    @property
+    def spool_slot(self) -> Path | None:
+        """This process's spool folder (``<spool root>/slot-<n>``), None without a spool."""
+        return self._spool.slot if self._spool is not None else None
 
     def __enter__(self) -> Client:
         return self
