@@ -81,6 +81,7 @@ class Worker:
         self._pending: deque[list[Encoded]] = deque()
         self._pending_bytes = 0
         self.inflight_events = 0
+        self._encoding = 0  # events taken from the queue and being validated
         self._inflight_bytes = 0
         self._healthy = True
         self._backoff_s = _BACKOFF_START_S
@@ -170,7 +171,9 @@ class Worker:
             try:
                 await self._cycle()
                 if self._spool is not None:
-                    self._spool.mark_unsent(len(self._queue) + self.inflight_events)
+                    self._spool.mark_unsent(
+                        len(self._queue) + self._encoding + self.inflight_events
+                    )
             except Exception as exc:  # the loop never dies
                 self._warner.warn("worker", "logflume: SDK worker error: %s", type(exc).__name__)
                 log.debug("SDK worker error", exc_info=True)
@@ -190,13 +193,18 @@ class Worker:
                 break
             budget -= len(items)
             batch: list[Encoded] = []
-            for start in range(0, len(items), _ENCODE_SLICE):
-                batch += self._encode(items[start : start + _ENCODE_SLICE])
-                # A pass of the loop (its select releases the GIL): an application thread
-                # waiting for the GIL gets it now, not after the 5 ms switch interval.
-                await asyncio.sleep(0)
-            if batch:
-                self._route(batch)
+            self._encoding = len(items)  # taken from the queue, not yet routed: not idle
+            try:
+                for start in range(0, len(items), _ENCODE_SLICE):
+                    batch += self._encode(items[start : start + _ENCODE_SLICE])
+                    # A pass of the loop (its select releases the GIL): an application
+                    # thread waiting for the GIL gets it now, not after the 5 ms switch
+                    # interval.
+                    await asyncio.sleep(0)
+                if batch:
+                    self._route(batch)
+            finally:
+                self._encoding = 0
         if self._drain is None and (
             self._pending or (self._spool is not None and self._spool.has_unsent())
         ):
@@ -205,6 +213,7 @@ class Worker:
     def _idle(self) -> bool:
         return (
             not len(self._queue)
+            and not self._encoding
             and not self._tasks
             and not self._pending
             and self._drain is None
