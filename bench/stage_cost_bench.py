@@ -2,7 +2,7 @@
 derived records per input record, for the live output window against per-record packing.
 
     python bench/stage_cost_bench.py [--events 40000] [--partitions 12] [--window 64]
-        [--json] [--save FILE] [--baseline FILE [--tolerance 0.2]]
+        [--payload-bytes 0] [--json] [--save FILE] [--baseline FILE [--tolerance 0.2]]
 
 The synthetic stream (``logflume.synthetic``) is packed into raw-topic records as the SDK
 packs them, then run through :class:`processors.sequential.SequentialStages` (the same
@@ -12,10 +12,14 @@ runners, reducers and windows as the Faust agents) twice in the same run:
 - ``per-record``: a window of one record, which is how the stages packed before windows.
 
 Printed per design: us/event of each stage (reduce and flush), all stages, derived
-records (entities + rollups + groups topics) per input record. Targets (issue 13): at most
-25 us/event for all stages and at most 1.5 derived records per input record at 12
-partitions. ``--baseline FILE`` compares with a saved ``--json``/``--save`` result and
-exits 1 when a design got slower (us/event) or fanned out more by over ``--tolerance``.
+records (entities + rollups + groups topics) per input record, and the stages' state at
+the end (serialized bytes per event and per stage-1 entity: what the workers hold in
+memory and on the changelogs). ``--payload-bytes N`` adds N characters to every message
+and output (the heavy workload: state per entity should not grow with it).
+Targets (issue 13): at most 25 us/event for all stages and at most 1.5 derived records
+per input record at 12 partitions. ``--baseline FILE`` compares with a saved
+``--json``/``--save`` result and exits 1 when a design got slower (us/event) or fanned out
+more by over ``--tolerance``.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -57,6 +63,23 @@ def run_design(
         "derived_records": stages.derived_records(),
         "derived_per_input_record": stages.derived_records() / len(records),
         "records_out": dict(stages.records_out),
+        "state": state_size(stages, events),
+    }
+
+
+def state_size(stages: SequentialStages, events: int) -> dict[str, Any]:
+    """Serialized bytes of each stage's final table (what a worker holds and its changelog
+    carries), per input event; and per stage-1 entity."""
+    sizes = {
+        name: sum(len(orjson.dumps(value)) for value in stages.tables[name].values())
+        for name in STAGES
+    }
+    entities = len(stages.tables["entities"])
+    return {
+        "bytes_per_event": {name: size / events for name, size in sizes.items()},
+        "bytes_per_event_all": sum(sizes.values()) / events,
+        "entities": entities,
+        "bytes_per_entity": sizes["entities"] / max(entities, 1),
     }
 
 
@@ -83,6 +106,9 @@ def main() -> None:
         help="records per output window (64: what 50 ms holds at 25,000 events/s)",
     )
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--payload-bytes", type=int, default=0, help="characters added to messages and outputs"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--save", type=Path, help="also write the JSON result to FILE")
     parser.add_argument("--baseline", type=Path, help="compare with a saved JSON result")
@@ -90,14 +116,19 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(partitions=args.partitions)
-    events = generate_events(args.events, seed=args.seed)
+    events = generate_events(args.events, seed=args.seed, payload_bytes=args.payload_bytes)
     records = pack_events(events, args.partitions, seed=args.seed)
     run_design(records[:200], len(events), settings, args.window)  # warm up (price table...)
     results = {
         "per-record": run_design(records, len(events), settings, 1),
         "window": run_design(records, len(events), settings, args.window),
     }
-    report = {"events": len(events), "partitions": args.partitions, "results": results}
+    report = {
+        "events": len(events),
+        "partitions": args.partitions,
+        "payload_bytes": args.payload_bytes,
+        "results": results,
+    }
     if args.save:
         args.save.write_text(json.dumps(report, indent=2))
     if args.json:
@@ -111,6 +142,14 @@ def main() -> None:
                 f"{r['derived_per_input_record']:.2f} derived records per input record; "
                 f"{r['events_per_s']:,.0f} events/s"
             )
+        state = results["window"]["state"]
+        per_stage = ", ".join(f"{n} {b:,.0f}" for n, b in state["bytes_per_event"].items())
+        print(
+            f"  state at the end: {state['bytes_per_event_all']:,.0f} bytes/event ({per_stage}); "
+            f"{state['bytes_per_entity']:,.0f} bytes per stage-1 entity "
+            f"({state['entities']:,} entities); events of {args.payload_bytes:,} extra "
+            "payload characters"
+        )
     if args.baseline:
         lost = regressions(report, json.loads(args.baseline.read_text()), args.tolerance)
         if lost:

@@ -283,9 +283,31 @@ def _invalid(gen: _Gen, n: int) -> bytes:
     return orjson.dumps(bodies[n % len(bodies)])
 
 
-def generate_events(count: int, *, seed: int = 7) -> list[bytes]:
+def inflate_payloads(raw: bytes, payload_bytes: int) -> bytes:
+    """``raw`` with ``payload_bytes`` more characters in each message's content and in the
+    output: the heavy workload (real prompts and answers weigh kilobytes)."""
+    if payload_bytes <= 0:
+        return raw
+    try:
+        event = orjson.loads(raw)
+        body = event["body"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return raw  # the generator's invalid events stay as they are
+    if not isinstance(body, dict):
+        return raw
+    pad = "x" * payload_bytes
+    for message in body.get("messages") or ():
+        if isinstance(message, dict) and isinstance(message.get("content"), str):
+            message["content"] += pad
+    if isinstance(body.get("output"), str):
+        body["output"] += pad
+    return orjson.dumps(event)
+
+
+def generate_events(count: int, *, seed: int = 7, payload_bytes: int = 0) -> list[bytes]:
     """About ``count`` wire events in arrival order: traces and logs interleaved, reordered
-    within a small window, ~3% re-sent (same event_id) and ~0.5% invalid."""
+    within a small window, ~3% re-sent (same event_id) and ~0.5% invalid.
+    ``payload_bytes``: see :func:`inflate_payloads`."""
     gen = _Gen(random.Random(seed), sessions=max(40, count // 60), prompts=max(4, count // 2000))
     parents: list[tuple[str, str]] = []
     n = 0
@@ -309,6 +331,8 @@ def generate_events(count: int, *, seed: int = 7) -> list[bytes]:
         encoded.insert(rng.randint(i, len(encoded)), encoded[i])
     for k in range(max(1, len(encoded) // 200)):
         encoded.insert(rng.randrange(len(encoded)), _invalid(gen, k))
+    if payload_bytes > 0:
+        encoded = [inflate_payloads(raw, payload_bytes) for raw in encoded]
     return encoded
 
 

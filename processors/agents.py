@@ -36,6 +36,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import faust
 from faust.types import EventT, StreamT
@@ -66,6 +67,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _STATS_INTERVAL_S = 60.0
+# How long a window's outputs may take to be acknowledged before the worker gives up (and
+# exits: its records are not acknowledged, so they are redone after the restart).
+_DELIVERY_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,9 +214,15 @@ class Stage:
             # between): what is reduced while this flush sends belongs to the next one.
             held, self._held = self._held, []
             flushed = self.runner.flush()
+            # Outputs first, acknowledged by Kafka, then the state writes: a state never
+            # runs ahead of the outputs it produced. Stage 1's outputs carry payload values
+            # its state does not keep; were the state written first and the worker to die
+            # before the outputs left, redelivery would find the events merged and their
+            # payload gone.
+            sent = [await self._send(t, value, p) for t, p, value in flushed.records]
+            if sent:
+                await asyncio.wait_for(asyncio.gather(*sent), _DELIVERY_TIMEOUT_S)
             await self.table.send_writes()
-            for topic, partition, value in flushed.records:
-                await self._send(topic, value, partition)
             self.stats.outputs += sum(len(values) for values in flushed.outputs.values())
             self.stats.output_records += len(flushed.records)
             self.stats.flushes += 1
@@ -229,14 +239,15 @@ class Stage:
             await self._send(self.deadletter, value, None)
         self.stats.dead_letters += len(dead_letters)
 
-    async def _send(self, topic: str, value: bytes, partition: int | None) -> None:
-        # Waits only for room in the producer's buffer (backpressure), not for delivery:
-        # Faust flushes the producer before it commits offsets.
+    async def _send(self, topic: str, value: bytes, partition: int | None) -> asyncio.Future[Any]:
+        # Waits only for room in the producer's buffer (backpressure), not for delivery
+        # (the returned future): Faust flushes the producer before it commits offsets.
         try:
             fut = await self.app.producer.send(topic, None, value, partition, None, None)
         except Exception as exc:
             fatal(exc)
         fut.add_done_callback(check_delivered)
+        return fut  # type: ignore[no-any-return]
 
 
 def install_stages(

@@ -11,6 +11,11 @@ routes to one partition, see ``producers.contract.records``):
 A log is emitted once its create has arrived (updates before it are kept in the state and
 applied then: a partial log has no id of its own to be stored under); the other kinds are
 emitted at once, marked ``partial`` until their create arrives.
+
+An output carries the payload values that the events merged into its version brought
+(``carried``, see ``producers.contract.outputs``); the state keeps their versions only.
+What the totals need of a payload is taken out at merge time: a generation's result gives
+its ``usage`` and model, kept in the state as fields of their own.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import Any
 import orjson
 
 from producers.contract import (
+    CARRIED,
     Event,
     FeedbackEvent,
     GenerationErrorEvent,
@@ -160,6 +166,10 @@ def to_change(
                 carried["status"] = "success"
             else:
                 carried["status"] = "error"
+            result = carried.get("result")
+            if isinstance(result, dict):  # what the totals need of the (payload) result
+                carried["usage"] = result.get("usage")
+                carried["result_model"] = result.get("model")
             change = _change("generation", event, carried, _NODE_IMMUTABLE)
             change.immutable.update(id=generation_id, trace_id=trace_id)
             return state_key("generation", event), change
@@ -227,8 +237,12 @@ def _last_event_time(state: dict[str, Any]) -> datetime:
 
 
 def _generation_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
-    result = values.get("result") or {}
-    usage = result.get("usage") or {}
+    usage = values.pop("usage", None) or {}
+    result_model = values.pop("result_model", None)
+    if not usage and result_model is None:  # a state written before results were split
+        legacy = state["mut"].get("result", [None])[0]
+        if isinstance(legacy, dict):
+            usage, result_model = legacy.get("usage") or {}, legacy.get("model")
     prompt_tokens = usage.get("prompt_tokens") or 0
     output_tokens = usage.get("completion_tokens") or 0
     cached = (usage.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
@@ -240,7 +254,7 @@ def _generation_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[st
         reasoning_tokens=reasoning,
         tokens=usage.get("total_tokens") or prompt_tokens + output_tokens,
     )
-    model = values.get("model") or result.get("model")
+    model = values.get("model") or result_model
     if not usage:
         values.update(cost=None, cost_source=None)
         return values
@@ -257,12 +271,18 @@ def _generation_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[st
     return values
 
 
-def canonical_entity(key: str, state: dict[str, Any]) -> dict[str, Any] | None:
-    """The entity as downstream sees it, or None while it cannot be emitted yet."""
+def canonical_entity(
+    key: str, state: dict[str, Any], carried: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
+    """The entity as downstream sees it, or None while it cannot be emitted yet.
+    ``carried``: the payload values its latest events brought (:func:`apply_change`)."""
     kind = state["kind"]
     if kind == "log" and not state["created"]:
         return None  # updates before the create wait in the state
     values = field_values(state)
+    if carried:
+        values.update(carried)
+    values[CARRIED] = sorted(carried) if carried else []
     if kind == "log":
         values = _log_entity(values, state)
     elif kind == "generation":

@@ -3,7 +3,8 @@
 An entity's state is a plain dict (it is a Faust table value, JSON on the changelog)::
 
     {"kind": "log", "project": "p", "seen": [event ids], "last_ts": epoch seconds,
-     "mut": {field: [value, ts_us, event_id]},    # latest (ts, event_id) wins
+     "mut": {field: [value, ts_us, event_id]},    # latest (ts, event_id) wins; payload
+                                                  # fields: [None, ts_us, event_id]
      "imm": {field: [value, ts_us, event_id]},    # earliest (ts, event_id) wins
      "meta": {key: [value, ts_us, event_id]},     # metadata (and tags), key by key
      "created": bool, "save": bool}
@@ -13,12 +14,21 @@ duplication and any grouping of the same events gives the same state (a state-ba
 hypothesis tests check it. ``save`` is the AND of the creates' flags: once an entity is
 ``save=false`` its payload fields are dropped from the state and never enter it again, and
 an event with ``save=false`` never brings payload in.
+
+Payload fields (``producers.contract.PAYLOAD_FIELDS``) keep only their version in the state:
+a winning value is handed to the caller (``carried``) to travel in the entity's output,
+and the sink stores it (see ``producers.contract.outputs``). So an entity's state is a few
+hundred bytes whatever its messages and outputs weigh. The exception: a log's updates that
+arrive before its create keep their payload values (``[value, ts_us, event_id, 1]``) until
+the create arrives, since no output leaves before it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+
+from producers.contract import PAYLOAD_FIELDS
 
 __all__ = [
     "PAYLOAD_FIELDS",
@@ -27,23 +37,6 @@ __all__ = [
     "field_values",
     "new_state",
 ]
-
-# What `save=false` keeps out of state, output and Postgres (DESIGN section 2).
-PAYLOAD_FIELDS = frozenset(
-    {
-        "messages",
-        "inputs",
-        "output",
-        "output_message",
-        "raw_output",
-        "provider_request",
-        "provider_response",
-        "stdout",
-        "tools",
-        "input",
-        "result",
-    }
-)
 
 
 @dataclass(slots=True)
@@ -59,6 +52,9 @@ class Change:
     metadata: dict[str, Any] = field(default_factory=dict)  # keys already namespaced
     is_create: bool = False
     save: bool = True
+
+
+_PENDING = 1  # 4th element of a payload entry whose value waits for its log's create
 
 
 def new_state(kind: str, project: str) -> dict[str, Any]:
@@ -79,8 +75,13 @@ def _newer(a: list[Any], ts_us: int, event_id: str) -> bool:
     return (ts_us, event_id) > (a[1], a[2])
 
 
-def apply_change(state: dict[str, Any] | None, change: Change) -> dict[str, Any] | None:
+def apply_change(
+    state: dict[str, Any] | None, change: Change, carried: dict[str, Any] | None = None
+) -> dict[str, Any] | None:
     """The state after ``change``; None when the event was already seen (a duplicate).
+
+    ``carried`` receives the payload values that won (the state keeps their versions
+    only); a save=false outcome empties it.
 
     Returns a new dict: table values are reassigned, never mutated in place (a value
     mutated in place is lost on recovery).
@@ -96,12 +97,30 @@ def apply_change(state: dict[str, Any] | None, change: Change) -> dict[str, Any]
     meta = dict(state["meta"])
 
     payload_allowed = save and change.save
+    created = state["created"] or change.is_create
+    # A log is emitted only once its create has arrived: until then, payload values wait
+    # in the state (marked pending) and go out with the create's output.
+    hold = change.kind == "log" and not created
     for name, value in change.mutable.items():
-        if name in PAYLOAD_FIELDS and not payload_allowed:
+        payload = name in PAYLOAD_FIELDS
+        if payload and not payload_allowed:
             continue
         current = mut.get(name)
         if current is None or _newer(current, ts_us, event_id):
-            mut[name] = [value, ts_us, event_id]
+            if payload and hold:
+                mut[name] = [value, ts_us, event_id, _PENDING]
+            elif payload:
+                mut[name] = [None, ts_us, event_id]
+                if carried is not None:
+                    carried[name] = value
+            else:
+                mut[name] = [value, ts_us, event_id]
+    if hold is False and change.kind == "log" and not state["created"]:  # created now
+        for name in [n for n, entry in mut.items() if len(entry) > 3]:
+            value, entry_ts, entry_id, _ = mut[name]
+            mut[name] = [None, entry_ts, entry_id]
+            if carried is not None:
+                carried[name] = value
     for name, value in change.immutable.items():
         current = imm.get(name)
         if current is None or not _newer(current, ts_us, event_id):
@@ -113,6 +132,8 @@ def apply_change(state: dict[str, Any] | None, change: Change) -> dict[str, Any]
     if not save:
         for name in PAYLOAD_FIELDS & mut.keys():
             del mut[name]
+        if carried is not None:
+            carried.clear()
 
     return {
         "kind": state["kind"],
@@ -122,15 +143,18 @@ def apply_change(state: dict[str, Any] | None, change: Change) -> dict[str, Any]
         "mut": mut,
         "imm": imm,
         "meta": meta,
-        "created": state["created"] or change.is_create,
+        "created": created,
         "save": save,
     }
 
 
 def field_values(state: dict[str, Any]) -> dict[str, Any]:
-    """The merged fields: immutable ones, mutable ones, and metadata/tags rebuilt per key."""
+    """The merged fields: immutable ones, mutable ones, and metadata/tags rebuilt per key.
+    Payload fields are not among them (the state holds their versions only)."""
     values: dict[str, Any] = {name: entry[0] for name, entry in state["imm"].items()}
-    values.update((name, entry[0]) for name, entry in state["mut"].items())
+    values.update(
+        (name, entry[0]) for name, entry in state["mut"].items() if name not in PAYLOAD_FIELDS
+    )
     groups: dict[str, dict[str, Any]] = {}
     for key, entry in sorted(state["meta"].items()):
         group, _, name = key.partition(".")

@@ -4,10 +4,12 @@ entities out. Pure: no Faust, no Kafka (the agent around it stays a dozen lines)
 A record is a JSON array of events (``producers.contract.records``). The fast path
 validates the whole array in one ``validate_json`` call; when that fails, each event is
 validated alone so that only the bad ones become dead letters, each with its reason and
-origin, and every valid event around them is merged. Every entity the
-record touches is re-emitted with its full state, duplicates included: a worker that
-crashed after writing its state but before its output reached Kafka re-emits on
-redelivery (at-least-once, made idempotent downstream by the entity's ``version``).
+origin, and every valid event around them is merged. Every entity the record touches
+is re-emitted, duplicates included (at-least-once, made idempotent downstream by the
+entity's ``version``). Payload values travel only in the output of the version that
+brought them, never in the state, so a stage writes its state only after its outputs are
+acknowledged by Kafka (``processors.agents``): a crash between the two re-merges the
+record and sends the payload again, instead of finding it already merged and gone.
 """
 
 from __future__ import annotations
@@ -96,11 +98,12 @@ def merge_events(
     ``raw_bodies``: the events' bodies as decoded from the wire (a faster source of the
     carried fields than the models, see :func:`processors.entities.carried_fields`)."""
     states: dict[str, dict[str, Any] | None] = {}
+    carried: dict[str, dict[str, Any]] = {}  # per entity: the payload values that won
     for index, event in enumerate(events):
         raw_body = raw_bodies[index] if raw_bodies is not None else None
         key, change = to_change(event, scrub=scrub, raw_body=raw_body)
         state = states[key] if key in states else lookup(key)
-        merged = apply_change(state, change)
+        merged = apply_change(state, change, carried.setdefault(key, {}))
         if merged is None:
             outcome.duplicates += 1
             states.setdefault(key, state)
@@ -110,7 +113,7 @@ def merge_events(
     for key, state in states.items():
         if state is None:
             continue
-        entity = canonical_entity(key, state)
+        entity = canonical_entity(key, state, carried.get(key))
         if entity is None:
             continue
         if entity.get("cost_source") == "unknown":

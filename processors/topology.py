@@ -16,7 +16,9 @@ per-record cost of Faust was paid that many times over.
 Keeping only the newest version is safe because every consumer downstream (stage 2, the
 groups step, the sink) keeps per identity only the highest version it has seen, and a
 group's totals are sums over those: what a window drops, the consumer would have
-discarded. Ties go to the later output, as they would downstream.
+discarded. Ties go to the later output, as they would downstream. One thing is not in the
+newest version alone: the payload values an older entity output carried
+(``producers.contract.outputs``), which the newer one inherits (the stage's ``merge``).
 
 The records whose outputs a window holds must not be committed before those outputs are
 sent: the live agent acknowledges them only after :meth:`StageRunner.flush` and the sends
@@ -34,6 +36,7 @@ from typing import Any, Literal
 import orjson
 
 from logflume.settings import Topics
+from producers.contract import merge_carried
 
 from .codec import pack_outputs
 from .outcome import DeadLetter, Lookup, Origin, Outcome, Output
@@ -59,6 +62,8 @@ STAGES: tuple[StageName, ...] = ("entities", "traces", "groups")
 Reducer = Callable[[bytes, Origin, Lookup], Outcome]
 # An output value -> (what it describes, its version).
 Identity = Callable[[dict[str, Any]], tuple[Hashable, int]]
+# (older, newer) outputs of one identity -> what the newer one must hold.
+Merge = Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]
 
 _MAX_REASON_CHARS = 2000
 _PREVIEW_BYTES = 4096  # of an oversized output, kept in its dead letter
@@ -91,6 +96,7 @@ class StageSpec:
     sink_identity: Identity
     regroup: str | None = None  # where Outcome.regroup goes (stage 2 only)
     regroup_identity: Identity | None = None
+    sink_merge: Merge | None = None  # what a newer output takes over from an older one
 
 
 def real_reducer(name: StageName, *, max_event_bytes: int) -> Reducer:
@@ -112,7 +118,12 @@ def stage_specs(topics: Topics) -> dict[StageName, StageSpec]:
     """The pipeline: raw events -> entities -> (rollups, groups) -> rollups."""
     return {
         "entities": StageSpec(
-            "entities", topics.events, "entity_state", topics.entities, entity_identity
+            "entities",
+            topics.events,
+            "entity_state",
+            topics.entities,
+            entity_identity,
+            sink_merge=merge_carried,
         ),
         "traces": StageSpec(
             "traces",
@@ -139,18 +150,28 @@ class _Held:
 class OutputWindow:
     """The outputs of the records since the last flush, newest version per identity."""
 
-    def __init__(self, identities: dict[str, Identity]) -> None:
+    def __init__(
+        self, identities: dict[str, Identity], merges: dict[str, Merge] | None = None
+    ) -> None:
         self._identities = identities
+        self._merges = merges or {}
         self._held: dict[str, dict[Hashable, _Held]] = {topic: {} for topic in identities}
         self.records = 0  # records reduced into this window
         self.opened_at: float | None = None  # monotonic time of its first record
 
     def add(self, topic: str, outputs: list[Output], origin: Origin) -> None:
         identify, held = self._identities[topic], self._held[topic]
+        merge = self._merges.get(topic)
         for output in outputs:
             identity, version = identify(output.value)
             current = held.get(identity)
-            if current is None or current.version <= version:
+            if current is None:
+                held[identity] = _Held(version, output, origin)
+            elif current.version <= version:
+                if merge is not None:
+                    value = merge(current.output.value, output.value)
+                    if value is not output.value:
+                        output = Output(output.key, value)
                 held[identity] = _Held(version, output, origin)
 
     def count(self, now: float) -> None:
@@ -198,7 +219,8 @@ class StageRunner:
         identities = {spec.sink: spec.sink_identity}
         if spec.regroup is not None and spec.regroup_identity is not None:
             identities[spec.regroup] = spec.regroup_identity
-        self.window = OutputWindow(identities)
+        merges = {spec.sink: spec.sink_merge} if spec.sink_merge is not None else {}
+        self.window = OutputWindow(identities, merges)
         self.poison_records = 0
 
     def reduce(self, raw: bytes, origin: Origin, lookup: Lookup) -> Outcome:

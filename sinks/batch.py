@@ -1,8 +1,9 @@
 """One sink batch: the stage outputs of many Kafka records, coalesced per row.
 
 Within a batch only the highest version of each row is kept (a row may appear once per
-statement, and only the newest state matters), and every record's offset is tracked so
-that the consumer commits exactly what the database has stored.
+statement, and only the newest state matters; it takes over the payload values only an
+older one carried), and every record's offset is tracked so that the consumer commits
+exactly what the database has stored.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from producers.contract import merge_carried
 
 from .tables import TableSpec, spec_for
 
@@ -69,6 +72,8 @@ class Batch:
         key = spec.key(value)
         current = table.get(key)
         if current is None or current["version"] < value["version"]:
+            if current is not None and spec.payload:
+                value = merge_carried(current, value)  # what only the older one carried
             table[key] = value
             if origin is not None:
                 self.origins[(spec, key)] = origin

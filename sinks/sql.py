@@ -3,7 +3,9 @@
 Each table is written with one statement per batch that binds one array per column
 (``INSERT … SELECT … FROM unnest($1::text[], …) ON CONFLICT … DO UPDATE``), guarded by the
 row's version: an older state never overwrites a newer one, and writing the same state
-again changes nothing (not even ``updated_at``), so redelivered batches are no-ops.
+again changes nothing (not even ``updated_at``), so redelivered batches are no-ops. A
+payload column is set only when the output carries it (its bit in ``payload_carried``),
+and a ``save=false`` log's payload columns are cleared.
 """
 
 from __future__ import annotations
@@ -39,6 +41,18 @@ def _select(name: str, pg_type: str) -> str:
     return column
 
 
+def _update(spec: TableSpec, name: str) -> str:
+    column = _q(name)
+    if name not in spec.payload:
+        return f"{column} = EXCLUDED.{column}"
+    bit = 1 << spec.payload.index(name)
+    cleared = "WHEN NOT EXCLUDED.save THEN NULL " if "save" in spec.names else ""
+    return (
+        f"{column} = CASE {cleared}WHEN EXCLUDED.payload_carried & {bit} <> 0 "
+        f"THEN EXCLUDED.{column} ELSE t.{column} END"
+    )
+
+
 @cache
 def upsert_sql(spec: TableSpec) -> str:
     names = spec.names
@@ -48,9 +62,7 @@ def upsert_sql(spec: TableSpec) -> str:
     )
     selects = ", ".join(_select(name, pg_type) for name, pg_type, _ in spec.columns)
     keys = set(spec.conflict)
-    updates = ", ".join(
-        f"{_q(n)} = EXCLUDED.{_q(n)}" for n in names if n not in keys | spec.keep_first
-    )
+    updates = ", ".join(_update(spec, n) for n in names if n not in keys | spec.keep_first)
     target = ", ".join(_q(c) for c in spec.conflict)
     if spec.conflict_where:
         target += f") WHERE ({spec.conflict_where}"

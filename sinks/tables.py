@@ -3,6 +3,9 @@
 A :class:`TableSpec` names a table's columns with their PostgreSQL types and where each
 value comes from in a canonical entity or rollup. The SQL (``sinks.sql``) is generated
 from the specs once; a row is a tuple in column order.
+
+Payload columns (``TableSpec.payload``) are written only when the entity output carries
+them (``producers.contract.outputs``): the row's ``payload_carried`` bitmask says which.
 """
 
 from __future__ import annotations
@@ -12,6 +15,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
+
+from producers.contract import CARRIED
 
 __all__ = ["SPECS", "TableSpec", "spec_for"]
 
@@ -46,6 +51,9 @@ class TableSpec:
     # The unique index a row is upserted on (and the predicate of a partial index).
     conflict: tuple[str, ...] = ("project", "id")
     conflict_where: str = ""
+    # Columns written only when the output carries them; the last column is then the
+    # ``payload_carried`` bitmask (bit i = payload[i]).
+    payload: tuple[str, ...] = ()
 
     @property
     def names(self) -> list[str]:
@@ -56,6 +64,23 @@ class TableSpec:
 
     def key(self, value: dict[str, Any]) -> tuple[str, ...]:
         return tuple(value[column] for column in self.conflict)
+
+
+def _carried_mask(payload: tuple[str, ...]) -> Extract:
+    def extract(value: dict[str, Any]) -> int:
+        carried = value.get(CARRIED)
+        if carried is None:  # an output written before payloads left the state: it
+            carried = [name for name in payload if name in value]  # carries what it has
+        return sum(1 << i for i, name in enumerate(payload) if name in carried)
+
+    return extract
+
+
+def _with_payload(spec: TableSpec, *payload: str) -> TableSpec:
+    """``spec`` with ``payload`` columns written only when carried (and the bitmask)."""
+    assert set(payload) <= set(spec.names), payload
+    mask = ("payload_carried", "integer", _carried_mask(payload))
+    return replace(spec, columns=(*spec.columns, mask), payload=payload)
 
 
 def _cols(
@@ -140,6 +165,18 @@ LOGS = TableSpec(
     ),
     keep_first=frozenset({"created_at"}),
 )
+LOGS = _with_payload(
+    LOGS,
+    "messages",
+    "inputs",
+    "output",
+    "output_message",
+    "raw_output",
+    "tools",
+    "provider_request",
+    "provider_response",
+    "stdout",
+)
 
 FEEDBACK = TableSpec(
     "feedback",
@@ -174,6 +211,7 @@ TRACES = TableSpec(
         ("version", "bigint"),
     ),
 )
+TRACES = _with_payload(TRACES, "input", "output")
 
 TRACE_ROLLUPS = TableSpec(
     "traces",
@@ -232,6 +270,8 @@ GENERATIONS = TableSpec(
         ("version", "bigint"),
     ),
 )
+
+GENERATIONS = _with_payload(GENERATIONS, "messages", "result")
 
 SESSIONS = TableSpec(
     "sessions",

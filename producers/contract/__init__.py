@@ -38,14 +38,17 @@ from .maxim import (
     TraceBody,
     Usage,
 )
+from .outputs import CARRIED, PAYLOAD_FIELDS, merge_carried
 from .records import entity_identity, pack_record, partition_for, routing_key, unpack_record
 from .types import ChatMessage, ToolCall, ToolChoiceFunction
 from .views import CreateLogResponse, LogResponse, ObservabilityStatus
 
 __all__ = [
+    "CARRIED",
     "DEFAULT_MAX_EVENT_BYTES",
     "EVENT_ADAPTER",
     "EVENT_TYPES",
+    "PAYLOAD_FIELDS",
     "ChatCompletion",
     "ChatCompletionChoice",
     "ChatMessage",
@@ -81,6 +84,7 @@ __all__ = [
     "encode_event",
     "entity_identity",
     "event_json_schema",
+    "merge_carried",
     "pack_record",
     "parse_event",
     "partition_for",

@@ -83,9 +83,10 @@ async def env(services: Services) -> AsyncIterator[Env]:
 async def test_a_result_held_by_one_gateway_is_released_by_another(env: Env, tmp_path: Path):
     key = env.keys["proj-a"]
     sweepless = {"held_sweep_s": 0}
-    async with gateway(env.settings, tmp_path / "a", **sweepless) as first, gateway(
-        env.settings, tmp_path / "b", **sweepless
-    ) as second:
+    async with (
+        gateway(env.settings, tmp_path / "a", **sweepless) as first,
+        gateway(env.settings, tmp_path / "b", **sweepless) as second,
+    ):
         early = await _post(first, key, _result("g1", 7))
         assert early["held"] == 1 and early["accepted"] == 0 and early["rejected"] == []
         assert await _held_count(env.settings) == 1
@@ -108,9 +109,10 @@ async def test_racing_creates_and_results_release_every_result(env: Env, tmp_pat
     bodies = [_creates(t, gs) for t, gs in traces.items()]
     bodies += [_result(g, 10 + n) for n, g in enumerate(g for gs in traces.values() for g in gs)]
     rng.shuffle(bodies)
-    async with gateway(env.settings, tmp_path / "a", held_sweep_s=0) as first, gateway(
-        env.settings, tmp_path / "b", held_sweep_s=0
-    ) as second:
+    async with (
+        gateway(env.settings, tmp_path / "a", held_sweep_s=0) as first,
+        gateway(env.settings, tmp_path / "b", held_sweep_s=0) as second,
+    ):
         answers = await asyncio.gather(
             *(_post((first, second)[i % 2], key, body) for i, body in enumerate(bodies))
         )

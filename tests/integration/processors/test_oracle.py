@@ -29,7 +29,7 @@ from processors.app import app_id
 from processors.outcome import Origin
 from processors.stage1 import process_events_record
 from processors.stage2 import process_entities_record, process_groups_record
-from producers.contract import ContractError, pack_record, parse_event
+from producers.contract import ContractError, merge_carried, pack_record, parse_event
 from tests.integration.processors.conftest import Consumed, Workers, consume, produce_records
 from tests.integration.replay.history import group_lag
 
@@ -74,12 +74,14 @@ def _valid(raw: bytes) -> bool:
 
 
 def _final(items: list[dict[str, Any]], *fields: str) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """The highest version of each output, keyed by ``fields``."""
+    """The highest version of each output, keyed by ``fields`` (with the payload values only
+    older versions of an entity carried, as every consumer keeps them)."""
     latest: dict[tuple[Any, ...], dict[str, Any]] = {}
     for item in items:
         key = tuple(item.get(f) for f in fields)
-        if key not in latest or latest[key]["version"] <= item["version"]:
-            latest[key] = item
+        current = latest.get(key)
+        if current is None or current["version"] <= item["version"]:
+            latest[key] = item if current is None else merge_carried(current, item)
     return latest
 
 

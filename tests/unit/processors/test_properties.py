@@ -16,7 +16,7 @@ from processors.merge import apply_change
 from processors.outcome import Origin
 from processors.stage1 import process_events_record
 from processors.stage2 import process_entities_record
-from producers.contract import encode_event, pack_record, validate_event
+from producers.contract import PAYLOAD_FIELDS, encode_event, pack_record, validate_event
 
 BASE = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)
 ORIGIN = Origin("t", 0, 0)
@@ -91,6 +91,62 @@ def test_save_false_keeps_payload_out_of_state(history: list[dict[str, Any]]) ->
         payload = {"output", "messages", "inputs", "output_message", "provider_request"}
         assert not payload & state["mut"].keys()
         assert "output" not in orjson.dumps(state).decode().split('"mut"')[1][:2]
+
+
+def _stored_payload(history: list[dict[str, Any]], chunk: int) -> dict[str, Any]:
+    """Stage 1 over records of ``chunk`` events, its log outputs applied as the sink does
+    (a newer version writes the payload fields it carries; save=false clears them)."""
+    encoded = [encode_event(validate_event(e)) for e in history]
+    table: dict[str, Any] = {}
+    row: dict[str, Any] = {}
+    version = 0
+    for start in range(0, len(encoded), chunk):
+        record = pack_record(encoded[start : start + chunk])
+        out = process_events_record(record, ORIGIN, table.get, max_event_bytes=1 << 20)
+        table.update(out.writes)
+        for output in out.outputs:
+            value = output.value
+            if value["version"] <= version:
+                continue
+            version = value["version"]
+            if value["save"] is False:
+                row = {}
+            else:
+                row.update((name, value[name]) for name in value["carried"])
+    state = table["log:p/r1"]
+    if state["created"]:
+        assert not any(entry[0] is not None for name, entry in state["mut"].items()
+                       if name in PAYLOAD_FIELDS), "a payload value in the state"  # fmt: skip
+    return row
+
+
+def _latest_payload(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the stored payload must be: nothing once a create said save=false, else per
+    field the value of the latest (ts, event_id) that carried it."""
+    if any(e["type"] == "log" and not e["body"]["save"] for e in history):
+        return {}
+    latest: dict[str, tuple[str, str, Any]] = {}
+    for event in history:
+        for name in PAYLOAD_FIELDS & event["body"].keys():
+            stamp = (validate_event(event).ts.isoformat(), event["event_id"])
+            if name not in latest or stamp > latest[name][:2]:
+                latest[name] = (*stamp, event["body"][name])
+    return {name: value for name, (_, _, value) in latest.items()}
+
+
+@settings(max_examples=150, deadline=None)
+@given(history=log_history(), data=st.data())
+def test_stored_payload_is_the_latest_whatever_the_order_and_batching(
+    history: list[dict[str, Any]], data: st.DataObject
+) -> None:
+    """Payloads travel in outputs, not in the state: the sink still ends with each field's
+    latest value (or none, for save=false), whatever order, duplication and batching."""
+    shuffled = data.draw(st.permutations(history))
+    duplicates = data.draw(st.lists(st.sampled_from(history), max_size=3))
+    chunk = data.draw(st.integers(1, 4))
+    created = any(e["type"] == "log" for e in history)
+    if created:
+        assert _stored_payload([*shuffled, *duplicates], chunk) == _latest_payload(history)
 
 
 @st.composite

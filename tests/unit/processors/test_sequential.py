@@ -10,7 +10,7 @@ import pytest
 from logflume.settings import Settings
 from logflume.synthetic import generate_events, pack_events
 from processors.sequential import Emitted, SequentialStages
-from sinks.tables import spec_for
+from sinks.batch import Batch
 
 PARTITIONS = 4
 
@@ -24,18 +24,19 @@ def _stages(settings: Settings) -> SequentialStages:
     )
 
 
-def _final(emitted: list[Emitted]) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """The row each table key ends with: the output of the highest version."""
-    rows: dict[tuple[Any, ...], dict[str, Any]] = {}
+def _final(emitted: list[Emitted]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
+    """The row each table key ends with, as the sink's batch coalesces it: the output of
+    the highest version, with the payload values only older ones carried."""
+    sink = Batch()
     for batch in emitted:
         for role, values in (("entities", batch.entities), ("rollups", batch.rollups)):
             for value in values:
-                spec = spec_for(role, value)
-                assert spec is not None
-                key = (spec.table, spec.version_column, *spec.key(value))
-                if key not in rows or rows[key]["version"] <= value["version"]:
-                    rows[key] = value
-    return rows
+                assert sink.add_value(role, value)
+    return {
+        (spec.table, spec.version_column, *key): spec.row(value)
+        for spec, rows in sink.rows.items()
+        for key, value in rows.items()
+    }
 
 
 def _letters(emitted: list[Emitted]) -> set[tuple[Any, ...]]:
