@@ -16,11 +16,12 @@ Group state (a table value) of a session::
 
 Work per added member is constant in Python, but the members dict is copied (at C speed)
 and the whole value goes to the changelog, so the value grows with the members (~150 bytes
-each): a session keeps them because a trace retracted from it (when the trace's members
-name different sessions) needs them to recompute the session's time span. A trace (every
-node of an agent run, tens of thousands in long ones) and a prompt version (every log made
-with it, millions) have their members *detached* (:func:`add_detached_member`): each is a
-table value of its own and the group holds only ``{"totals": {...}, "last_ts": float}``.
+each). So every group the stages keep (a trace: every node of an agent run, tens of
+thousands in long ones; a session: every trace of a conversation; a prompt version: every
+log made with it, millions) has its members *detached* (:func:`add_detached_member`): each
+is a table value of its own and the group holds only ``{"totals": {...}, "last_ts":
+float}``. :func:`add_member` (members held in the group) stays for the tests that compare
+both and for states written before.
 """
 
 from __future__ import annotations
@@ -201,7 +202,9 @@ def add_detached_member(
     values whatever the group's size.
 
     Returns ``(group, member)``, or None when ``old`` is already this version or newer.
-    No retraction reaches these groups (only sessions get them), so the span only widens.
+    A retraction (a session's trace that moved to another session) subtracts the member's
+    totals exactly; the span, which the members that would say how far it shrinks are not
+    at hand to recompute, is left to the sink (a session's rollup carries none).
     A member's value expires like every state, ``state_ttl_s`` after its own last event.
     """
     new = _newer(old, summary)
@@ -229,6 +232,11 @@ def group_rollup(kind: str, project: str, group_id: str, group: dict[str, Any]) 
     """The rollup of a group, read off its running totals (constant time)."""
     totals = group["totals"]
     start, end = totals["start"], totals["end"]
+    if kind == "session":
+        # Its span is what its traces span now, and a trace that moved to another session
+        # (a retraction) would leave a running span too wide: the sink computes it from the
+        # traces it stores (sinks.sql.SESSION_SPANS).
+        start = end = None
     rollup: dict[str, Any] = {
         "kind": kind,
         "project": project,

@@ -26,9 +26,11 @@ ENTITY_KEYS = {"kind", "key", "project", "version", "trace_root"}
 # Groups whose members are table values of their own, keyed group key + separator + member
 # (processors.assembly.add_detached_member): a prompt version holds every log made with it,
 # a trace every span, generation and log of a long agent run (one of ~6,000 generations
-# outgrew Kafka's record limit when the trace's state held them all). Sessions still hold
-# their members: a trace retracted from a session needs them to recompute its time span.
-DETACHED_GROUPS = ("prompt_version:", "trace:")
+# outgrew Kafka's record limit when the trace's state held them all), a session every trace
+# of a conversation. A trace retracted from a session (its members named a smaller session
+# id) is subtracted from the session's totals exactly, but the session's time span only
+# widens here: the sink recomputes it from the traces it stores (sinks.writer).
+DETACHED_GROUPS = ("prompt_version:", "trace:", "session:")
 MEMBER_SEPARATOR = "\x1f"
 _CONTRIBUTION_KEYS = {"group", "project", "id", "member", "summary", "last_ts"}
 

@@ -14,7 +14,15 @@ from functools import cache
 
 from .tables import TableSpec
 
-__all__ = ["DEAD_LETTERS", "PROMPTS", "PROMPT_VERSIONS", "param_type", "upsert_sql"]
+__all__ = [
+    "DEAD_LETTERS",
+    "LOCK_SESSIONS",
+    "PROMPTS",
+    "PROMPT_VERSIONS",
+    "SESSION_SPANS",
+    "param_type",
+    "upsert_sql",
+]
 
 # unnest() cannot take arrays of arrays of uneven length, and asyncpg wants Python objects
 # of the exact type for timestamps: such columns travel as text and are cast in SQL.
@@ -102,4 +110,33 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
      AS u(project, id, prompt_id, model, provider, template, parameters, tools, environment)
 WHERE EXISTS (SELECT 1 FROM prompts p WHERE p.project = u.project AND p.id = u.prompt_id)
 ON CONFLICT (project, id) DO NOTHING
+"""
+
+
+# A session's time span is the span of the traces it holds now. The stream keeps only a
+# session's totals (its traces are detached members: a session of 50,000 traces is a small
+# state), which cannot say how far a span shrinks when a trace moves to another session, so
+# the sink computes it from the traces table after every batch that wrote a session or one
+# of its traces. The
+# rows are locked first (sorted: no deadlock between sinks) and the span computed by the
+# next statement, whose snapshot then includes every batch committed before the lock was
+# granted: whichever recompute runs last saw every trace of the session. A session none of
+# whose traces belong to it any more (they all moved to a smaller session id) has no span.
+LOCK_SESSIONS = """
+SELECT 1 FROM sessions s
+JOIN unnest($1::text[], $2::text[]) AS k(project, id) ON s.project = k.project AND s.id = k.id
+ORDER BY s.project, s.id
+FOR UPDATE OF s
+"""
+
+SESSION_SPANS = """
+UPDATE sessions s SET first_seen = x.first_seen, last_seen = x.last_seen, updated_at = now()
+FROM (
+    SELECT k.project, k.id, min(t.first_seen) AS first_seen, max(t.last_seen) AS last_seen
+    FROM unnest($1::text[], $2::text[]) AS k(project, id)
+    LEFT JOIN traces t ON t.project = k.project AND t.rollup_session_id = k.id
+    GROUP BY k.project, k.id
+) x
+WHERE s.project = x.project AND s.id = x.id
+  AND (s.first_seen IS DISTINCT FROM x.first_seen OR s.last_seen IS DISTINCT FROM x.last_seen)
 """

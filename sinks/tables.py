@@ -277,6 +277,9 @@ SESSIONS = TableSpec(
     "sessions",
     (*_cols(("project", "text"), ("id", "text")), *_TOTALS),
     version_column="rollup_version",
+    # A session's span is computed from its stored traces (sql.SESSION_SPANS), not written
+    # from its rollup (which carries none).
+    keep_first=frozenset({"first_seen", "last_seen"}),
 )
 
 PROMPT_VERSION_ROLLUPS = TableSpec(

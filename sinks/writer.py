@@ -1,4 +1,5 @@
-"""Write one batch to PostgreSQL in one transaction: one statement per table.
+"""Write one batch to PostgreSQL in one transaction: one statement per table; then, in a
+second one, the spans of the sessions the batch touched (``sql.SESSION_SPANS``).
 
 A row the database refuses (a value no column can hold) must not stall the sink: the
 failing table's rows are then written one by one under savepoints, and each refused row
@@ -18,7 +19,7 @@ import orjson
 
 from . import sql
 from .batch import Batch, DeadLetterRow
-from .tables import TableSpec
+from .tables import SESSIONS, TRACE_ROLLUPS, TableSpec
 
 __all__ = ["WriteResult", "write_batch"]
 
@@ -127,6 +128,29 @@ _PARAMETERS = (
 )
 
 
+def _sessions_touched(batch: Batch) -> list[tuple[str, str]]:
+    """The sessions whose span the batch may have changed: those it writes, and those its
+    traces belong to or left."""
+    touched = set(batch.rows.get(SESSIONS, {}))
+    for rollup in batch.rows.get(TRACE_ROLLUPS, {}).values():
+        project = rollup["project"]
+        if rollup.get("session_id"):
+            touched.add((project, rollup["session_id"]))
+        touched.update((project, other) for other in rollup.get("other_sessions") or ())
+    return sorted(touched)
+
+
+async def _session_spans(
+    conn: asyncpg.Connection, sessions: list[tuple[str, str]], timeout: float
+) -> None:
+    """Recompute the spans of ``sessions`` from their stored traces (see ``sql``)."""
+    projects = [project for project, _ in sessions]
+    ids = [session_id for _, session_id in sessions]
+    async with conn.transaction():
+        await conn.execute(sql.LOCK_SESSIONS, projects, ids, timeout=timeout)
+        await conn.execute(sql.SESSION_SPANS, projects, ids, timeout=timeout)
+
+
 async def write_batch(
     conn: asyncpg.Connection, batch: Batch, *, timeout: float = 60.0
 ) -> WriteResult:
@@ -148,6 +172,9 @@ async def write_batch(
             result.rows[spec.table] = result.rows.get(spec.table, 0) + len(values)
         if dead:
             await _dead_letters(conn, dead, timeout)
+    sessions = _sessions_touched(batch)
+    if sessions:  # after the commit: its traces must be visible to the recompute
+        await _session_spans(conn, sessions, timeout)
     if result.refused:
         log.warning("PostgreSQL refused %d rows; they are in dead_letters", result.refused)
     return result

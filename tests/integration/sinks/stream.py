@@ -30,7 +30,7 @@ from processors.codec import RECORD_OVERHEAD_BYTES
 from processors.sequential import Emitted, SequentialStages
 from producers.contract import merge_carried
 from sinks.sql import param_type
-from sinks.tables import TableSpec, spec_for
+from sinks.tables import SESSIONS, TRACE_ROLLUPS, TableSpec, spec_for
 from tests.services import with_database  # re-exported for the bench
 
 __all__ = [
@@ -101,6 +101,25 @@ class Oracle:
         for key, prompt in other.prompts.items():
             self.prompts.setdefault(key, prompt)
         self.dead_letters |= other.dead_letters
+
+    def session_spans(self) -> dict[tuple[str, str], tuple[str | None, str | None]]:
+        """Per session, the span of the traces that belong to it (their final rollups)."""
+        found: dict[tuple[str, str], list[tuple[datetime | None, datetime | None]]] = {}
+        for (spec, *_), value in self.rows.items():
+            if spec is TRACE_ROLLUPS and value.get("session_id"):
+                start, end = value.get("start_time"), value.get("end_time")
+                found.setdefault((value["project"], value["session_id"]), []).append(
+                    (_time(start), _time(end))
+                )
+        spans: dict[tuple[str, str], tuple[str | None, str | None]] = {}
+        for key, pairs in found.items():
+            starts = [s for s, _ in pairs if s is not None]
+            ends = [e for _, e in pairs if e is not None]
+            spans[key] = (
+                min(starts).isoformat() if starts else None,
+                max(ends).isoformat() if ends else None,
+            )
+        return spans
 
     def tables(self) -> dict[str, set[tuple[str, str]]]:
         found: dict[str, set[tuple[str, str]]] = {}
@@ -204,7 +223,11 @@ async def oracle_mismatches(conn: asyncpg.Connection, oracle: Oracle, limit: int
         problems += [f"{table}: missing row {k}" for k in sorted(keys - stored)]
         problems += [f"{table}: unexpected row {k}" for k in sorted(stored - keys)]
     by_spec: dict[TableSpec, list[dict[str, Any]]] = {}
+    spans = oracle.session_spans()
     for (spec, _, _), value in oracle.rows.items():
+        if spec is SESSIONS:  # the sink computes a session's span from its traces
+            start, end = spans.get((value["project"], value["id"]), (None, None))
+            value = {**value, "start_time": start, "end_time": end}
         by_spec.setdefault(spec, []).append(value)
     for spec, values in by_spec.items():
         columns = ", ".join(_read_column(name, pg_type) for name, pg_type, _ in spec.columns)
@@ -234,6 +257,10 @@ async def oracle_mismatches(conn: asyncpg.Connection, oracle: Oracle, limit: int
     if not oracle.dead_letters <= letters:
         problems.append(f"dead_letters: missing {sorted(oracle.dead_letters - letters)[:5]}")
     return problems[:limit]
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
 
 
 def _read_column(name: str, pg_type: str) -> str:

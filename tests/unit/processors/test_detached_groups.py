@@ -1,4 +1,5 @@
-"""A prompt version gathers every log made with it, a trace every node of a long agent run:
+"""A prompt version gathers every log made with it, a trace every node of a long agent run, a
+session every trace of a conversation:
 their states must not grow with their members (a prompt version once held every member and
 crossed Kafka's record limit at a few thousand logs; a trace did at ~6,000 generations)."""
 
@@ -7,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from processors.assembly import add_member, entity_summary
 from processors.outcome import Outcome
@@ -131,3 +133,62 @@ def test_a_trace_state_written_with_its_members_is_detached_without_double_count
     (expected,) = [o.value for o in _trace(fresh, [_generation(3, version=2, tokens=110)]).outputs]
     assert upgraded == expected
     assert "members" not in attached["trace:p/t-long"]
+
+
+def _trace_summary(n: int, version: int = 1, tokens: int = 10) -> dict[str, Any]:
+    """A trace rollup's summary as its session gets it (stage2.rollup_summary)."""
+    return {
+        "kind": "trace",
+        "id": f"t-{n}",
+        "version": version,
+        "prompt_tokens": tokens,
+        "output_tokens": 1,
+        "cached_tokens": 0,
+        "reasoning_tokens": 0,
+        "tokens": tokens + 1,
+        "cost": 0.0003,
+        "priced": 1,
+        "error": False,
+        "error_count": 0,
+        "unpriced_count": 0,
+        "start": f"2026-11-30T10:{n % 60:02d}:00+00:00",
+        "end": f"2026-11-30T11:{n % 60:02d}:00+00:00",
+    }
+
+
+def _to_session(table: dict[str, Any], items: list[tuple[int, dict[str, Any]]]) -> Outcome:
+    contributions = [
+        {
+            "group": "session",
+            "project": "p",
+            "id": "conv-big",
+            "member": f"trace:t-{n}",
+            "summary": summary,
+            "last_ts": 1_000.0 + n,
+        }
+        for n, summary in items
+    ]
+    outcome = Outcome()
+    process_groups(contributions, table.get, outcome)
+    table.update(outcome.writes)
+    return outcome
+
+
+def test_a_session_of_50000_traces_keeps_a_small_state_and_exact_totals() -> None:
+    table: dict[str, Any] = {}
+    members = 50_000
+    for start in range(0, members, 500):
+        outcome = _to_session(table, [(n, _trace_summary(n)) for n in range(start, start + 500)])
+        assert max(len(orjson.dumps(v)) for v in outcome.writes.values()) < 1_000
+    assert len(orjson.dumps(table["session:p/conv-big"])) < 1_000  # ~7.5 MB if it held them
+    (rollup,) = [o.value for o in outcome.outputs]
+    assert rollup["counts"] == {"trace": members}
+    assert rollup["tokens"] == members * 11
+    assert rollup["cost"] == pytest.approx(members * 0.0003)
+    assert rollup["start_time"] is None  # the sink computes a session's span
+    # A trace retracted from the session (it moved to a smaller session id) is subtracted
+    # exactly.
+    retracted = {"kind": "trace", "id": "t-9", "version": 2, "retracted": True}
+    (rollup,) = [o.value for o in _to_session(table, [(9, retracted)]).outputs]
+    assert rollup["counts"] == {"trace": members - 1}
+    assert rollup["tokens"] == (members - 1) * 11
