@@ -33,7 +33,7 @@ from prometheus_client import (
     generate_latest,
     start_http_server,
 )
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from logflume.lag import LagMonitor, pipeline_groups
@@ -170,7 +170,8 @@ def _watch_lag(settings: Settings, group: str, gauge: Gauge) -> None:
 
 
 class StageCollector(Collector):
-    """``logflume_stage_<counter>_total{stage=...}`` from each stage's StageStats."""
+    """``logflume_stage_<counter>_total{stage=...}`` from each stage's StageStats, and the
+    gauge ``logflume_stage_state_entries{stage=...}``."""
 
     def __init__(self, stages: Mapping[str, Stage]) -> None:
         self._stages = dict(stages)
@@ -186,6 +187,14 @@ class StageCollector(Collector):
             for name, stage in self._stages.items():
                 family.add_metric([name], float(getattr(stage.stats, f.name)))
             yield family
+        entries = GaugeMetricFamily(
+            "logflume_stage_state_entries",
+            "Values in the stage's state table on this worker (states, detached members).",
+            labels=["stage"],
+        )
+        for name, stage in self._stages.items():
+            entries.add_metric([name], float(len(stage.table.data)))
+        yield entries
 
 
 _STAGE_HELP = {

@@ -70,8 +70,11 @@ def test_gateway_counts_requests_by_route_template(client: TestClient) -> None:
 
 
 def test_stage_collector_reads_each_stages_stats() -> None:
-    stages = {"entities": SimpleNamespace(stats=StageStats(records=5, inputs=70, outputs=40)),
-              "traces": SimpleNamespace(stats=StageStats(records=2, dead_letters=1))}  # fmt: skip
+    table = SimpleNamespace(data={"log:p/a": {}, "log:p/b": {}})
+    stages = {"entities": SimpleNamespace(stats=StageStats(records=5, inputs=70, outputs=40),
+                                          table=table),
+              "traces": SimpleNamespace(stats=StageStats(records=2, dead_letters=1),
+                                        table=SimpleNamespace(data={}))}  # fmt: skip
     registry = CollectorRegistry()
     registry.register(StageCollector(stages))  # type: ignore[arg-type]
     stages["entities"].stats.records += 1  # read at scrape time
@@ -81,6 +84,8 @@ def test_stage_collector_reads_each_stages_stats() -> None:
     assert metric(text, "logflume_stage_inputs_total", stage="entities") == 70
     assert metric(text, "logflume_stage_dead_letters_total", stage="traces") == 1
     assert metric(text, "logflume_stage_duplicates_total") == 0
+    assert metric(text, "logflume_stage_state_entries", stage="entities") == 2
+    assert metric(text, "logflume_stage_state_entries", stage="traces") == 0
 
 
 def test_sink_batches_feed_counters_and_histograms() -> None:
