@@ -144,7 +144,7 @@ def _int(value: Any) -> int:
     return int(value) if value is not None else 0
 
 
-_LOG_DROP = {"stored_at", "is_partial", "version", "listed_at", "path"}
+_LOG_DROP = {"stored_at", "is_partial", "version", "listed_at", "path", "payload_carried"}
 
 
 def log_view(row: dict[str, Any], feedback: list[dict[str, Any]] | None = None) -> LogView:
