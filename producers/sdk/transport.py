@@ -20,7 +20,7 @@ from typing import Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerClosed
 
 from producers.contract import pack_record, partition_for
 
@@ -166,8 +166,11 @@ class KafkaTransport:
         for record, outcome in zip(records, outcomes, strict=True):
             if isinstance(outcome, BaseException):
                 reasons.add(type(outcome).__name__)
+                # ProducerClosed: another send of this client failed meanwhile and reset the
+                # shared producer; these records were never refused by the broker (counting
+                # them as rejected for good lost 80 events in a broker restart).
                 retriable = getattr(outcome, "retriable", True) or isinstance(
-                    outcome, TimeoutError | OSError
+                    outcome, TimeoutError | OSError | ProducerClosed
                 )
                 (retry if retriable else rejected).extend(record.events)
         if retry or rejected:
