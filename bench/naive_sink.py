@@ -81,6 +81,11 @@ async def run(settings: Settings, stopping: asyncio.Event) -> None:
                             statements[spec] = _statement(spec)
                         statement = statements[spec]
                         await conn.execute(statement, *spec.row(value))
+                        one = Batch()
+                        one.add_value(role, value)
+                        touched = sinks.writer._sessions_touched(one)
+                        if touched:  # as the sink does: a session's span from its traces
+                            await sinks.writer._session_spans(conn, touched, 60.0)
             if fetched:
                 await consumer.commit()
     finally:

@@ -200,7 +200,7 @@ def naive_sql(spec: TableSpec) -> str:
             values.append(f"${i}::{sql.param_type(pg_type)}::{pg_type}")
     columns = ", ".join(f'"{n}"' for n in spec.names)
     keep = {"project", "id"} | spec.keep_first
-    updates = ", ".join(f'"{n}" = EXCLUDED."{n}"' for n in spec.names if n not in keep)
+    updates = ", ".join(sql.update_clause(spec, n) for n in spec.names if n not in keep)
     version = f'"{spec.version_column}"'
     return (
         f'INSERT INTO "{spec.table}" AS t ({columns}) VALUES ({", ".join(values)}) '

@@ -21,6 +21,7 @@ __all__ = [
     "PROMPT_VERSIONS",
     "SESSION_SPANS",
     "param_type",
+    "update_clause",
     "upsert_sql",
 ]
 
@@ -49,7 +50,8 @@ def _select(name: str, pg_type: str) -> str:
     return column
 
 
-def _update(spec: TableSpec, name: str) -> str:
+def update_clause(spec: TableSpec, name: str) -> str:
+    """The ``SET`` of one column in the upsert (payload columns only when carried)."""
     column = _q(name)
     if name not in spec.payload:
         return f"{column} = EXCLUDED.{column}"
@@ -70,7 +72,7 @@ def upsert_sql(spec: TableSpec) -> str:
     )
     selects = ", ".join(_select(name, pg_type) for name, pg_type, _ in spec.columns)
     keys = set(spec.conflict)
-    updates = ", ".join(_update(spec, n) for n in names if n not in keys | spec.keep_first)
+    updates = ", ".join(update_clause(spec, n) for n in names if n not in keys | spec.keep_first)
     target = ", ".join(_q(c) for c in spec.conflict)
     if spec.conflict_where:
         target += f") WHERE ({spec.conflict_where}"
