@@ -115,7 +115,7 @@ def apply_change(
                     carried[name] = value
             else:
                 mut[name] = [value, ts_us, event_id]
-    if hold is False and change.kind == "log" and not state["created"]:  # created now
+    if change.kind == "log" and change.is_create and not state["created"]:  # created now
         for name in [n for n, entry in mut.items() if len(entry) > 3]:
             value, entry_ts, entry_id, _ = mut[name]
             mut[name] = [None, entry_ts, entry_id]
