@@ -20,9 +20,11 @@ letter (index -1) and the stream goes on.
 The window is flushed when it holds ``window_records`` records or is ``window_ms`` old,
 whichever comes first (a background task closes a window that no new record closes).
 The stream runs with manual acknowledgement (``stream.noack()``): a record is acknowledged
-only after the flush that sends its outputs, so Faust, which commits only acknowledged
-offsets and flushes its producer first, never commits a record whose outputs are still in
-the window. A worker killed with a window open loses nothing: its records are redelivered
+only after Kafka has acknowledged the outputs of its window and the window's state writes
+are sent, so Faust, which commits only acknowledged offsets and flushes its producer
+first, never commits a record whose outputs are still in the window. That wait happens in
+the background while the stream reduces the next window (one window at most).
+A worker killed with a window open loses nothing: its records are redelivered
 and re-emit every entity and group they touch (duplicates included).
 
 Failing to *send* is another matter: it is not the record's fault, and Faust would still
@@ -145,6 +147,7 @@ class Stage:
         self._stream: StreamT[bytes] | None = None
         self._held: list[EventT] = []  # records whose outputs are in the window
         self._flush_lock = asyncio.Lock()
+        self._completing: asyncio.Future[None] | None = None  # the window being delivered
         self.agent = app.agent(self.source, name=f"{app_id(settings)}.{name}")(self._run)
 
         async def sweep() -> None:
@@ -158,7 +161,9 @@ class Stage:
             # shutdown waits for the held records to be acknowledged, which only a flush does.
             while True:
                 await asyncio.sleep(self.window_s / 4)
-                if self.runner.due(self.window_records, self.window_s):
+                if self.runner.due(self.window_records, self.window_s) or (
+                    self.table.has_unsent and not self._held  # expired states' tombstones
+                ):
                     await self._flush_or_exit()
 
         app.timer(options.ttl_sweep_interval_s, name=f"{name}.expire")(sweep)
@@ -208,30 +213,57 @@ class Stage:
             fatal(exc, f"stage {self.name} could not flush its output window")
 
     async def flush(self) -> None:
-        """Send the window's state writes and outputs, then acknowledge its records."""
+        """Send the window's outputs now; its state writes and the acknowledgement of its
+        records follow in the background once Kafka has the outputs (:meth:`_complete`).
+
+        At most one window is being completed at a time: a flush first waits for the one
+        before it, so the changelog and the acknowledgements keep the order of the windows,
+        and the stream is never more than one window ahead of what Kafka holds."""
         async with self._flush_lock:
-            # The held records and the window's outputs are taken together (no await in
-            # between): what is reduced while this flush sends belongs to the next one.
+            await self._settle()
+            # The held records, the window's outputs and the state writes are taken together
+            # (no await in between): what is reduced while this flush sends is the next one's.
             held, self._held = self._held, []
             flushed = self.runner.flush()
-            # Outputs first, acknowledged by Kafka, then the state writes: a state never
-            # runs ahead of the outputs it produced. Stage 1's outputs carry payload values
-            # its state does not keep; were the state written first and the worker to die
-            # before the outputs left, redelivery would find the events merged and their
-            # payload gone.
+            writes = self.table.take_writes()
             sent = [await self._send(t, value, p) for t, p, value in flushed.records]
-            if sent:
-                await asyncio.wait_for(asyncio.gather(*sent), _DELIVERY_TIMEOUT_S)
-            await self.table.send_writes()
             self.stats.outputs += sum(len(values) for values in flushed.outputs.values())
             self.stats.output_records += len(flushed.records)
             self.stats.flushes += 1
-            if flushed.dead_letters:
-                await self._send_dead_letters(flushed.dead_letters)
+            self._completing = asyncio.ensure_future(
+                self._complete(sent, writes, flushed.dead_letters, held)
+            )
+
+    async def _settle(self) -> None:
+        """Wait for the window being completed, if any."""
+        completing, self._completing = self._completing, None
+        if completing is not None:
+            await completing
+
+    async def _complete(
+        self,
+        sent: list[asyncio.Future[Any]],
+        writes: dict[Any, tuple[int, Any]],
+        dead_letters: list[DeadLetter],
+        held: list[EventT],
+    ) -> None:
+        """Outputs acknowledged by Kafka, then the state writes, then the records: a state
+        never runs ahead of the outputs it produced. Stage 1's outputs carry payload values
+        its state does not keep; were the state written first and the worker to die before
+        the outputs left, redelivery would find the events merged and their payload gone."""
+        try:
+            if sent:
+                await asyncio.wait_for(asyncio.gather(*sent), _DELIVERY_TIMEOUT_S)
+            await self.table.send_writes(writes)
+            if dead_letters:
+                await self._send_dead_letters(dead_letters)
             stream = self._stream
             if stream is not None:
                 for event in held:
                     await stream.ack(event)
+        except Exception as exc:
+            # Its records stay unacknowledged, and a rebalance would wait for them forever.
+            fatal(exc, f"stage {self.name} could not complete its output window")
 
     async def _send_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
         for dead_letter in dead_letters:

@@ -166,9 +166,10 @@ class ExpiringTable(faust.Table):
     Keys are strings (UTF-8 on the changelog), values dicts (orjson). Writes must replace
     values (``table[key] = state``): an in-place change never reaches the changelog.
 
-    A write updates the table at once; its changelog record is sent by
-    :meth:`send_writes`, which the agent awaits when it flushes its output window (before
-    it acknowledges the window's records, so before their offsets can be committed). Writes
+    A write updates the table at once; its changelog record is taken with the output window
+    it belongs to (:meth:`take_writes`) and sent by :meth:`send_writes` once that window's
+    outputs are delivered and before its records are acknowledged, so before their offsets
+    can be committed. Expired states' tombstones wait for the next flush the same way. Writes
     of one key in between are coalesced: only the last value (or tombstone) is sent, so a
     state touched by many records of a window costs one changelog record, not one per
     record. The sends go straight to the producer instead of through Faust's producer
@@ -202,15 +203,24 @@ class ExpiringTable(faust.Table):
         self._partition_of[key] = partition
         self._unsent[key] = (partition, value)  # replaces a write not sent yet
 
-    async def send_writes(self) -> None:
-        """Send the changelog records of the writes made since the last call."""
-        if not self._unsent:
+    def take_writes(self) -> dict[Any, tuple[int, Any]]:
+        """The writes made since the last call, ``key -> (partition, value or None)``, to be
+        sent by :meth:`send_writes` once the outputs of the same window are delivered."""
+        unsent, self._unsent = self._unsent, {}
+        return unsent
+
+    @property
+    def has_unsent(self) -> bool:
+        return bool(self._unsent)
+
+    async def send_writes(self, writes: dict[Any, tuple[int, Any]]) -> None:
+        """Send the changelog records of ``writes`` (from :meth:`take_writes`)."""
+        if not writes:
             return
         async with self._send_lock:  # keeps the changelog in the order of the writes
-            unsent, self._unsent = self._unsent, {}
             topic = self.changelog_topic.get_topic_name()
             send = self.app.producer.send
-            for key, (partition, value) in unsent.items():
+            for key, (partition, value) in writes.items():
                 key_bytes = key.encode() if isinstance(key, str) else bytes(key)
                 value_bytes = None if value is None else orjson.dumps(value)
                 try:
@@ -271,7 +281,8 @@ class ExpiringTable(faust.Table):
                 self._partition_of.pop(key, None)
                 self.data.pop(key, None)
                 expired += 1
-        await self.send_writes()
+        # The tombstones go with the stage's next flush (:attr:`has_unsent`), in order with
+        # the writes of the windows still being delivered.
         self.expired_total += expired
         if expired:
             log.info("table %s expired %d states", self.name, expired)
