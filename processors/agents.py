@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -44,9 +45,17 @@ import faust
 from faust.types import EventT, StreamT
 
 from logflume.settings import Settings
-from processors.app import ExpiringTable, ProcessorOptions, app_id, check_delivered, fatal
+from processors.app import (
+    ExpiringTable,
+    ProcessorOptions,
+    app_id,
+    check_delivered,
+    fatal,
+    snapshot_dir,
+)
 from processors.codec import encode_dead_letter
 from processors.outcome import DeadLetter, Lookup, Origin
+from processors.snapshots import TableSnapshot, write_partitions
 from processors.topology import (
     STAGES,
     Reducer,
@@ -132,6 +141,7 @@ class Stage:
                 partitions=settings.partitions,
                 ttl_s=options.state_ttl_s,
                 source_topic=spec.source,
+                snapshots=snapshot_dir(settings) if options.snapshot_interval_s else None,
                 help=f"state of the {name} stage",
             )
         )
@@ -148,6 +158,9 @@ class Stage:
         self._held: list[EventT] = []  # records whose outputs are in the window
         self._flush_lock = asyncio.Lock()
         self._completing: asyncio.Future[None] | None = None  # the window being delivered
+        self.snapshot_interval_s = options.snapshot_interval_s
+        self._snapshot_due_at = time.monotonic() + options.snapshot_interval_s
+        self._snapshotting: asyncio.Future[None] | None = None
         self.agent = app.agent(self.source, name=f"{app_id(settings)}.{name}")(self._run)
 
         async def sweep() -> None:
@@ -226,12 +239,13 @@ class Stage:
             held, self._held = self._held, []
             flushed = self.runner.flush()
             writes = self.table.take_writes()
+            snapshot = self._snapshot_if_due()  # the table exactly as of these writes
             sent = [await self._send(t, value, p) for t, p, value in flushed.records]
             self.stats.outputs += sum(len(values) for values in flushed.outputs.values())
             self.stats.output_records += len(flushed.records)
             self.stats.flushes += 1
             self._completing = asyncio.ensure_future(
-                self._complete(sent, writes, flushed.dead_letters, held)
+                self._complete(sent, writes, flushed.dead_letters, held, snapshot)
             )
 
     async def _settle(self) -> None:
@@ -246,17 +260,23 @@ class Stage:
         writes: dict[Any, tuple[int, Any]],
         dead_letters: list[DeadLetter],
         held: list[EventT],
+        snapshot: TableSnapshot | None,
     ) -> None:
         """Outputs acknowledged by Kafka, then the state writes, then the records: a state
         never runs ahead of the outputs it produced. Stage 1's outputs carry payload values
         its state does not keep; were the state written first and the worker to die before
-        the outputs left, redelivery would find the events merged and their payload gone."""
+        the outputs left, redelivery would find the events merged and their payload gone.
+        The state writes are acknowledged too before the next window's go out, so the
+        changelog offsets of each window are known (what a snapshot covers)."""
         try:
             if sent:
                 await asyncio.wait_for(asyncio.gather(*sent), _DELIVERY_TIMEOUT_S)
-            await self.table.send_writes(writes)
+            written = await self.table.send_writes(writes)
             if dead_letters:
                 await self._send_dead_letters(dead_letters)
+            if written:
+                delivered = await asyncio.wait_for(asyncio.gather(*written), _DELIVERY_TIMEOUT_S)
+                self.table.note_durable(delivered)
             stream = self._stream
             if stream is not None:
                 for event in held:
@@ -264,6 +284,45 @@ class Stage:
         except Exception as exc:
             # Its records stay unacknowledged, and a rebalance would wait for them forever.
             fatal(exc, f"stage {self.name} could not complete its output window")
+        if snapshot is not None:
+            offsets = dict(self.table.durable_offsets)
+            self._snapshotting = asyncio.ensure_future(self._write_snapshot(snapshot, offsets))
+
+    def _snapshot_if_due(self) -> TableSnapshot | None:
+        if not self.snapshot_interval_s or self.table.snapshots is None:
+            return None
+        if time.monotonic() < self._snapshot_due_at:
+            return None
+        if self._snapshotting is not None and not self._snapshotting.done():
+            return None
+        if self.app.rebalancing or self.app.in_recovery:
+            return None
+        self._snapshot_due_at = time.monotonic() + self.snapshot_interval_s
+        return self.table.snapshot()
+
+    async def _write_snapshot(self, snapshot: TableSnapshot, offsets: dict[int, int]) -> None:
+        """A failed snapshot costs only a longer recovery: logged, never fatal."""
+        table = self.table
+        assert table.snapshots is not None
+        began = time.monotonic()
+        try:
+            states = await write_partitions(
+                table.snapshots,
+                table.changelog_topic.get_topic_name(),
+                snapshot,
+                offsets,
+                table.owned_partitions(),
+            )
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+            log.warning("stage %s: snapshot not written (%s)", self.name, reason)
+            return
+        log.info(
+            "stage %s: snapshot of %d states written in %.2f s",
+            self.name,
+            states,
+            time.monotonic() - began,
+        )
 
     async def _send_dead_letters(self, dead_letters: Sequence[DeadLetter]) -> None:
         for dead_letter in dead_letters:

@@ -42,12 +42,14 @@ from typing import Any, NoReturn
 
 import faust
 import orjson
+from aiokafka.structs import RecordMetadata
 from faust.types import TP, EventT
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from logflume.settings import Settings
 from processors.codec import RECORD_OVERHEAD_BYTES, OrjsonCodec
+from processors.snapshots import TableSnapshot, load_partition, remove_temporaries
 
 __all__ = [
     "ExpiringTable",
@@ -56,6 +58,7 @@ __all__ = [
     "check_delivered",
     "fatal",
     "make_app",
+    "snapshot_dir",
     "worker_datadir",
 ]
 
@@ -93,6 +96,12 @@ class ProcessorOptions(BaseSettings):
     )
     window_ms: float = Field(
         default=50.0, gt=0, description="...or this long after the window's first record."
+    )
+    snapshot_interval_s: float = Field(
+        default=30.0,
+        ge=0,
+        description="Period of the local state snapshots a restarted worker recovers from "
+        "(0: none, recover from the whole changelog).",
     )
 
 
@@ -138,6 +147,12 @@ def make_app(settings: Settings, options: ProcessorOptions | None = None) -> fau
     )
 
 
+def snapshot_dir(settings: Settings) -> Path:
+    """Where the workers of one home folder keep their state snapshots (shared: a worker
+    that gets a partition starts from the snapshot of the one that had it)."""
+    return settings.home.expanduser().resolve() / "processors" / "snapshots"
+
+
 def worker_datadir(settings: Settings, options: ProcessorOptions) -> Path:
     """Each worker's own folder (Faust wants one even with a memory store)."""
     return settings.home.expanduser().resolve() / "processors" / options.worker_name
@@ -177,15 +192,28 @@ class ExpiringTable(faust.Table):
     the bottleneck (DESIGN section 4). Faust flushes the producer before committing offsets.
     """
 
-    def __init__(self, app: faust.App, *, ttl_s: float, source_topic: str, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        app: faust.App,
+        *,
+        ttl_s: float,
+        source_topic: str,
+        snapshots: Path | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(app, key_type=str, **kwargs)
         self.key_serializer = "raw"
         self.value_serializer = OrjsonCodec()
         self.ttl_s = ttl_s
         self.source_topic = source_topic
+        self.snapshots = snapshots  # the folder of the snapshots (processors.snapshots)
         self.expired_total = 0
         self._unsent: dict[Any, tuple[int, Any]] = {}  # key -> (partition, value or None)
         self._send_lock = asyncio.Lock()  # the agent and the expiry sweep send in turn
+        # Per changelog partition: the offset of the last write of this worker acknowledged
+        # (in window order), and the offset of the snapshot loaded at the last assignment.
+        self.durable_offsets: dict[int, int] = {}
+        self._loaded_offsets: dict[int, int] = {}
 
     def info(self) -> Mapping[str, Any]:
         return {**super().info(), "ttl_s": self.ttl_s, "source_topic": self.source_topic}
@@ -213,10 +241,14 @@ class ExpiringTable(faust.Table):
     def has_unsent(self) -> bool:
         return bool(self._unsent)
 
-    async def send_writes(self, writes: dict[Any, tuple[int, Any]]) -> None:
-        """Send the changelog records of ``writes`` (from :meth:`take_writes`)."""
+    async def send_writes(
+        self, writes: dict[Any, tuple[int, Any]]
+    ) -> list[asyncio.Future[RecordMetadata]]:
+        """Send the changelog records of ``writes`` (from :meth:`take_writes`); their
+        delivery futures."""
         if not writes:
-            return
+            return []
+        futures = []
         async with self._send_lock:  # keeps the changelog in the order of the writes
             topic = self.changelog_topic.get_topic_name()
             send = self.app.producer.send
@@ -228,6 +260,62 @@ class ExpiringTable(faust.Table):
                 except Exception as exc:
                     fatal(exc)
                 fut.add_done_callback(check_delivered)
+                futures.append(fut)
+        return futures
+
+    def note_durable(self, delivered: Iterable[RecordMetadata]) -> None:
+        """The writes of a window are acknowledged: what a snapshot taken with them covers."""
+        durable = self.durable_offsets
+        for metadata in delivered:
+            if metadata.offset > durable.get(metadata.partition, -1):
+                durable[metadata.partition] = metadata.offset
+
+    def snapshot(self) -> TableSnapshot:
+        """The states as they are now (shallow copies: states are replaced, never changed)."""
+        return TableSnapshot(dict(self._states), dict(self._partition_of), time.time())
+
+    @property
+    def _states(self) -> dict[Any, Any]:
+        return self.data.data  # type: ignore[attr-defined,no-any-return]
+
+    async def on_rebalance(
+        self,
+        assigned: set[TP],
+        revoked: set[TP],
+        newly_assigned: set[TP],
+        generation_id: int = 0,
+    ) -> None:
+        """Newly assigned partitions start from their snapshot, if there is a fresh one."""
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+        self._loaded_offsets = {}
+        if self.snapshots is None:
+            return
+        topic = self.changelog_topic.get_topic_name()
+        remove_temporaries(self.snapshots, topic)
+        states, partition_of = self._states, self._partition_of
+        for tp in newly_assigned:
+            if tp.topic != self.source_topic:
+                continue
+            snapshot = load_partition(self.snapshots, topic, tp.partition, self.ttl_s)
+            if snapshot is None:
+                continue
+            states.update(snapshot.states)
+            for key in snapshot.states:
+                partition_of[key] = tp.partition
+            self._loaded_offsets[tp.partition] = snapshot.offset
+            log.info(
+                "table %s partition %d: %d states from its snapshot at offset %d",
+                self.name,
+                tp.partition,
+                len(snapshot.states),
+                snapshot.offset,
+            )
+
+    def persisted_offset(self, tp: TP) -> int | None:
+        """Where recovery reads the changelog from: after the snapshot loaded, if any."""
+        if tp.topic == self.changelog_topic.get_topic_name():
+            return self._loaded_offsets.get(tp.partition)
+        return None
 
     def on_key_del(self, key: Any) -> None:
         partition = self.partition_for_key(key)
@@ -254,6 +342,8 @@ class ExpiringTable(faust.Table):
             self.data.pop(key, None)
         if dropped:
             log.info("table %s dropped %d states of revoked partitions", self.name, len(dropped))
+        for partition in set(self.durable_offsets) - owned:
+            del self.durable_offsets[partition]
         await super().on_recovery_completed(active_tps, standby_tps)
 
     def owned_partitions(self) -> set[int]:

@@ -1,6 +1,7 @@
 """The pipeline under faults: during one run (24,000 events in the short form, 200,000 in
-the long one) Faust workers and sinks are SIGKILLed at seeded random moments, the broker
-is restarted and PostgreSQL is restarted; afterwards the tables equal the oracle (the pure
+the long one) Faust workers and sinks are SIGKILLed at seeded random moments (workers come
+back from their local state snapshots, taken every 2 s), the broker is restarted and
+PostgreSQL is restarted; afterwards the tables equal the oracle (the pure
 stages run sequentially over the same records): every row and column, the dead letters at
 their exact origins, and the token and cost totals to the cent.
 
@@ -178,7 +179,10 @@ async def test_kills_and_restarts_mid_stream_end_at_the_oracle(
             f"{fault_plan.form} form: {len(events)} events in {len(records)} records; "
             f"faults {fault_plan.faults}"
         )
-        processes = PipelineProcesses(settings, tmp_path / "processes")
+        # Snapshots every 2 s, so that killed workers come back from theirs (and the tail
+        # of the changelog after them) as well as from the whole changelog.
+        snapshot_every = {"LOGFLUME_PROCESSOR_SNAPSHOT_INTERVAL_S": "2"}
+        processes = PipelineProcesses(settings, tmp_path / "processes", snapshot_every)
         for name in WORKERS:
             processes.start_worker(name)
         for name in SINKS:
@@ -251,3 +255,5 @@ async def test_kills_and_restarts_mid_stream_end_at_the_oracle(
     print(f"\n{timeline}\nkills {processes.kills}, restarts after exit "
           f"{processes.restarts_after_exit}")  # fmt: skip
     assert processes.kills + skipped_kills == sum(f.startswith("kill") for f in fault_plan.faults)
+    snapshots = tmp_path / "processes" / "home" / "processors" / "snapshots"
+    assert list(snapshots.glob("*entity_state-changelog/*.snap")), "no snapshot was written"
