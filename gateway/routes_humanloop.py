@@ -15,7 +15,15 @@ from producers.sdk.encoding import Encoded
 
 from . import humanloop
 from .auth import Project
-from .context import GatewayDep, IdPath, IdQuery, body_doc, read_json
+from .context import (
+    CURSOR_MAX_LENGTH,
+    GatewayDep,
+    IdPath,
+    IdQuery,
+    RequiredIdQuery,
+    body_doc,
+    read_json,
+)
 from .errors import JsonResponse, NotFound, ValidationFailed
 from .ingest import envelope
 from .schemas import LegacyLogRequest, LogUpdateRequest, PromptLogRequest
@@ -158,14 +166,14 @@ async def patch_log_by_reference(
     request: Request,
     gw: GatewayDep,
     project: Project,
-    reference_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$", max_length=128)],
+    reference_id: RequiredIdQuery,
 ) -> JsonResponse:
     """Set fields of the log with this reference id; sent before the log, it still merges."""
     return await _update(request, gw, project, None, reference_id)
 
 
 @humanloop_router.patch(
-    "/logs/{id}",
+    "/logs/{id:path}",
     response_model=LogUpdateAccepted,
     summary="Update a log by its id",
     openapi_extra=body_doc("LogUpdateRequest", LogUpdateRequest),
@@ -176,7 +184,7 @@ async def patch_log(request: Request, gw: GatewayDep, project: Project, id: IdPa
 
 
 @humanloop_router.patch(
-    "/prompts/{prompt_id}/log/{id}",
+    "/prompts/{prompt_id:path}/log/{id:path}",
     response_model=LogUpdateAccepted,
     summary="Update a Prompt's log (the Humanloop SDK's prompts.update_log)",
     openapi_extra=body_doc("LogUpdateRequest", LogUpdateRequest),
@@ -205,7 +213,7 @@ async def find_log(gw: GatewayDep, project: str, log_id: str) -> LogView:
     return log_view(row, feedback)
 
 
-@humanloop_router.get("/logs/{id}", response_model=LogView, summary="Retrieve a log by log id")
+@humanloop_router.get("/logs/{id:path}", response_model=LogView, summary="Retrieve a log by log id")
 async def get_log(gw: GatewayDep, project: Project, id: IdPath) -> JsonResponse:
     view = await find_log(gw, project, id)
     return JsonResponse(view.model_dump(mode="json", exclude_none=False))
@@ -219,7 +227,7 @@ async def list_logs(
     session_id: IdQuery = None,
     trace_id: IdQuery = None,
     version_id: IdQuery = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JsonResponse:
     """Keyset pagination by time (``created_at``, else when stored): pass ``next_cursor``."""
