@@ -29,6 +29,7 @@ from .store import ReadStore
 
 __all__ = [
     "CURSOR_MAX_LENGTH",
+    "EnvironmentQuery",
     "Gateway",
     "GatewayDep",
     "IdPath",
@@ -64,6 +65,8 @@ GatewayDep = Annotated[Gateway, Depends(_gateway)]
 IdPath = Annotated[str, Path(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
 RequiredIdQuery = Annotated[str, Query(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
 IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
+# Humanloop's environment name (``production``, ``staging``...).
+EnvironmentQuery = Annotated[str | None, Query(max_length=1024)]
 # A cursor is the last row's time and id as JSON, base64-encoded: an id of 1,024 control
 # characters is 6 KiB of JSON escapes, 8 KiB of base64.
 CURSOR_MAX_LENGTH = 16_384

@@ -17,6 +17,7 @@ from . import humanloop
 from .auth import Project
 from .context import (
     CURSOR_MAX_LENGTH,
+    EnvironmentQuery,
     GatewayDep,
     IdPath,
     IdQuery,
@@ -26,6 +27,7 @@ from .context import (
 )
 from .errors import JsonResponse, NotFound, ValidationFailed
 from .ingest import envelope
+from .log_query import HumanloopLogs
 from .schemas import LegacyLogRequest, LogUpdateRequest, PromptLogRequest
 from .views import LogPage, LogUpdateAccepted, LogView, log_view, pending_log
 
@@ -98,7 +100,7 @@ async def prompts_log(
     gw: GatewayDep,
     project: Project,
     version_id: IdQuery = None,
-    environment: Annotated[str | None, Query(max_length=1024)] = None,
+    environment: EnvironmentQuery = None,
 ) -> JsonResponse:
     """Log one LLM call; prompt details create or find the version by content hash."""
     data = _object(await read_json(request, gw.options.max_body_bytes))
@@ -223,6 +225,7 @@ async def get_log(gw: GatewayDep, project: Project, id: IdPath) -> JsonResponse:
 async def list_logs(
     gw: GatewayDep,
     project: Project,
+    humanloop: HumanloopLogs,
     reference_id: IdQuery = None,
     session_id: IdQuery = None,
     trace_id: IdQuery = None,
@@ -230,14 +233,28 @@ async def list_logs(
     cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JsonResponse:
-    """Keyset pagination by time (``created_at``, else when stored): pass ``next_cursor``."""
+    """Keyset pagination by time (``created_at``, else when stored): pass ``next_cursor``.
+    With ``page`` (what Humanloop's ``logs.list`` sends), numbered pages of ``size`` with
+    the ``total``, and Humanloop's filters (``file_id``: the Prompt)."""
     from .store import Cursor
 
     store = gw.store
     if store is None:
         raise NotFound("no read store")
-    filters = {k: v for k, v in (("reference_id", reference_id), ("session_id", session_id),
-               ("trace_id", trace_id), ("version_id", version_id)) if v is not None}  # fmt: skip
+    equal = {k: v for k, v in (("reference_id", reference_id), ("session_id", session_id),
+             ("trace_id", trace_id), ("version_id", version_id),
+             ("prompt_id", humanloop.file_id)) if v is not None}  # fmt: skip
+    filters = humanloop.log_filter(equal)
+    if humanloop.page is not None:
+        if cursor is not None:
+            raise ValidationFailed([FieldError("query.cursor", "cannot be given with page")])
+        size = min(humanloop.size, gw.options.list_limit_max)
+        numbered, total = await store.logs_numbered_page(
+            project, page=humanloop.page, size=size, filters=filters
+        )
+        page = {"records": [log_view(row).model_dump(mode="json") for row in numbered],
+                "page": humanloop.page, "size": size, "total": total}  # fmt: skip
+        return JsonResponse(page)
     rows, next_cursor = await store.logs_page(
         project, limit=min(limit, gw.options.list_limit_max),
         cursor=Cursor.decode(cursor) if cursor else None, filters=filters,
