@@ -34,6 +34,7 @@ from .release import sweep_forever
 from .routes_events import events_router
 from .routes_humanloop import humanloop_router
 from .routes_maxim import maxim_router
+from .routes_prompts import prompts_router
 from .routes_read import read_router
 from .settings import GatewaySettings
 from .store import ReadStore, connect_pool
@@ -140,6 +141,8 @@ def create_app(
     install_handlers(app)
     app.include_router(humanloop_router)
     app.include_router(humanloop_router, prefix="/v5")
+    app.include_router(prompts_router)
+    app.include_router(prompts_router, prefix="/v5")
     app.include_router(maxim_router)
     app.include_router(events_router)
     app.include_router(read_router)

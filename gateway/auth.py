@@ -23,7 +23,7 @@ import asyncpg
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from producers.contract.types import ID_PATTERN
+from producers.contract.types import MAX_PROJECT_LENGTH, PROJECT_PATTERN, PROJECT_RULE
 
 from .errors import Unauthorized
 
@@ -104,8 +104,8 @@ async def create_key(
     conn: asyncpg.Connection, project: str, name: str | None = None
 ) -> tuple[ApiKey, str]:
     """A new key for ``project``: its record and the key itself (shown once)."""
-    if not re.match(ID_PATTERN, project) or len(project) > 128:
-        raise ValueError("project: must be letters, digits and . _ : @ - (at most 128)")
+    if not re.match(PROJECT_PATTERN, project) or len(project) > MAX_PROJECT_LENGTH:
+        raise ValueError(f"project: {PROJECT_RULE} (at most {MAX_PROJECT_LENGTH})")
     key = new_key()
     key_id = "key_" + secrets.token_hex(8)
     row = await conn.fetchrow(

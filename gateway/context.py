@@ -28,10 +28,13 @@ from .settings import GatewaySettings
 from .store import ReadStore
 
 __all__ = [
+    "CURSOR_MAX_LENGTH",
+    "EnvironmentQuery",
     "Gateway",
     "GatewayDep",
     "IdPath",
     "IdQuery",
+    "RequiredIdQuery",
     "body_doc",
     "openapi_schema",
     "read_body",
@@ -54,8 +57,19 @@ def _gateway(request: Request) -> Gateway:
 
 
 GatewayDep = Annotated[Gateway, Depends(_gateway)]
-IdPath = Annotated[str, Path(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
-IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)]
+# Ids are the caller's own text (``producers.contract.types.EntityId``). In a path they come
+# percent-encoded, ``/`` as ``%2F``; the server decodes the path before routing, so a route
+# takes an id that may hold ``/`` with the ``path`` converter: ``/logs/{id:path}``.
+# (The contract also bounds an id's UTF-8 bytes: an id over them is never stored, so a read
+# by one finds nothing, and a write is refused by the contract.)
+IdPath = Annotated[str, Path(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
+RequiredIdQuery = Annotated[str, Query(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
+IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
+# Humanloop's environment name (``production``, ``staging``...).
+EnvironmentQuery = Annotated[str | None, Query(max_length=1024)]
+# A cursor is the last row's time and id as JSON, base64-encoded: an id of 1,024 control
+# characters is 6 KiB of JSON escapes, 8 KiB of base64.
+CURSOR_MAX_LENGTH = 16_384
 
 
 async def read_body(request: Request, limit: int) -> bytes:

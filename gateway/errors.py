@@ -15,9 +15,11 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 
 from producers.contract import ContractError, FieldError
+from producers.contract.events import error_reason
 
 __all__ = [
     "BadRequest",
@@ -150,5 +152,21 @@ async def _gateway_error(_: Request, exc: Exception) -> JsonResponse:
     return JsonResponse(exc.body(), status_code=exc.status, headers=headers)
 
 
+async def _invalid_parameters(_: Request, exc: Exception) -> JsonResponse:
+    """FastAPI's own 422 (a path, query or header parameter), each entry also naming
+    ``field`` (``path.id``, ``query.reference_id``) and ``reason`` in the contract's words."""
+    assert isinstance(exc, RequestValidationError)
+    detail = []
+    for error in exc.errors():
+        reason = error_reason(error)
+        field = ".".join(str(part) for part in error["loc"])
+        detail.append(
+            {"loc": error["loc"], "msg": reason, "type": error["type"], "field": field,
+             "reason": reason}
+        )  # fmt: skip
+    return JsonResponse({"detail": detail}, status_code=422)
+
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
+    app.add_exception_handler(RequestValidationError, _invalid_parameters)

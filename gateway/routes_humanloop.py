@@ -15,9 +15,19 @@ from producers.sdk.encoding import Encoded
 
 from . import humanloop
 from .auth import Project
-from .context import GatewayDep, IdPath, IdQuery, body_doc, read_json
+from .context import (
+    CURSOR_MAX_LENGTH,
+    EnvironmentQuery,
+    GatewayDep,
+    IdPath,
+    IdQuery,
+    RequiredIdQuery,
+    body_doc,
+    read_json,
+)
 from .errors import JsonResponse, NotFound, ValidationFailed
 from .ingest import envelope
+from .log_query import HumanloopLogs
 from .schemas import LegacyLogRequest, LogUpdateRequest, PromptLogRequest
 from .views import LogPage, LogUpdateAccepted, LogView, log_view, pending_log
 
@@ -90,7 +100,7 @@ async def prompts_log(
     gw: GatewayDep,
     project: Project,
     version_id: IdQuery = None,
-    environment: Annotated[str | None, Query(max_length=1024)] = None,
+    environment: EnvironmentQuery = None,
 ) -> JsonResponse:
     """Log one LLM call; prompt details create or find the version by content hash."""
     data = _object(await read_json(request, gw.options.max_body_bytes))
@@ -158,14 +168,14 @@ async def patch_log_by_reference(
     request: Request,
     gw: GatewayDep,
     project: Project,
-    reference_id: Annotated[str, Query(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$", max_length=128)],
+    reference_id: RequiredIdQuery,
 ) -> JsonResponse:
     """Set fields of the log with this reference id; sent before the log, it still merges."""
     return await _update(request, gw, project, None, reference_id)
 
 
 @humanloop_router.patch(
-    "/logs/{id}",
+    "/logs/{id:path}",
     response_model=LogUpdateAccepted,
     summary="Update a log by its id",
     openapi_extra=body_doc("LogUpdateRequest", LogUpdateRequest),
@@ -176,7 +186,7 @@ async def patch_log(request: Request, gw: GatewayDep, project: Project, id: IdPa
 
 
 @humanloop_router.patch(
-    "/prompts/{prompt_id}/log/{id}",
+    "/prompts/{prompt_id:path}/log/{id:path}",
     response_model=LogUpdateAccepted,
     summary="Update a Prompt's log (the Humanloop SDK's prompts.update_log)",
     openapi_extra=body_doc("LogUpdateRequest", LogUpdateRequest),
@@ -205,7 +215,7 @@ async def find_log(gw: GatewayDep, project: str, log_id: str) -> LogView:
     return log_view(row, feedback)
 
 
-@humanloop_router.get("/logs/{id}", response_model=LogView, summary="Retrieve a log by log id")
+@humanloop_router.get("/logs/{id:path}", response_model=LogView, summary="Retrieve a log by log id")
 async def get_log(gw: GatewayDep, project: Project, id: IdPath) -> JsonResponse:
     view = await find_log(gw, project, id)
     return JsonResponse(view.model_dump(mode="json", exclude_none=False))
@@ -215,21 +225,36 @@ async def get_log(gw: GatewayDep, project: Project, id: IdPath) -> JsonResponse:
 async def list_logs(
     gw: GatewayDep,
     project: Project,
+    humanloop: HumanloopLogs,
     reference_id: IdQuery = None,
     session_id: IdQuery = None,
     trace_id: IdQuery = None,
     version_id: IdQuery = None,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JsonResponse:
-    """Keyset pagination by time (``created_at``, else when stored): pass ``next_cursor``."""
+    """Keyset pagination by time (``created_at``, else when stored): pass ``next_cursor``.
+    With ``page`` (what Humanloop's ``logs.list`` sends), numbered pages of ``size`` with
+    the ``total``, and Humanloop's filters (``file_id``: the Prompt)."""
     from .store import Cursor
 
     store = gw.store
     if store is None:
         raise NotFound("no read store")
-    filters = {k: v for k, v in (("reference_id", reference_id), ("session_id", session_id),
-               ("trace_id", trace_id), ("version_id", version_id)) if v is not None}  # fmt: skip
+    equal = {k: v for k, v in (("reference_id", reference_id), ("session_id", session_id),
+             ("trace_id", trace_id), ("version_id", version_id),
+             ("prompt_id", humanloop.file_id)) if v is not None}  # fmt: skip
+    filters = humanloop.log_filter(equal)
+    if humanloop.page is not None:
+        if cursor is not None:
+            raise ValidationFailed([FieldError("query.cursor", "cannot be given with page")])
+        size = min(humanloop.size, gw.options.list_limit_max)
+        numbered, total = await store.logs_numbered_page(
+            project, page=humanloop.page, size=size, filters=filters
+        )
+        page = {"records": [log_view(row).model_dump(mode="json") for row in numbered],
+                "page": humanloop.page, "size": size, "total": total}  # fmt: skip
+        return JsonResponse(page)
     rows, next_cursor = await store.logs_page(
         project, limit=min(limit, gw.options.list_limit_max),
         cursor=Cursor.decode(cursor) if cursor else None, filters=filters,

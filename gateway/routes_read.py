@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from .auth import Project
-from .context import GatewayDep, IdPath
+from .context import CURSOR_MAX_LENGTH, GatewayDep, IdPath
 from .errors import JsonResponse, NotFound
 from .store import Cursor, ReadStore
 from .views import SessionView, TracePage, TraceView, session_view, trace_summary, trace_view
@@ -24,7 +24,7 @@ def _store(gw: GatewayDep) -> ReadStore:
     return gw.store
 
 
-@read_router.get("/traces/{id}", response_model=TraceView, summary="A trace as a tree")
+@read_router.get("/traces/{id:path}", response_model=TraceView, summary="A trace as a tree")
 async def get_trace(gw: GatewayDep, project: Project, id: IdPath) -> JsonResponse:
     """Spans, generations and logs nested by parent, each with its own usage and its
     subtree's; the trace's totals are the pipeline's rollup (all descendants)."""
@@ -41,7 +41,7 @@ async def get_trace(gw: GatewayDep, project: Project, id: IdPath) -> JsonRespons
 async def list_traces(
     gw: GatewayDep,
     project: Project,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    cursor: Annotated[str | None, Query(max_length=CURSOR_MAX_LENGTH)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JsonResponse:
     rows, next_cursor = await _store(gw).traces_page(
@@ -53,7 +53,7 @@ async def list_traces(
     return JsonResponse(page)
 
 
-@read_router.get("/sessions/{id}", response_model=SessionView, summary="A session")
+@read_router.get("/sessions/{id:path}", response_model=SessionView, summary="A session")
 async def get_session(gw: GatewayDep, project: Project, id: IdPath) -> JsonResponse:
     """The session's totals (over its traces), its traces and its logs."""
     totals, traces, logs = await _store(gw).session(project, id)

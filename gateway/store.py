@@ -10,16 +10,16 @@ meanwhile never shift a page.
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import asyncpg
 import orjson
 
 from .errors import BadRequest
 
-__all__ = ["Cursor", "ReadStore", "connect_pool"]
+__all__ = ["Cursor", "LogFilter", "ReadStore", "connect_pool"]
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -66,6 +66,59 @@ class Cursor:
 
 
 _LOG_TIME = "coalesce(l.created_at, l.stored_at)"
+_PROMPT_ORDER = {
+    "created_at": "p.created_at",
+    "updated_at": "p.updated_at",
+    "name": "lower(coalesce(p.path, p.id))",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LogFilter:
+    """Which logs a listing takes: the read API's equality filters and Humanloop's
+    ``logs.list`` filters (every one it sends is applied; none is ignored)."""
+
+    equal: dict[str, str] = field(default_factory=dict)  # column -> value
+    id_contains: tuple[str, ...] = ()  # the log id contains any of these
+    search: str | None = None  # in the inputs or the output
+    metadata_search: str | None = None
+    start: datetime | None = None  # created at or after
+    end: datetime | None = None  # created at or before
+    in_trace: tuple[bool, ...] = ()  # in a trace (True), not in one (False), any listed
+
+    def where(self, args: list[Any]) -> list[str]:
+        """The SQL conditions over ``logs l`` (``args`` holds the project as ``$1`` and
+        receives the values)."""
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        where = ["l.project = $1"]
+        where += [f"l.{column} = {arg(value)}" for column, value in self.equal.items()]
+        if self.id_contains:
+            where.append(
+                f"EXISTS (SELECT 1 FROM unnest({arg(list(self.id_contains))}::text[]) s"
+                " WHERE strpos(l.id, s) > 0)"
+            )
+        if self.search is not None:
+            where.append(
+                f"(strpos(coalesce(l.output, ''), {arg(self.search)}) > 0"
+                f" OR strpos(coalesce(l.inputs::text, ''), ${len(args)}) > 0)"
+            )
+        if self.metadata_search is not None:
+            where.append(f"strpos(coalesce(l.metadata::text, ''), {arg(self.metadata_search)}) > 0")
+        if self.start is not None:
+            where.append(f"{_LOG_TIME} >= {arg(self.start)}")
+        if self.end is not None:
+            where.append(f"{_LOG_TIME} <= {arg(self.end)}")
+        if set(self.in_trace) == {True}:
+            where.append("l.trace_id IS NOT NULL")
+        elif set(self.in_trace) == {False}:
+            where.append("l.trace_id IS NULL")
+        return where
+
+
 _TRACE_TIME = "coalesce(t.start_time, t.first_seen)"
 
 
@@ -111,14 +164,11 @@ class ReadStore:
         *,
         limit: int,
         cursor: Cursor | None = None,
-        filters: dict[str, str] | None = None,
+        filters: LogFilter | None = None,
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
-        """Logs newest first; ``filters``: equality on session_id, trace_id, version_id…"""
+        """Logs newest first, ``limit`` after ``cursor`` (keyset pagination)."""
         args: list[Any] = [project]
-        where = ["l.project = $1"]
-        for column, value in (filters or {}).items():
-            args.append(value)
-            where.append(f"l.{column} = ${len(args)}")
+        where = (filters or LogFilter()).where(args)
         if cursor is not None:
             args += [cursor.at, cursor.id]
             where.append(f"({_LOG_TIME}, l.id) < (${len(args) - 1}, ${len(args)})")
@@ -129,6 +179,25 @@ class ReadStore:
             *args,
         )
         return _page(rows, limit)
+
+    async def logs_numbered_page(
+        self, project: str, *, page: int, size: int, filters: LogFilter
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Humanloop's paging: page ``page`` (from 1) of ``size`` logs, newest first (ties
+        by id), and how many logs match. A log stored meanwhile shifts later pages by one,
+        as on Humanloop; the keyset pagination above does not."""
+        args: list[Any] = [project]
+        where = " AND ".join(filters.where(args))
+        total = await self.pool.fetchval(
+            f"SELECT count(*) FROM logs l WHERE {where}", *args, timeout=self._t
+        )
+        args += [size, (page - 1) * size]
+        rows = await self._all(
+            f"SELECT l.* FROM logs l WHERE {where}"
+            f" ORDER BY {_LOG_TIME} DESC, l.id DESC LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+            *args,
+        )
+        return rows, int(total)
 
     # -- prompts ---------------------------------------------------------------------------
 
@@ -145,6 +214,55 @@ class ReadStore:
             prompt_id,
             environment,
             timeout=self._t,
+        )
+
+    async def prompts_page(
+        self,
+        project: str,
+        *,
+        page: int,
+        size: int,
+        name: str | None,
+        sort_by: Literal["created_at", "updated_at", "name"] = "created_at",
+        descending: bool = True,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Humanloop's ``prompts.list``: page ``page`` (from 1) of the Prompts that have a
+        version, ``name`` a case-insensitive part of the path, and how many match."""
+        args: list[Any] = [project]
+        where = "p.project = $1 AND EXISTS (SELECT 1 FROM prompt_versions v" \
+            " WHERE v.project = p.project AND v.prompt_id = p.id)"  # fmt: skip
+        if name is not None:
+            args.append(name)
+            where += " AND strpos(lower(coalesce(p.path, p.id)), lower($2)) > 0"
+        total = await self.pool.fetchval(
+            f"SELECT count(*) FROM prompts p WHERE {where}", *args, timeout=self._t
+        )
+        args += [size, (page - 1) * size]
+        direction = "DESC" if descending else "ASC"
+        rows = await self._all(
+            f"SELECT p.* FROM prompts p WHERE {where}"
+            f" ORDER BY {_PROMPT_ORDER[sort_by]} {direction}, p.id {direction}"
+            f" LIMIT ${len(args) - 1} OFFSET ${len(args)}",
+            *args,
+        )
+        return rows, int(total)
+
+    async def prompt(self, project: str, prompt_id: str) -> dict[str, Any] | None:
+        return await self._one(
+            "SELECT * FROM prompts WHERE project = $1 AND id = $2", project, prompt_id
+        )
+
+    async def prompt_versions(self, project: str, prompt_ids: list[str]) -> list[dict[str, Any]]:
+        """The versions of these Prompts, oldest first, each with its logs' count and when
+        it was last used (from the pipeline's prompt-version rollups)."""
+        return await self._all(
+            "SELECT v.*, s.counts AS log_counts, s.last_seen AS last_used_at"
+            " FROM prompt_versions v LEFT JOIN prompt_version_stats s"
+            " ON s.project = v.project AND s.id = v.id"
+            " WHERE v.project = $1 AND v.prompt_id = ANY($2::text[])"
+            " ORDER BY v.created_at, v.id",
+            project,
+            prompt_ids,
         )
 
     # -- traces and sessions ---------------------------------------------------------------

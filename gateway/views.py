@@ -56,8 +56,14 @@ class LogUpdateAccepted(BaseModel):
 
 
 class LogPage(BaseModel):
+    """A keyset page (``next_cursor``), or with ``page`` a numbered one (Humanloop's
+    ``PaginatedDataLogResponse``: ``page``, ``size``, ``total``)."""
+
     records: list[LogView]
     next_cursor: str | None = Field(default=None, description="Pass as `cursor` for more.")
+    page: int | None = None
+    size: int | None = None
+    total: int | None = None
 
 
 class Totals(BaseModel):

@@ -308,7 +308,8 @@ class _RequestMetrics:
         try:
             await self.app(scope, receive, sending)
         finally:
-            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            # The template without converters: ``/traces/{id}`` for ``/traces/{id:path}``.
+            route = getattr(scope.get("route"), "path_format", None) or "unmatched"
             method = scope.get("method", "")
             GATEWAY_REQUESTS.labels(method, route, str(status)).inc()
             GATEWAY_SECONDS.labels(method, route).observe(time.perf_counter() - started)

@@ -1,6 +1,7 @@
 """Events to changes, and merged states to canonical entities (stage 1's domain rules).
 
-Entity kinds and their table keys (``kind:project/identity``; every event of an entity
+Entity kinds and their table keys (``kind:project/identity``, the identity written as a key
+part by ``producers.contract.keys``; every event of an entity
 routes to one partition, see ``producers.contract.records``):
 
 - ``log``: ``log`` and ``log_update`` events, identity = reference_id, else the log id;
@@ -39,6 +40,7 @@ from producers.contract import (
     TraceEvent,
     entity_identity,
 )
+from producers.contract.keys import project_key
 
 from .merge import Change, field_values
 from .pricing import price_call
@@ -73,7 +75,7 @@ _MAPS = ("metadata", "tags")  # merged key by key
 
 
 def state_key(kind: str, event: Event) -> str:
-    return f"{kind}:{event.project}/{entity_identity(event)}"
+    return f"{kind}:{project_key(event.project, entity_identity(event))}"
 
 
 def _ts_us(event: Event) -> int:
@@ -146,7 +148,7 @@ def to_change(
         case FeedbackEvent():
             change = _change("feedback", event, carried, _FEEDBACK_IMMUTABLE)
             change.is_create = True
-            return f"feedback:{event.project}/{event.body.id}", change
+            return f"feedback:{project_key(event.project, event.body.id)}", change
         case TraceEvent() | SpanEvent():
             kind = event.type
             action = carried.pop("action", "create")

@@ -20,6 +20,7 @@ import orjson
 from pydantic import TypeAdapter, ValidationError
 
 from producers.contract import ContractError, Event, validate_event
+from producers.contract.keys import project_key
 
 from .entities import canonical_entity, to_change
 from .merge import apply_change
@@ -82,7 +83,7 @@ def _parse(
 def entity_output_key(entity: dict[str, Any]) -> bytes:
     """Canonical entities are keyed by trace, so stage 2 finds a whole trace on one partition."""
     root = entity.get("trace_root") or entity.get("reference_id") or entity.get("log_id")
-    return f"{entity['project']}/{root or entity['id']}".encode()
+    return project_key(entity["project"], root or entity["id"]).encode()
 
 
 def merge_events(

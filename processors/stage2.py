@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from producers.contract.keys import from_key_part, key_part, member_key, project_key
+
 from .assembly import TOKEN_FIELDS, add_detached_member, add_member, entity_summary, group_rollup
 from .outcome import DeadLetter, Lookup, Origin, Outcome, Output, load_record
 
@@ -23,15 +25,15 @@ __all__ = [
 ]
 
 ENTITY_KEYS = {"kind", "key", "project", "version", "trace_root"}
-# Groups whose members are table values of their own, keyed group key + separator + member
-# (processors.assembly.add_detached_member): a prompt version holds every log made with it,
-# a trace every span, generation and log of a long agent run (one of ~6,000 generations
-# outgrew Kafka's record limit when the trace's state held them all), a session every trace
-# of a conversation. A trace retracted from a session (its members named a smaller session
-# id) is subtracted from the session's totals exactly, but the session's time span only
-# widens here: the sink recomputes it from the traces it stores (sinks.writer).
+# Groups whose members are table values of their own, each keyed by
+# producers.contract.keys.member_key (processors.assembly.add_detached_member): a prompt
+# version holds every log made with it, a trace every span, generation and log of a long
+# agent run (one of ~6,000 generations outgrew Kafka's record limit when the trace's state
+# held them all), a session every trace of a conversation. A trace retracted from a session
+# (its members named a smaller session id) is subtracted from the session's totals exactly,
+# but the session's time span only widens here: the sink recomputes it from the traces it
+# stores (sinks.writer).
 DETACHED_GROUPS = ("prompt_version:", "trace:", "session:")
-MEMBER_SEPARATOR = "\x1f"
 _CONTRIBUTION_KEYS = {"group", "project", "id", "member", "summary", "last_ts"}
 
 
@@ -93,24 +95,28 @@ class _Groups:
         summary: dict[str, Any],
         last_ts: float,
     ) -> None:
-        member_key = f"{key}{MEMBER_SEPARATOR}{member}"
-        old = self.members[member_key] if member_key in self.members else self.lookup(member_key)
+        key_of_member = member_key(key, member)
+        old = (
+            self.members[key_of_member]
+            if key_of_member in self.members
+            else self.lookup(key_of_member)
+        )
         track_sessions = key.startswith("trace:")  # to retract the trace from other sessions
         added = add_detached_member(state, old, summary, last_ts, track_sessions=track_sessions)
         if added is None:
             self.states[key] = state
-            self.members[member_key] = old
+            self.members[key_of_member] = old
             return
-        self.states[key], self.members[member_key] = added
-        self.outcome.writes[key], self.outcome.writes[member_key] = added
+        self.states[key], self.members[key_of_member] = added
+        self.outcome.writes[key], self.outcome.writes[key_of_member] = added
 
     def _detach_members(self, key: str, state: dict[str, Any]) -> dict[str, Any]:
         """A group state written before its kind's members were detached (it holds them
         all): write each member under its own key, once, so nothing is counted twice."""
         for member, contribution in state["members"].items():
-            member_key = f"{key}{MEMBER_SEPARATOR}{member}"
+            key_of_member = member_key(key, member)
             detached = {**contribution, "last_ts": state["last_ts"]}
-            self.members[member_key] = self.outcome.writes[member_key] = detached
+            self.members[key_of_member] = self.outcome.writes[key_of_member] = detached
         slim = {"totals": state["totals"], "last_ts": state["last_ts"]}
         self.outcome.writes[key] = slim
         return slim
@@ -122,7 +128,7 @@ class _Groups:
             if state is not None:
                 kind, _, rest = key.partition(":")
                 project, _, group_id = rest.partition("/")
-                found.append((kind, project, group_id, state))
+                found.append((kind, project, from_key_part(group_id), state))
         return found
 
 
@@ -138,7 +144,7 @@ def _contribution(
         "summary": summary,
         "last_ts": last_ts,
     }
-    return Output(f"{project}/{group_id}".encode(), value)
+    return Output(project_key(project, group_id).encode(), value)
 
 
 def process_entities_record(value: bytes, origin: Origin, lookup: Lookup) -> Outcome:
@@ -160,7 +166,8 @@ def process_entities(entities: list[dict[str, Any]], lookup: Lookup, outcome: Ou
             continue  # feedback rates a log; it adds nothing to trace totals
         project, last_ts = entity["project"], entity.get("last_ts", 0.0)
         summary = entity_summary(entity)
-        groups.add(f"trace:{project}/{entity['trace_root']}", entity["key"], summary, last_ts)
+        trace_key = f"trace:{project_key(project, entity['trace_root'])}"
+        groups.add(trace_key, entity["key"], summary, last_ts)
         if entity["kind"] == "log" and entity.get("version_id"):
             outcome.regroup.append(
                 _contribution(
@@ -169,9 +176,9 @@ def process_entities(entities: list[dict[str, Any]], lookup: Lookup, outcome: Ou
             )
     for kind, project, trace_id, state in groups.touched():
         rollup = group_rollup(kind, project, trace_id, state)
-        outcome.outputs.append(Output(f"{project}/{trace_id}".encode(), rollup))
+        outcome.outputs.append(Output(project_key(project, trace_id).encode(), rollup))
         if rollup.get("session_id"):
-            member, last_ts = f"trace:{trace_id}", state["last_ts"]
+            member, last_ts = f"trace:{key_part(trace_id)}", state["last_ts"]
             summary = rollup_summary(rollup)
             outcome.regroup.append(
                 _contribution("session", project, rollup["session_id"], member, summary, last_ts)
@@ -200,8 +207,8 @@ def process_groups(items: list[dict[str, Any]], lookup: Lookup, outcome: Outcome
     """The groups step over decoded contributions (the values of ``Outcome.regroup``)."""
     groups = _Groups(lookup, outcome)
     for item in items:
-        key = f"{item['group']}:{item['project']}/{item['id']}"
+        key = f"{item['group']}:{project_key(item['project'], item['id'])}"
         groups.add(key, item["member"], item["summary"], item["last_ts"])
     for kind, project, group_id, state in groups.touched():
         rollup = group_rollup(kind, project, group_id, state)
-        outcome.outputs.append(Output(f"{project}/{group_id}".encode(), rollup))
+        outcome.outputs.append(Output(project_key(project, group_id).encode(), rollup))

@@ -42,6 +42,8 @@ from typing import Any, Literal
 import orjson
 from genai_prices import Usage, calc_price
 
+from producers.contract.keys import project_key
+
 __all__ = ["MODELS", "Op", "OpKind", "Plan", "Totals", "build_plan", "price"]
 
 OpKind = Literal[
@@ -423,7 +425,7 @@ def _raw_duplicate(b: _Builder, n: int, ts: str, trace_id: str) -> None:
         },
     }
     record = orjson.dumps([event])
-    key = f"{b.project}/{reference}".encode()  # the SDK's routing key: project/identity
+    key = project_key(b.project, reference).encode()  # the SDK's routing key
     b.plan.ops.append(Op("raw", raw=record, key=key))
     b.plan.ops.append(Op("raw", raw=record, key=key))
     b.plan.duplicates += 1

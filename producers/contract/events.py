@@ -17,7 +17,15 @@ from pydantic_core import ErrorDetails
 
 from .log import FeedbackBody, LogBody, LogUpdateBody
 from .maxim import GenerationBody, GenerationErrorBody, GenerationResultBody, SpanBody, TraceBody
-from .types import ID_PATTERN, EntityId, WireModel
+from .types import (
+    ID_PATTERN,
+    ID_RULE,
+    PROJECT_PATTERN,
+    PROJECT_RULE,
+    EntityId,
+    ProjectName,
+    WireModel,
+)
 
 __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
@@ -36,6 +44,7 @@ __all__ = [
     "SpanEvent",
     "TraceEvent",
     "encode_event",
+    "error_reason",
     "event_json_schema",
     "parse_event",
     "validate_event",
@@ -47,7 +56,7 @@ DEFAULT_MAX_EVENT_BYTES = 1024 * 1024
 class EventBase(WireModel):
     event_id: EntityId = Field(description="Unique per emission; a retry re-sends the same id.")
     ts: AwareDatetime = Field(description="When the event was emitted (timezone-aware).")
-    project: EntityId = Field(description="The project the event belongs to.")
+    project: ProjectName = Field(description="The project the event belongs to.")
 
     @model_validator(mode="after")
     def _type_is_always_carried(self) -> EventBase:
@@ -203,7 +212,9 @@ def _field_path(error: ErrorDetails) -> str:
     return "".join(parts) or "event"
 
 
-def _reason(error: ErrorDetails) -> str:
+def error_reason(error: ErrorDetails) -> str:
+    """The contract's words for one pydantic error (ids, projects and own rules in plain
+    words rather than their patterns)."""
     kind = error["type"]
     if kind == "union_tag_invalid":
         tag = (error.get("ctx") or {}).get("tag")
@@ -214,8 +225,14 @@ def _reason(error: ErrorDetails) -> str:
         return "is not a field of this event"
     if kind == "missing":
         return "is required"
-    if kind == "string_pattern_mismatch" and error["ctx"]["pattern"] == ID_PATTERN:
-        return "must be letters, digits and . _ : @ - only, starting with a letter or digit"
+    if kind == "string_pattern_mismatch":
+        pattern = error["ctx"]["pattern"]
+        if pattern == ID_PATTERN:
+            return ID_RULE
+        if pattern == PROJECT_PATTERN:
+            return PROJECT_RULE
+    if kind == "value_error":  # a rule of our own (an AfterValidator): its words alone
+        return str(error["ctx"]["error"])
     if kind == "json_invalid":
         return f"is not valid JSON ({error['ctx']['error']})"
     return str(error["msg"])
@@ -229,7 +246,7 @@ def _field_errors(exc: ValidationError) -> list[FieldError]:
         if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
             field = "type"
         reasons = by_field.setdefault(field, [])
-        reason = _reason(error)
+        reason = error_reason(error)
         if reason not in reasons:
             reasons.append(reason)
     return [FieldError(field, " or ".join(reasons)) for field, reasons in by_field.items()]

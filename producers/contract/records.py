@@ -1,8 +1,9 @@
 """How events are routed and packed into Kafka records.
 
 Routing: every event of one entity carries the same routing key, ``project/identity``,
-where identity is the log's reference_id when it has one, else the entity's id. ``/``
-cannot occur in an id, so keys of different projects never collide.
+where identity is the log's reference_id when it has one, else the entity's id, written
+as a key part (``producers.contract.keys``: a project never holds ``/`` and the id's own
+``/`` is encoded, so keys of different projects or ids never collide).
 
 Packing (DESIGN sections 3-4): one Kafka record carries a JSON array of events that all
 route to the record's partition, computed with Kafka's own murmur2 partitioner on each
@@ -29,6 +30,7 @@ from .events import (
     SpanEvent,
     TraceEvent,
 )
+from .keys import project_key
 
 __all__ = [
     "entity_identity",
@@ -57,7 +59,7 @@ def entity_identity(event: Event) -> str:
 
 def routing_key(event: Event) -> bytes:
     """The Kafka key that places every event of one entity on one partition."""
-    return f"{event.project}/{entity_identity(event)}".encode()
+    return project_key(event.project, entity_identity(event)).encode()
 
 
 try:  # a C murmur2 (~0.2 µs a key); the pure-Python one below costs ~4 µs

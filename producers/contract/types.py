@@ -20,13 +20,19 @@ from pydantic import (
 
 __all__ = [
     "ID_PATTERN",
+    "ID_RULE",
+    "MAX_ID_BYTES",
     "MAX_ID_LENGTH",
+    "MAX_PROJECT_LENGTH",
+    "PROJECT_PATTERN",
+    "PROJECT_RULE",
     "ChatMessage",
     "Cost",
     "EntityId",
     "JsonObject",
     "Judgment",
     "Name",
+    "ProjectName",
     "PromptPath",
     "ProviderObject",
     "Seconds",
@@ -37,20 +43,56 @@ __all__ = [
     "ToolChoice",
     "ToolChoiceFunction",
     "WireModel",
+    "check_id_bytes",
 ]
 
-MAX_ID_LENGTH = 128
+MAX_ID_LENGTH = 1024
+# A PostgreSQL btree index entry holds at most 2,704 bytes, and every index over an id also
+# holds the project (and at most a timestamp): an id is kept to 2,048 bytes of UTF-8 so that
+# each of them fits (1,024 characters of ASCII or two-byte letters always do).
+MAX_ID_BYTES = 2048
 
-# Ids travel into Kafka keys, URLs and SQL parameters: letters, digits and `._:@-` only,
-# starting with a letter or digit, so no path separators, quotes, spaces or control chars.
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+# An id is the caller's own string (Humanloop documents reference ids as "a unique string"
+# kept by the user's systems): any text but U+0000, which PostgreSQL text cannot hold. Keys
+# and URLs encode ids where they join them (``producers.contract.keys``).
+ID_PATTERN = r"^[^\x00]+$"
+ID_RULE = "must not contain NUL (U+0000)"
+
+
+def check_id_bytes(value: str) -> str:
+    """An id's UTF-8 bytes within MAX_ID_BYTES (measured only when it could pass them: a
+    character takes at most 4 bytes)."""
+    if len(value) * 4 > MAX_ID_BYTES and len(value.encode()) > MAX_ID_BYTES:
+        raise ValueError(f"is over {MAX_ID_BYTES} bytes in UTF-8")
+    return value
+
+
 EntityId = Annotated[
     str,
     Field(
         pattern=ID_PATTERN,
         min_length=1,
         max_length=MAX_ID_LENGTH,
-        description="An identifier: letters, digits and . _ : @ - (starting alphanumeric).",
+        description=(
+            f"An identifier: any non-empty text of at most {MAX_ID_LENGTH} characters and "
+            f"{MAX_ID_BYTES} bytes in UTF-8, without NUL."
+        ),
+    ),
+    AfterValidator(check_id_bytes),
+]
+
+# A project names a tenant in keys, API keys and URLs: letters, digits and `._:@-` only,
+# starting with a letter or digit. It never holds `/`, which ends it in every key.
+MAX_PROJECT_LENGTH = 128
+PROJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+PROJECT_RULE = "must be letters, digits and . _ : @ - only, starting with a letter or digit"
+ProjectName = Annotated[
+    str,
+    Field(
+        pattern=PROJECT_PATTERN,
+        min_length=1,
+        max_length=MAX_PROJECT_LENGTH,
+        description="A project: letters, digits and . _ : @ - (starting alphanumeric).",
     ),
 ]
 

@@ -14,7 +14,7 @@ from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from producers.contract import DEFAULT_MAX_EVENT_BYTES
-from producers.contract.types import ID_PATTERN, MAX_ID_LENGTH
+from producers.contract.types import MAX_PROJECT_LENGTH, PROJECT_PATTERN
 
 __all__ = ["Compression", "FsyncPolicy", "OverflowPolicy", "SDKSettings", "default_spool_root"]
 
@@ -49,7 +49,7 @@ class SDKSettings(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]{1,249}$",
         description="The raw events topic (DESIGN section 3).",
     )
-    project: Annotated[str, Field(pattern=ID_PATTERN, max_length=MAX_ID_LENGTH)] = Field(
+    project: Annotated[str, Field(pattern=PROJECT_PATTERN, max_length=MAX_PROJECT_LENGTH)] = Field(
         default="default", description="Project stamped on every event."
     )
     client_id: str = Field(default="logflume-sdk", description="Kafka client id.")

@@ -48,6 +48,7 @@ from producers.contract import (
     TraceBody,
     parse_event,
 )
+from producers.contract.keys import key_part
 
 __all__ = ["PRE_ENCODED", "Encoded", "EventEncoder", "Item", "new_id", "to_jsonable"]
 
@@ -188,7 +189,7 @@ class EventEncoder:
             raise _contract_error(data) from None
         if len(data) > self._max_bytes:
             raise _contract_error(data, self._max_bytes)
-        return (self._key_prefix + _IDENTITY[etype](model)).encode(), data
+        return (self._key_prefix + key_part(_IDENTITY[etype](model))).encode(), data
 
     def encode(
         self, etype: str, ts: float, body: dict[str, Any], stamp: tuple[str, ...]

@@ -7,6 +7,7 @@ pipeline and run in file order: the last one checks the tables."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -18,7 +19,7 @@ from aiokafka.errors import MessageSizeTooLargeError
 from logflume.synthetic import pack_events
 from processors.codec import RECORD_OVERHEAD_BYTES
 from producers.contract import pack_record, unpack_record
-from tests.integration.bad_input.cases import BAD_EVENTS, MIB, BadEvent, log_event
+from tests.integration.bad_input.cases import BAD_EVENTS, MIB, NASTY_IDS, BadEvent, log_event
 from tests.integration.bad_input.conftest import BadInputPipeline, ExpectedLetter
 from tests.integration.sinks.harness import eventually
 from tests.integration.sinks.stream import oracle_mismatches, run_stages
@@ -96,7 +97,8 @@ def test_gateway_humanloop_route_names_the_field(bad_pipeline: BadInputPipeline)
     for body, field in (
         ({"path": "p", "prompt_tokens": -1}, "prompt_tokens"),
         ({"path": "p", "output_tokens": "many"}, "output_tokens"),
-        ({"path": "p", "id": "../../etc/passwd"}, "id"),
+        ({"path": "p", "log_id": "data\u0000x"}, "log_id"),
+        ({"path": "p", "reference_id": "r" * 1025}, "reference_id"),
     ):
         answer = _post(bad_pipeline, "/v5/prompts/log", orjson.dumps(body))
         assert answer.status_code == 422, answer.text
@@ -109,7 +111,7 @@ def test_gateway_humanloop_route_names_the_field(bad_pipeline: BadInputPipeline)
         "/v5/logs/..%2F..%2Fetc%2Fpasswd",
         "/v5/logs/x'%3B%20DROP%20TABLE%20logs%3B--",
         "/traces/%00",
-        "/logs?reference_id=r'%20OR%20'1'%3D'1",
+        "/logs?reference_id=r%00",
         "/sessions/" + "a" * 5000,
     ],
 )
@@ -118,6 +120,39 @@ def test_gateway_reads_of_hostile_ids_are_4xx(bad_pipeline: BadInputPipeline, pa
         bad_pipeline.url + path, headers={"X-API-KEY": bad_pipeline.env.keys["acme"]}, timeout=30
     )
     assert 400 <= answer.status_code < 500, (answer.status_code, answer.text[:300])
+
+
+@pytest.mark.parametrize(
+    ("path", "field", "reason"),
+    [
+        ("/traces/a%00b", "path.id", "must not contain NUL"),
+        ("/v5/logs/" + "l" * 1025, "path.id", "at most 1024 characters"),
+        ("/logs?session_id=s%00", "query.session_id", "must not contain NUL"),
+    ],
+)
+def test_gateway_read_of_a_bad_id_is_422_naming_field_and_reason(
+    bad_pipeline: BadInputPipeline, path: str, field: str, reason: str
+) -> None:
+    answer = httpx.get(
+        bad_pipeline.url + path, headers={"X-API-KEY": bad_pipeline.env.keys["acme"]}, timeout=30
+    )
+    assert answer.status_code == 422, answer.text[:300]
+    assert _names(field, reason, _errors_of(answer.json())), answer.json()
+
+
+def _nasty_log(n: int, nasty: str, path: str) -> bytes:
+    """A valid log whose ids (its own, its reference, its session) are all ``nasty``."""
+    ids = {"id": f"{nasty}/{path}", "reference_id": f"{nasty}/{path}/ref"}
+    event = log_event(f"ok-nasty-{path}-{n}", **ids, session_id=nasty, prompt_tokens=n + 1)
+    return orjson.dumps(event)
+
+
+def test_gateway_accepts_ids_of_any_text(bad_pipeline: BadInputPipeline) -> None:
+    """Spaces, ``/``, ``#``, ``|``, ``%``, ``?``, quotes, non-ASCII, 1,024 characters."""
+    events = [_nasty_log(n, nasty[:1000], "gw") for n, nasty in enumerate(NASTY_IDS)]
+    answer = _post(bad_pipeline, "/v1/events", pack_record(events))
+    assert answer.status_code == 202, answer.text[:300]
+    bad_pipeline.gateway_sent += events
 
 
 async def test_raw_topic_dead_letters_each_bad_event(bad_pipeline: BadInputPipeline) -> None:
@@ -147,6 +182,9 @@ async def test_raw_topic_dead_letters_each_bad_event(bad_pipeline: BadInputPipel
     nul = orjson.dumps(log_event("ok-nul-text", output="a\u0000b", prompt_tokens=7))
     kept = records[len(BAD_EVENTS) + 1 :]
     kept.append((0, pack_record([nul])))
+    kept += [
+        (0, pack_record([_nasty_log(n, nasty[:1000], "raw")])) for n, nasty in enumerate(NASTY_IDS)
+    ]
     scalars = BadEvent("not_objects", b"", "", "Input should be")
 
     producer = AIOKafkaProducer(
@@ -234,3 +272,23 @@ async def test_every_valid_event_around_them_landed(bad_pipeline: BadInputPipeli
         assert stored == "a\ufffdb"
     finally:
         await conn.close()
+    _read_back_nasty_ids(bad_pipeline)
+
+
+def _read_back_nasty_ids(pipeline: BadInputPipeline) -> None:
+    """Every nasty id round-trips through the read API, percent-encoded in the URL."""
+    headers = {"X-API-KEY": pipeline.env.keys["acme"]}
+    for way in ("gw", "raw"):
+        for whole in NASTY_IDS:
+            nasty = whole[:1000]
+            log_id, reference_id = f"{nasty}/{way}", f"{nasty}/{way}/ref"
+            log = httpx.get(f"{pipeline.url}/v5/logs/{quote(log_id, safe='')}", headers=headers)
+            assert log.status_code == 200, (nasty, log.text[:300])
+            assert (log.json()["id"], log.json()["reference_id"]) == (log_id, reference_id)
+            listed = httpx.get(
+                f"{pipeline.url}/logs", params={"reference_id": reference_id}, headers=headers
+            )
+            assert [r["id"] for r in listed.json()["records"]] == [log_id], nasty
+            session = httpx.get(f"{pipeline.url}/sessions/{quote(nasty, safe='')}", headers=headers)
+            assert session.status_code == 200, (nasty, session.text[:300])
+            assert session.json()["id"] == nasty

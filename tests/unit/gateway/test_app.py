@@ -101,7 +101,8 @@ def test_prompts_log_answers_ids_that_the_pipeline_computes_the_same(env: Env):
 def test_422_names_each_field_in_the_callers_terms(env: Env):
     response = env.client.post(
         "/v5/prompts/log", headers=A,
-        json={"prompt_tokens": -1, "log_id": "bad id", "surprise": 1, "messages": [{"role": "x"}]},
+        json={"prompt_tokens": -1, "log_id": "bad\u0000id", "surprise": 1,
+              "messages": [{"role": "x"}]},
     )  # fmt: skip
     assert response.status_code == 422
     detail = {tuple(d["loc"]): d["reason"] for d in response.json()["detail"]}
