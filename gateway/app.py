@@ -37,6 +37,7 @@ from .routes_maxim import maxim_router
 from .routes_read import read_router
 from .settings import GatewaySettings
 from .store import ReadStore, connect_pool
+from .unsaved import MemoryUnsavedIndex, PgUnsavedIndex, UnsavedIndex
 
 __all__ = ["Components", "create_app", "kafka_transport", "open_spool"]
 
@@ -59,6 +60,7 @@ class Components:
     nodes: NodeIndex
     store: ReadStore | None = None
     held: HeldLines = field(default_factory=MemoryHeldLines)
+    unsaved: UnsavedIndex = field(default_factory=MemoryUnsavedIndex)
 
 
 def kafka_transport(settings: Settings, options: GatewaySettings) -> KafkaTransport:
@@ -102,6 +104,7 @@ def create_app(
                                   timeout_s=options.db_timeout_s),
                 store=ReadStore(pool, timeout_s=options.db_timeout_s),
                 held=PgHeldLines(pool, timeout_s=options.db_timeout_s),
+                unsaved=PgUnsavedIndex(pool, timeout_s=options.db_timeout_s),
             )  # fmt: skip
         publisher = Publisher(
             parts.transport, parts.spool, linger_s=options.linger_ms / 1000,
@@ -110,14 +113,19 @@ def create_app(
         )  # fmt: skip
         publisher.start()
         accepted = AcceptedLogs(options.accepted_capacity, options.accepted_ttl_s)
-        ingest = Ingest(publisher, accepted, settings.max_event_bytes)
+        ingest = Ingest(publisher, accepted, settings.max_event_bytes, parts.unsaved)
         app.state.keys = parts.keys
         gateway = Gateway(settings, options, ingest, parts.store, parts.nodes, parts.held)
         app.state.gateway = gateway
         sweeper = None
         if options.held_sweep_s > 0:
             sweeper = asyncio.create_task(
-                sweep_forever(gateway, interval_s=options.held_sweep_s, ttl_s=options.held_ttl_s)
+                sweep_forever(
+                    gateway,
+                    interval_s=options.held_sweep_s,
+                    ttl_s=options.held_ttl_s,
+                    unsaved_ttl_s=options.unsaved_ttl_s,
+                )
             )
         try:
             yield

@@ -39,6 +39,14 @@ from .maxim import (
     Usage,
 )
 from .outputs import CARRIED, PAYLOAD_FIELDS, merge_carried
+from .privacy import (
+    LOG_TYPES,
+    carries_payload,
+    event_without_payload,
+    log_handles,
+    says_unsaved,
+    without_payload,
+)
 from .records import entity_identity, pack_record, partition_for, routing_key, unpack_record
 from .types import ChatMessage, ToolCall, ToolChoiceFunction
 from .views import CreateLogResponse, LogResponse, ObservabilityStatus
@@ -48,6 +56,7 @@ __all__ = [
     "DEFAULT_MAX_EVENT_BYTES",
     "EVENT_ADAPTER",
     "EVENT_TYPES",
+    "LOG_TYPES",
     "PAYLOAD_FIELDS",
     "ChatCompletion",
     "ChatCompletionChoice",
@@ -81,14 +90,19 @@ __all__ = [
     "TraceBody",
     "TraceEvent",
     "Usage",
+    "carries_payload",
     "encode_event",
     "entity_identity",
     "event_json_schema",
+    "event_without_payload",
+    "log_handles",
     "merge_carried",
     "pack_record",
     "parse_event",
     "partition_for",
     "routing_key",
+    "says_unsaved",
     "unpack_record",
     "validate_event",
+    "without_payload",
 ]
