@@ -47,6 +47,7 @@ from .text import scrub_nul
 __all__ = [
     "canonical_entity",
     "carried_fields",
+    "entity_key",
     "prompt_id_for_path",
     "prompt_version_id",
     "state_key",
@@ -72,8 +73,13 @@ _FEEDBACK_IMMUTABLE = frozenset({"id", "log_id", "reference_id"})
 _MAPS = ("metadata", "tags")  # merged key by key
 
 
+def entity_key(kind: str, project: str, identity: str) -> str:
+    """The table key of an entity's state: ``kind:project/identity``."""
+    return f"{kind}:{project}/{identity}"
+
+
 def state_key(kind: str, event: Event) -> str:
-    return f"{kind}:{event.project}/{entity_identity(event)}"
+    return entity_key(kind, event.project, entity_identity(event))
 
 
 def _ts_us(event: Event) -> int:
