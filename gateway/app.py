@@ -31,6 +31,7 @@ from .ingest import AcceptedLogs, Ingest
 from .nodes import NodeIndex, PgNodeIndex
 from .publisher import Publisher
 from .release import sweep_forever
+from .routes_delete import delete_router
 from .routes_events import events_router
 from .routes_humanloop import humanloop_router
 from .routes_maxim import maxim_router
@@ -151,6 +152,8 @@ def create_app(
     app.include_router(maxim_router)
     app.include_router(events_router)
     app.include_router(read_router)
+    app.include_router(delete_router)
+    app.include_router(delete_router, prefix="/v5")
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and the publisher's state")
     async def healthz() -> dict[str, Any]:

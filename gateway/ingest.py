@@ -30,7 +30,7 @@ from .errors import PayloadTooLarge, ValidationFailed
 from .publisher import Delivery, Publisher
 from .unsaved import UnsavedIndex, screen
 
-__all__ = ["AcceptedLogs", "Ingest", "Outcome", "envelope", "now_iso"]
+__all__ = ["AcceptedLogs", "Ingest", "Outcome", "encode_envelope", "envelope", "now_iso"]
 
 
 def now_iso() -> str:
@@ -57,6 +57,17 @@ class Outcome:
         return self.event is not None
 
 
+def encode_envelope(item: Any, max_event_bytes: int) -> tuple[Event, Encoded]:
+    """The validated event and its ``(routing key, bytes)``; raises ContractError."""
+    try:
+        raw = orjson.dumps(item)
+    except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254 levels)
+        error = FieldError("body", f"cannot be encoded as JSON ({exc})")
+        raise ContractError([error]) from None
+    event = parse_event(raw, max_bytes=max_event_bytes)
+    return event, (routing_key(event), raw)
+
+
 class AcceptedLogs:
     """Ids of logs this process accepted recently: (project, log id) -> reference id."""
 
@@ -77,6 +88,13 @@ class AcceptedLogs:
 
     def log_for_reference(self, project: str, reference_id: str) -> str | None:
         return self._refs.get((project, reference_id))
+
+    def forget(self, project: str, log_id: str | None, reference_id: str | None) -> None:
+        """A deleted log is no longer ``pending``."""
+        if log_id is not None:
+            self._ids.pop((project, log_id))
+        if reference_id is not None:
+            self._refs.pop((project, reference_id))
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -99,13 +117,7 @@ class Ingest:
 
     def encode(self, item: Any) -> tuple[Event, Encoded]:
         """The validated event and its ``(routing key, bytes)``; raises ContractError."""
-        try:
-            raw = orjson.dumps(item)
-        except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254 levels)
-            error = FieldError("body", f"cannot be encoded as JSON ({exc})")
-            raise ContractError([error]) from None
-        event = parse_event(raw, max_bytes=self.max_event_bytes)
-        return event, (routing_key(event), raw)
+        return encode_envelope(item, self.max_event_bytes)
 
     def check(
         self,

@@ -11,8 +11,9 @@ The trailer makes a truncated archive (an interrupted export, a partial copy) an
 instead of a silently shorter history; an export writes a temporary file and renames it
 only once complete.
 
-An export writes no payload field of a ``save=false`` log, whatever the raw topic holds
-(:mod:`logflume.history.unsaved`; it reads the window twice for that).
+An export writes no payload field of a ``save=false`` log and no event of a deleted
+entity, whatever the raw topic holds (:mod:`logflume.history.privacy`; it reads the window
+twice for that).
 
 Import publishes every event with the bytes it was archived with, so its ``event_id`` and
 ``ts`` are unchanged: stage 1 drops an event id it has already merged, and the re-emitted
@@ -48,7 +49,7 @@ from producers.contract import (
     validate_event,
 )
 
-from .unsaved import UnsavedLogs
+from .privacy import PrivacyFilter
 from .window import Window, resolve_window
 
 __all__ = [
@@ -80,6 +81,7 @@ class ExportReport:
     records: int = 0
     events: int = 0
     unreadable: int = 0  # records that are not JSON (dead letters live): not archivable
+    deleted: int = 0  # events of entities deleted since: not exported
     bytes: int = 0
 
 
@@ -197,11 +199,11 @@ async def export_archive(
         )
         if on_window is not None:
             on_window(window)
-        unsaved = UnsavedLogs()  # first pass: which logs are save=false
+        privacy = PrivacyFilter()  # first pass: unsaved logs, deleted entities
         async for values in _read_window(consumer, window):
             for value in values:
                 for item in _record_items(value) or ():
-                    unsaved.note(item)
+                    privacy.note(item)
         header = {
             "topic": window.topic,
             "since": since.isoformat() if since else None,
@@ -213,7 +215,7 @@ async def export_archive(
             positions = dict(window.start)
             async for values in _read_window(consumer, window, positions):
                 for value in values:
-                    _export_record(value, writer, report, unsaved)
+                    _export_record(value, writer, report, privacy)
                 if on_progress is not None:
                     on_progress(report.records, report.events, window.remaining(positions))
             writer.close()
@@ -262,16 +264,21 @@ def _record_items(value: bytes) -> list[Any] | None:
 
 
 def _export_record(
-    value: bytes, writer: ArchiveWriter, report: ExportReport, unsaved: UnsavedLogs
+    value: bytes, writer: ArchiveWriter, report: ExportReport, privacy: PrivacyFilter
 ) -> None:
-    """One raw record's events as lines, those of unsaved logs without payload fields."""
+    """One raw record's events as lines: those of unsaved logs without payload fields,
+    none of a deleted entity."""
     report.records += 1
     items = _record_items(value)
     if items is None:
         report.unreadable += 1
         return
     for item in items:
-        writer.write(orjson.dumps(unsaved.screen(item)))
+        kept = privacy.screen(item)
+        if kept is None:
+            report.deleted += 1
+            continue
+        writer.write(orjson.dumps(kept))
         report.events += 1
 
 

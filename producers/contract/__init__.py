@@ -5,11 +5,13 @@ Parse wire bytes with :func:`parse_event`, build events in Python and encode the
 :func:`encode_event`. Every rejection is a :class:`ContractError` naming field and reason.
 """
 
+from .deletion import DELETABLE_KINDS, DeleteBody
 from .events import (
     DEFAULT_MAX_EVENT_BYTES,
     EVENT_ADAPTER,
     EVENT_TYPES,
     ContractError,
+    DeleteEvent,
     Event,
     EventBase,
     FeedbackEvent,
@@ -54,6 +56,7 @@ from .views import CreateLogResponse, LogResponse, ObservabilityStatus
 __all__ = [
     "CARRIED",
     "DEFAULT_MAX_EVENT_BYTES",
+    "DELETABLE_KINDS",
     "EVENT_ADAPTER",
     "EVENT_TYPES",
     "LOG_TYPES",
@@ -63,6 +66,8 @@ __all__ = [
     "ChatMessage",
     "ContractError",
     "CreateLogResponse",
+    "DeleteBody",
+    "DeleteEvent",
     "Event",
     "EventBase",
     "FeedbackBody",

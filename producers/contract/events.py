@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
+from .deletion import DeleteBody
 from .log import FeedbackBody, LogBody, LogUpdateBody
 from .maxim import GenerationBody, GenerationErrorBody, GenerationResultBody, SpanBody, TraceBody
 from .types import ID_PATTERN, EntityId, WireModel
@@ -24,6 +25,7 @@ __all__ = [
     "EVENT_ADAPTER",
     "EVENT_TYPES",
     "ContractError",
+    "DeleteEvent",
     "Event",
     "EventBase",
     "FeedbackEvent",
@@ -97,6 +99,11 @@ class GenerationErrorEvent(EventBase):
     body: GenerationErrorBody
 
 
+class DeleteEvent(EventBase):
+    type: Literal["delete"] = "delete"
+    body: DeleteBody
+
+
 Event = Annotated[
     LogEvent
     | LogUpdateEvent
@@ -105,7 +112,8 @@ Event = Annotated[
     | SpanEvent
     | GenerationEvent
     | GenerationResultEvent
-    | GenerationErrorEvent,
+    | GenerationErrorEvent
+    | DeleteEvent,
     Field(discriminator="type"),
 ]
 
@@ -120,6 +128,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "generation",
     "generation_result",
     "generation_error",
+    "delete",
 )
 
 

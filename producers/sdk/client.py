@@ -167,6 +167,18 @@ class Client:
         body: dict[str, Any] = fields  # type: ignore[assignment]
         self._emit("log_update", self._unsaved.screen("log_update", body), _NONE)
 
+    def delete_log(self, *, id: str | None = None, reference_id: str | None = None) -> None:
+        """Delete a log: the pipeline removes its row and feedback, corrects its trace,
+        session and prompt-version totals and drops its later events. Name it by its
+        ``reference_id`` when it has one (its events are routed by it), else by ``id``.
+        Events sent before stay in the raw topic until its retention ends."""
+        body: dict[str, Any] = {"kind": "log"}
+        if id is not None:
+            body["id"] = id
+        if reference_id is not None:
+            body["reference_id"] = reference_id
+        self._emit("delete", body, _NONE)
+
     def feedback(self, **fields: Unpack[FeedbackParams]) -> str:
         """A rating or judgment (``value``) on a log (``log_id`` or ``reference_id``);
         returns the feedback id."""

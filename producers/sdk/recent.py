@@ -44,6 +44,10 @@ class Recent(Generic[K, V]):
             return None
         return entry[1]
 
+    def pop(self, key: K) -> None:
+        """Forget ``key``."""
+        self._entries.pop(key, None)
+
     def __contains__(self, key: object) -> bool:
         return self.get(key) is not None  # type: ignore[arg-type]
 

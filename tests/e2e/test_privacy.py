@@ -27,7 +27,7 @@ from logflume.settings import Settings
 from producers.contract import pack_record, partition_for
 from producers.sdk import Client
 from tests.e2e.conftest import Pipeline, eventually
-from tests.integration.replay.history import logflume
+from tests.integration.replay.history import logflume_ok
 from tests.payloads import log_payload, new_marker
 from tests.scan import archive_text, files_bytes, table_texts, topic_bytes
 
@@ -53,8 +53,7 @@ def _by_reference(pipeline: Pipeline, reference_id: str, **expected: Any) -> dic
 
 def _export(settings: Settings, tmp: Path) -> str:
     archive = tmp / "history.jsonl.zst"
-    result = logflume(settings, tmp / "home", "export", "--since", "earliest", "-o", str(archive))
-    assert result.returncode == 0, result.stderr[-2000:]
+    logflume_ok(settings, tmp / "home", "export", "--since", "earliest", "-o", str(archive))
     return archive_text(archive)
 
 

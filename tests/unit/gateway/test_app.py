@@ -235,3 +235,22 @@ def test_a_failed_release_keeps_the_lines_held_for_the_sweeper(
 
 def _types(events: list[dict]) -> list[str]:
     return [e["type"] for e in events]
+
+
+def test_deletions_publish_one_delete_event_per_entity(env: Env):
+    answer = env.client.delete("/v5/logs", params={"id": ["data_1", "data_2"]}, headers=A)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["deleted"] == {"log": 2}
+    by_ref = env.client.delete("/logs", params={"reference_id": "r-1"}, headers=A)
+    assert by_ref.json()["deleted"] == {"log": 1}
+    trace = env.client.delete("/traces/t-1", headers=A)  # without a store: the node only
+    assert trace.json()["deleted"] == {"trace": 1}
+    assert env.client.delete("/logs", headers=A).status_code == 422
+    assert env.client.delete("/logs/not valid!", headers=A).status_code == 422
+    bodies = [e["body"] for e in env.sent() if e["type"] == "delete"]
+    assert bodies == [
+        {"kind": "log", "id": "data_1"},
+        {"kind": "log", "id": "data_2"},
+        {"kind": "log", "reference_id": "r-1"},
+        {"kind": "trace", "id": "t-1"},
+    ]
