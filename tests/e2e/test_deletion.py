@@ -186,3 +186,35 @@ async def test_deleted_logs_traces_and_sessions_are_gone_and_stay_gone(
         logflume_ok(target, home, "import", str(archive))
         logflume_ok(target, home, "replay", "--from", "earliest")
         await _assert_deleted(target.dsn, world)
+
+
+async def test_the_cli_and_the_sdk_delete_logs(pipeline: Pipeline, tmp_path: Path) -> None:
+    settings = pipeline.env.settings
+    tag = uuid.uuid4().hex[:10]
+    refs = [f"cli-{tag}", f"sdk-{tag}"]
+
+    def send(*, delete: bool) -> None:
+        with Client(bootstrap_servers=settings.bootstrap_servers, topic=settings.topics.events,
+                    project="proj-a", spool_dir=tmp_path / "spool") as client:  # fmt: skip
+            if delete:
+                client.delete_log(reference_id=refs[1])
+            else:
+                for ref in refs:
+                    client.log(reference_id=ref, path="privacy/cli", prompt_tokens=1)
+            assert client.flush(30)
+
+    async def stored() -> list[str]:
+        sql = "SELECT reference_id FROM logs WHERE project = 'proj-a' AND reference_id = ANY($1)"
+        return sorted(r["reference_id"] for r in await _rows(settings.dsn, sql, refs))
+
+    await asyncio.to_thread(send, delete=False)
+    await _until(lambda: _when(stored, lambda found: found == sorted(refs)))
+    out = logflume_ok(settings, tmp_path / "home", "delete", "--project", "proj-a",
+                      "--reference-id", refs[0])  # fmt: skip
+    assert "1 log" in out
+    await asyncio.to_thread(send, delete=True)
+    await _until(lambda: _when(stored, lambda found: found == []))
+
+
+async def _when(probe: Callable[[], Awaitable[T]], ok: Callable[[T], bool]) -> bool | None:
+    return True if ok(await probe()) else None
