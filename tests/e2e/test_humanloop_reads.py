@@ -25,7 +25,12 @@ def _client(pipeline: Pipeline) -> Humanloop:
 def test_logs_list_pages_through_every_log_once_and_prompts_read_back(pipeline: Pipeline):
     client = _client(pipeline)
     path = f"reads/{uuid.uuid4().hex[:8]}/answer"
-    kernels = [{"model": "gpt-4o", "provider": "openai", "temperature": t} for t in (0.1, 0.7)]
+    # A version's id is a hash of its content alone, so another test logging the same
+    # content to another prompt would own the version: a template of this run's own.
+    kernels = [
+        {"model": "gpt-4o", "provider": "openai", "temperature": t, "template": f"{path}: {{q}}"}
+        for t in (0.1, 0.7)
+    ]
     logged = [
         client.prompts.log(
             path=path,
