@@ -40,7 +40,6 @@ from producers.contract import merge_carried
 
 from .codec import pack_outputs
 from .outcome import DeadLetter, Lookup, Origin, Outcome, Output
-from .unsaved import private_record
 
 __all__ = [
     "STAGES",
@@ -235,8 +234,7 @@ class StageRunner:
         except Exception as exc:
             self.poison_records += 1
             reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
-            kept = private_record(raw, lookup)
-            outcome = Outcome(dead_letters=[DeadLetter(origin, -1, reason, kept)])
+            outcome = Outcome(dead_letters=[DeadLetter(origin, -1, reason, raw)])
         window = self.window
         if outcome.outputs:
             window.add(self.spec.sink, outcome.outputs, origin)

@@ -15,7 +15,6 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
-from .deletion import DeleteBody
 from .log import FeedbackBody, LogBody, LogUpdateBody
 from .maxim import GenerationBody, GenerationErrorBody, GenerationResultBody, SpanBody, TraceBody
 from .types import (
@@ -33,7 +32,6 @@ __all__ = [
     "EVENT_ADAPTER",
     "EVENT_TYPES",
     "ContractError",
-    "DeleteEvent",
     "Event",
     "EventBase",
     "FeedbackEvent",
@@ -108,11 +106,6 @@ class GenerationErrorEvent(EventBase):
     body: GenerationErrorBody
 
 
-class DeleteEvent(EventBase):
-    type: Literal["delete"] = "delete"
-    body: DeleteBody
-
-
 Event = Annotated[
     LogEvent
     | LogUpdateEvent
@@ -121,8 +114,7 @@ Event = Annotated[
     | SpanEvent
     | GenerationEvent
     | GenerationResultEvent
-    | GenerationErrorEvent
-    | DeleteEvent,
+    | GenerationErrorEvent,
     Field(discriminator="type"),
 ]
 
@@ -137,7 +129,6 @@ EVENT_TYPES: tuple[str, ...] = (
     "generation",
     "generation_result",
     "generation_error",
-    "delete",
 )
 
 
