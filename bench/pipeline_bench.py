@@ -150,15 +150,17 @@ def final_targets(oracle: Oracle) -> dict[tuple[str, str], tuple[int, int]]:
     return targets
 
 
-async def reached(
+async def behind(
     conn: asyncpg.Connection, targets: dict[tuple[str, str], tuple[int, int]]
-) -> bool:
-    """Every table holds its final rows: versions only grow, so equal sums mean final."""
+) -> list[str]:
+    """The tables that do not hold their final rows yet (versions only grow, so equal sums
+    mean final), each with the sum of versions found and the one expected."""
+    lagging = []
     for (table, column), (_, total) in targets.items():
         found = await conn.fetchval(f'SELECT coalesce(sum("{column}"), 0) FROM "{table}"')
         if int(found) < total:
-            return False
-    return True
+            lagging.append(f"{table}.{column} {int(found):,} of {total:,}")
+    return lagging
 
 
 async def wait_visible(conn: asyncpg.Connection, ids: set[str], timeout_s: float) -> None:
@@ -205,9 +207,11 @@ class Design:
         started = await send_all(s, records)
         emitted = time.monotonic() - started
         deadline = started + timeout_s
-        while not await reached(self.conn, targets):
+        while lagging := await behind(self.conn, targets):
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{self.name}: not done after {timeout_s:.0f}s")
+                raise TimeoutError(
+                    f"{self.name}: not done after {timeout_s:.0f}s ({'; '.join(lagging)})"
+                )
             await asyncio.sleep(REACHED_POLL_S)
         seconds = time.monotonic() - started
         oracle.dead_letters.clear()  # checked by the suites; offsets differ after the warm-up
