@@ -266,17 +266,20 @@ class Stage:
         never runs ahead of the outputs it produced. Stage 1's outputs carry payload values
         its state does not keep; were the state written first and the worker to die before
         the outputs left, redelivery would find the events merged and their payload gone.
-        The state writes are acknowledged too before the next window's go out, so the
-        changelog offsets of each window are known (what a snapshot covers)."""
+        A window that carries a snapshot also waits for its state writes' acknowledgement,
+        so that the offsets the snapshot names are those of the writes it holds (acks come
+        in order per partition; an earlier write still in flight only makes the named
+        offset lower than the truth, which recovery survives)."""
         try:
             if sent:
                 await asyncio.wait_for(asyncio.gather(*sent), _DELIVERY_TIMEOUT_S)
             written = await self.table.send_writes(writes)
             if dead_letters:
                 await self._send_dead_letters(dead_letters)
-            if written:
-                delivered = await asyncio.wait_for(asyncio.gather(*written), _DELIVERY_TIMEOUT_S)
-                self.table.note_durable(delivered)
+            if written and snapshot is not None:
+                # The snapshot holds these writes: it may name their offsets only once Kafka
+                # has them (the next window's writes wait for this completion).
+                await asyncio.wait_for(asyncio.gather(*written), _DELIVERY_TIMEOUT_S)
             stream = self._stream
             if stream is not None:
                 for event in held:

@@ -261,15 +261,17 @@ class ExpiringTable(faust.Table):
                 except Exception as exc:
                     fatal(exc)
                 fut.add_done_callback(check_delivered)
+                fut.add_done_callback(self._note_durable)
                 futures.append(fut)
         return futures
 
-    def note_durable(self, delivered: Iterable[RecordMetadata]) -> None:
-        """The writes of a window are acknowledged: what a snapshot taken with them covers."""
-        durable = self.durable_offsets
-        for metadata in delivered:
-            if metadata.offset > durable.get(metadata.partition, -1):
-                durable[metadata.partition] = metadata.offset
+    def _note_durable(self, fut: asyncio.Future[RecordMetadata]) -> None:
+        """A write is acknowledged: the changelog holds it (what a snapshot covers)."""
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        metadata = fut.result()
+        if metadata.offset > self.durable_offsets.get(metadata.partition, -1):
+            self.durable_offsets[metadata.partition] = metadata.offset
 
     def snapshot(self) -> TableSnapshot:
         """The states as they are now (shallow copies: states are replaced, never changed)."""

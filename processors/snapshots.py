@@ -11,11 +11,12 @@ states are loaded from it and Faust reads the changelog from that offset on only
 and an encode per access on the stages' hot path.
 
 Exact because of how the stages write (:mod:`processors.agents`): a window's state writes
-are taken in one step with its outputs, sent after the outputs are acknowledged, and a
-window's completion waits for their acknowledgement before the next window's writes go
-out. A copy of the table taken when a window's writes are taken therefore holds exactly
-the changelog up to the offsets those writes got, which are known once its completion is
-done. Replaying the changelog from a lower offset than the true one is harmless (every
+are taken in one step with its outputs and sent after the outputs are acknowledged, and the
+next window's writes go out only after that. A copy of the table taken when a window's
+writes are taken therefore holds exactly the changelog up to the offsets those writes get;
+the window that takes a copy waits for their acknowledgement before the copy is written
+(an earlier window's write still in flight only makes a named offset lower than the
+truth). Replaying the changelog from a lower offset than the true one is harmless (every
 record is a whole state; the newest wins), so an older snapshot is never wrong, only
 slower; a snapshot older than the states' TTL holds nothing alive and is not loaded.
 
