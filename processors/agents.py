@@ -268,8 +268,8 @@ class Stage:
         the outputs left, redelivery would find the events merged and their payload gone.
         A window that carries a snapshot also waits for its state writes' acknowledgement,
         so that the offsets the snapshot names are those of the writes it holds (acks come
-        in order per partition; an earlier write still in flight only makes the named
-        offset lower than the truth, which recovery survives)."""
+        in order per partition; a partition this window did not write keeps an earlier
+        window's offset, lower than the truth, which recovery survives)."""
         try:
             if sent:
                 await asyncio.wait_for(asyncio.gather(*sent), _DELIVERY_TIMEOUT_S)
@@ -279,7 +279,8 @@ class Stage:
             if written and snapshot is not None:
                 # The snapshot holds these writes: it may name their offsets only once Kafka
                 # has them (the next window's writes wait for this completion).
-                await asyncio.wait_for(asyncio.gather(*written), _DELIVERY_TIMEOUT_S)
+                delivered = await asyncio.wait_for(asyncio.gather(*written), _DELIVERY_TIMEOUT_S)
+                self.table.note_durable(delivered)
             stream = self._stream
             if stream is not None:
                 for event in held:
@@ -292,7 +293,7 @@ class Stage:
             self._snapshotting = asyncio.ensure_future(self._write_snapshot(snapshot, offsets))
 
     def _snapshot_if_due(self) -> TableSnapshot | None:
-        if not self.snapshot_interval_s or self.table.snapshots is None:
+        if self.table.snapshots is None:  # snapshots are off
             return None
         if time.monotonic() < self._snapshot_due_at:
             return None

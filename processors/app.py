@@ -211,8 +211,8 @@ class ExpiringTable(faust.Table):
         self.expired_total = 0
         self._unsent: dict[Any, tuple[int, Any]] = {}  # key -> (partition, value or None)
         self._send_lock = asyncio.Lock()  # the agent and the expiry sweep send in turn
-        # Per changelog partition: the offset of the last write of this worker acknowledged
-        # (in window order), and the offset of the snapshot loaded at the last assignment.
+        # Per changelog partition: the offset of the last write of this worker known to be
+        # acknowledged, and the offset of the snapshot loaded at the last assignment.
         self.durable_offsets: dict[int, int] = {}
         self._loaded_offsets: dict[int, int] = {}
 
@@ -261,17 +261,17 @@ class ExpiringTable(faust.Table):
                 except Exception as exc:
                     fatal(exc)
                 fut.add_done_callback(check_delivered)
-                fut.add_done_callback(self._note_durable)
                 futures.append(fut)
         return futures
 
-    def _note_durable(self, fut: asyncio.Future[RecordMetadata]) -> None:
-        """A write is acknowledged: the changelog holds it (what a snapshot covers)."""
-        if fut.cancelled() or fut.exception() is not None:
-            return
-        metadata = fut.result()
-        if metadata.offset > self.durable_offsets.get(metadata.partition, -1):
-            self.durable_offsets[metadata.partition] = metadata.offset
+    def note_durable(self, delivered: Iterable[RecordMetadata]) -> None:
+        """A snapshot window's writes are acknowledged: the changelog holds them up to these
+        offsets (a partition it did not write keeps the offset of an earlier one: lower than
+        the truth, which recovery survives)."""
+        durable = self.durable_offsets
+        for metadata in delivered:
+            if metadata.offset > durable.get(metadata.partition, -1):
+                durable[metadata.partition] = metadata.offset
 
     def snapshot(self) -> TableSnapshot:
         """The states as they are now (shallow copies: states are replaced, never changed)."""

@@ -15,10 +15,11 @@ are taken in one step with its outputs and sent after the outputs are acknowledg
 next window's writes go out only after that. A copy of the table taken when a window's
 writes are taken therefore holds exactly the changelog up to the offsets those writes get;
 the window that takes a copy waits for their acknowledgement before the copy is written
-(an earlier window's write still in flight only makes a named offset lower than the
-truth). Replaying the changelog from a lower offset than the true one is harmless (every
-record is a whole state; the newest wins), so an older snapshot is never wrong, only
-slower; a snapshot older than the states' TTL holds nothing alive and is not loaded.
+(a partition that window did not write keeps the offset an earlier snapshot window
+noted: lower than the truth). Replaying the changelog from a lower offset than the true
+one is harmless (every record is a whole state; the newest wins), so an older snapshot is
+never wrong, only slower; a snapshot older than the states' TTL holds nothing alive and is
+not loaded.
 
 Files: ``<dir>/<changelog topic>/<partition>.snap``, a first line of JSON
 ``{"offset": int, "written_at": float, "states": int}`` then lines of JSON arrays of
