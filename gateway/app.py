@@ -31,6 +31,7 @@ from .ingest import AcceptedLogs, Ingest
 from .nodes import NodeIndex, PgNodeIndex
 from .publisher import Publisher
 from .release import sweep_forever
+from .routes_delete import delete_router
 from .routes_events import events_router
 from .routes_humanloop import humanloop_router
 from .routes_maxim import maxim_router
@@ -38,6 +39,7 @@ from .routes_prompts import prompts_router
 from .routes_read import read_router
 from .settings import GatewaySettings
 from .store import ReadStore, connect_pool
+from .unsaved import MemoryUnsavedIndex, PgUnsavedIndex, UnsavedIndex
 
 __all__ = ["Components", "create_app", "kafka_transport", "open_spool"]
 
@@ -60,6 +62,7 @@ class Components:
     nodes: NodeIndex
     store: ReadStore | None = None
     held: HeldLines = field(default_factory=MemoryHeldLines)
+    unsaved: UnsavedIndex = field(default_factory=MemoryUnsavedIndex)
 
 
 def kafka_transport(settings: Settings, options: GatewaySettings) -> KafkaTransport:
@@ -103,6 +106,7 @@ def create_app(
                                   timeout_s=options.db_timeout_s),
                 store=ReadStore(pool, timeout_s=options.db_timeout_s),
                 held=PgHeldLines(pool, timeout_s=options.db_timeout_s),
+                unsaved=PgUnsavedIndex(pool, timeout_s=options.db_timeout_s),
             )  # fmt: skip
         publisher = Publisher(
             parts.transport, parts.spool, linger_s=options.linger_ms / 1000,
@@ -111,14 +115,19 @@ def create_app(
         )  # fmt: skip
         publisher.start()
         accepted = AcceptedLogs(options.accepted_capacity, options.accepted_ttl_s)
-        ingest = Ingest(publisher, accepted, settings.max_event_bytes)
+        ingest = Ingest(publisher, accepted, settings.max_event_bytes, parts.unsaved)
         app.state.keys = parts.keys
         gateway = Gateway(settings, options, ingest, parts.store, parts.nodes, parts.held)
         app.state.gateway = gateway
         sweeper = None
         if options.held_sweep_s > 0:
             sweeper = asyncio.create_task(
-                sweep_forever(gateway, interval_s=options.held_sweep_s, ttl_s=options.held_ttl_s)
+                sweep_forever(
+                    gateway,
+                    interval_s=options.held_sweep_s,
+                    ttl_s=options.held_ttl_s,
+                    unsaved_ttl_s=options.unsaved_ttl_s,
+                )
             )
         try:
             yield
@@ -146,6 +155,8 @@ def create_app(
     app.include_router(maxim_router)
     app.include_router(events_router)
     app.include_router(read_router)
+    app.include_router(delete_router)
+    app.include_router(delete_router, prefix="/v5")
 
     @app.get("/healthz", tags=["ops"], summary="Liveness and the publisher's state")
     async def healthz() -> dict[str, Any]:

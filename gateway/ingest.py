@@ -5,7 +5,8 @@ here. Each envelope is serialized once with orjson and those exact bytes are val
 the wire contract (:func:`producers.contract.parse_event`, which also enforces the size
 limit), so what travels to Kafka is what was checked, and every rejection names its field
 and reason. Accepted events go to the :class:`~gateway.publisher.Publisher`; the call
-returns once they are acknowledged by Kafka or durably spooled.
+returns once they are acknowledged by Kafka or durably spooled. The events of a
+``save=false`` log are published without their payload fields (:mod:`gateway.unsaved`).
 
 :class:`AcceptedLogs` remembers (bounded in count and age) the logs accepted by this
 process, so that ``GET /logs/{id}`` answers ``pending`` rather than 404 until the pipeline
@@ -14,8 +15,6 @@ has stored them.
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,11 +24,13 @@ import orjson
 
 from producers.contract import ContractError, Event, FieldError, parse_event, routing_key
 from producers.sdk.encoding import Encoded, new_id
+from producers.sdk.recent import Recent
 
 from .errors import PayloadTooLarge, ValidationFailed
 from .publisher import Delivery, Publisher
+from .unsaved import UnsavedIndex, screen
 
-__all__ = ["AcceptedLogs", "Ingest", "Outcome", "envelope", "now_iso"]
+__all__ = ["AcceptedLogs", "Ingest", "Outcome", "encode_envelope", "envelope", "now_iso"]
 
 
 def now_iso() -> str:
@@ -56,65 +57,67 @@ class Outcome:
         return self.event is not None
 
 
+def encode_envelope(item: Any, max_event_bytes: int) -> tuple[Event, Encoded]:
+    """The validated event and its ``(routing key, bytes)``; raises ContractError."""
+    try:
+        raw = orjson.dumps(item)
+    except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254 levels)
+        error = FieldError("body", f"cannot be encoded as JSON ({exc})")
+        raise ContractError([error]) from None
+    event = parse_event(raw, max_bytes=max_event_bytes)
+    return event, (routing_key(event), raw)
+
+
 class AcceptedLogs:
     """Ids of logs this process accepted recently: (project, log id) -> reference id."""
 
     def __init__(self, capacity: int, ttl_s: float) -> None:
-        self._capacity = capacity
-        self._ttl_s = ttl_s
-        self._ids: OrderedDict[tuple[str, str], tuple[float, str | None]] = OrderedDict()
-        self._refs: OrderedDict[tuple[str, str], tuple[float, str]] = OrderedDict()
+        self._ids: Recent[tuple[str, str], tuple[str | None]] = Recent(capacity, ttl_s)
+        self._refs: Recent[tuple[str, str], str] = Recent(capacity, ttl_s)
 
     def add(self, project: str, log_id: str | None, reference_id: str | None) -> None:
-        if self._capacity <= 0:
+        if log_id is None:
             return
-        now = time.monotonic()
-        if log_id is not None:
-            _put(self._ids, (project, log_id), (now, reference_id), self._capacity)
-        if reference_id is not None and log_id is not None:
-            _put(self._refs, (project, reference_id), (now, log_id), self._capacity)
+        self._ids.put((project, log_id), (reference_id,))
+        if reference_id is not None:
+            self._refs.put((project, reference_id), log_id)
 
     def get(self, project: str, log_id: str) -> tuple[str | None] | None:
         """``(reference_id,)`` when ``log_id`` was accepted lately, else None."""
-        entry = self._ids.get((project, log_id))
-        if entry is None or time.monotonic() - entry[0] > self._ttl_s:
-            return None
-        return (entry[1],)
+        return self._ids.get((project, log_id))
 
     def log_for_reference(self, project: str, reference_id: str) -> str | None:
-        entry = self._refs.get((project, reference_id))
-        if entry is None or time.monotonic() - entry[0] > self._ttl_s:
-            return None
-        return entry[1]
+        return self._refs.get((project, reference_id))
+
+    def forget(self, project: str, log_id: str | None, reference_id: str | None) -> None:
+        """A deleted log is no longer ``pending``."""
+        if log_id is not None:
+            self._ids.pop((project, log_id))
+        if reference_id is not None:
+            self._refs.pop((project, reference_id))
 
     def __len__(self) -> int:
         return len(self._ids)
 
 
-def _put(store: OrderedDict[Any, Any], key: Any, value: Any, capacity: int) -> None:
-    store[key] = value
-    store.move_to_end(key)
-    while len(store) > capacity:
-        store.popitem(last=False)
-
-
 class Ingest:
     """Validates envelopes against the contract and publishes the accepted ones."""
 
-    def __init__(self, publisher: Publisher, accepted: AcceptedLogs, max_event_bytes: int) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        accepted: AcceptedLogs,
+        max_event_bytes: int,
+        unsaved: UnsavedIndex,
+    ) -> None:
         self.publisher = publisher
         self.accepted = accepted
         self.max_event_bytes = max_event_bytes
+        self.unsaved = unsaved
 
     def encode(self, item: Any) -> tuple[Event, Encoded]:
         """The validated event and its ``(routing key, bytes)``; raises ContractError."""
-        try:
-            raw = orjson.dumps(item)
-        except orjson.JSONEncodeError as exc:  # nested deeper than orjson writes (254 levels)
-            error = FieldError("body", f"cannot be encoded as JSON ({exc})")
-            raise ContractError([error]) from None
-        event = parse_event(raw, max_bytes=self.max_event_bytes)
-        return event, (routing_key(event), raw)
+        return encode_envelope(item, self.max_event_bytes)
 
     def check(
         self,
@@ -164,6 +167,9 @@ class Ingest:
         return outcomes, delivery
 
     async def publish(self, encoded: Sequence[tuple[Event, Encoded]]) -> Delivery:
+        """Publish the events, without the payload fields of save=false logs
+        (:func:`gateway.unsaved.screen`)."""
+        encoded = await screen(self.unsaved, encoded)
         delivery = await self.publisher.publish([data for _, data in encoded])
         for event, _ in encoded:
             if event.type == "log":

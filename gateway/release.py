@@ -105,9 +105,12 @@ async def _publish_claimed(
     return created
 
 
-async def sweep(gw: Gateway, *, ttl_s: float, limit: int = 1000) -> tuple[int, int]:
+async def sweep(
+    gw: Gateway, *, ttl_s: float, unsaved_ttl_s: float | None = None, limit: int = 1000
+) -> tuple[int, int]:
     """Release what became resolvable and expire what waited too long:
-    ``(released, expired)``."""
+    ``(released, expired)``. Also forgets the save=false handles older than
+    ``unsaved_ttl_s`` (:mod:`gateway.unsaved`; by then the pipeline stored their logs)."""
     by_project: dict[str, list[str]] = {}
     for node in await gw.held.resolvable(limit):
         by_project.setdefault(node.project, []).append(node.node_id)
@@ -115,18 +118,22 @@ async def sweep(gw: Gateway, *, ttl_s: float, limit: int = 1000) -> tuple[int, i
     for project, ids in by_project.items():
         released += await release(gw, project, ids)
     expired = await gw.held.expire(ttl_s)
+    if unsaved_ttl_s is not None:
+        await gw.ingest.unsaved.expire(unsaved_ttl_s)
     if expired:
         log.warning("%d held Maxim lines expired into dead_letters (their node never came)",
                     expired)  # fmt: skip
     return released, expired
 
 
-async def sweep_forever(gw: Gateway, *, interval_s: float, ttl_s: float) -> None:
+async def sweep_forever(
+    gw: Gateway, *, interval_s: float, ttl_s: float, unsaved_ttl_s: float | None = None
+) -> None:
     """:func:`sweep` every ``interval_s`` until cancelled; a failed sweep is retried."""
     while True:
         await asyncio.sleep(interval_s)
         try:
-            await sweep(gw, ttl_s=ttl_s)
+            await sweep(gw, ttl_s=ttl_s, unsaved_ttl_s=unsaved_ttl_s)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # Postgres or Kafka away: the next sweep retries

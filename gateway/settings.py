@@ -68,6 +68,14 @@ class GatewaySettings(BaseSettings):
     held_ttl_s: float = Field(
         default=86_400.0, gt=0, description="Held Maxim lines older than this become dead letters."
     )
+    unsaved_ttl_s: float = Field(
+        default=7 * 86_400.0,
+        gt=0,
+        description=(
+            "How long the shared index remembers a save=false log's id and reference id "
+            "(table unsaved_logs; afterwards the stored log's save=false answers)."
+        ),
+    )
     db_pool_max: int = Field(default=8, ge=1, le=200, description="PostgreSQL connections.")
     db_timeout_s: float = Field(default=10.0, gt=0, description="Timeout of one query.")
     list_limit_max: int = Field(default=500, ge=1, description="Largest page of a listing.")

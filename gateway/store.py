@@ -334,6 +334,45 @@ class ReadStore:
         )
         return totals, traces, logs
 
+    # -- what a deletion erases (gateway.deletion) ----------------------------------------
+
+    async def logs_named(
+        self, project: str, ids: list[str], reference_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        """``id`` and ``reference_id`` of the stored logs with one of these ids or refs."""
+        return await self._all(
+            "SELECT id, reference_id FROM logs WHERE project = $1"
+            " AND (id = ANY($2::text[]) OR reference_id = ANY($3::text[]))",
+            project,
+            ids,
+            reference_ids,
+        )
+
+    async def trace_nodes(self, project: str, trace_ids: list[str]) -> list[dict[str, Any]]:
+        """Every stored member of the traces: ``kind``, ``id``, ``reference_id``."""
+        return await self._all(
+            "SELECT 'span' AS kind, id, NULL AS reference_id FROM spans"
+            " WHERE project = $1 AND trace_id = ANY($2::text[])"
+            " UNION ALL SELECT 'generation', id, NULL FROM generations"
+            " WHERE project = $1 AND trace_id = ANY($2::text[])"
+            " UNION ALL SELECT 'log', id, reference_id FROM logs"
+            " WHERE project = $1 AND (trace_id = ANY($2::text[]) OR id = ANY($2::text[]))",
+            project,
+            trace_ids,
+        )
+
+    async def session_traces(self, project: str, session_id: str) -> list[str]:
+        """Ids of the traces of a session, and of the traces of its logs."""
+        rows = await self._all(
+            "SELECT id FROM traces WHERE project = $1"
+            " AND (session_id = $2 OR rollup_session_id = $2)"
+            " UNION SELECT coalesce(trace_id, id) FROM logs WHERE project = $1"
+            " AND (session_id = $2 OR session_reference_id = $2)",
+            project,
+            session_id,
+        )
+        return [row["id"] for row in rows]
+
 
 def _page(rows: list[dict[str, Any]], limit: int) -> tuple[list[dict[str, Any]], Cursor | None]:
     if len(rows) <= limit:

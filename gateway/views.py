@@ -19,6 +19,7 @@ from producers.contract import LogResponse
 from producers.contract.types import JsonObject
 
 __all__ = [
+    "DeletionAccepted",
     "LogPage",
     "LogUpdateAccepted",
     "LogView",
@@ -53,6 +54,14 @@ class LogUpdateAccepted(BaseModel):
     reference_id: str | None = None
     observability_status: Literal["pending"] = "pending"
     updated_at: datetime
+
+
+class DeletionAccepted(BaseModel):
+    """A deletion is published at once (a ``delete`` event per entity) and applied by the
+    pipeline: rows removed, totals corrected, later events of the entities dropped."""
+
+    deleted: dict[str, int] = Field(description="Entities per kind: log, trace, span...")
+    event_ids: list[str]
 
 
 class LogPage(BaseModel):

@@ -245,6 +245,38 @@ def gateway(settings: Settings, host: str | None, port: int | None, workers: int
                 log_config=log_config)  # fmt: skip
 
 
+@main.command("delete")
+@click.option("--project", required=True, help="The project of the entities.")
+@click.option("--log", "log_ids", multiple=True, help="A log id (repeatable).")
+@click.option("--reference-id", "reference_ids", multiple=True, help="A log reference id.")
+@click.option("--trace", "trace_ids", multiple=True, help="A trace: every stored member.")
+@click.option("--session", "session_ids", multiple=True, help="A session: all its traces, logs.")
+@click.pass_obj
+def delete_command(
+    settings: Settings,
+    project: str,
+    log_ids: tuple[str, ...],
+    reference_ids: tuple[str, ...],
+    trace_ids: tuple[str, ...],
+    session_ids: tuple[str, ...],
+) -> None:
+    """Delete logs, traces and sessions: rows, totals and processor state follow; raw
+    events sent before stay in the raw topic until its retention ends."""
+    from logflume.erase import erase
+    from producers.sdk import SendFailure
+
+    if not (log_ids or reference_ids or trace_ids or session_ids):
+        fail("name at least one --log, --reference-id, --trace or --session")
+    try:
+        targets = run(erase(settings, project, log_ids=list(log_ids),
+                            reference_ids=list(reference_ids), trace_ids=list(trace_ids),
+                            session_ids=list(session_ids)))  # fmt: skip
+    except (ValueError, SendFailure) as exc:
+        fail(str(exc))
+    counts = ", ".join(f"{n} {kind}" for kind, n in sorted(targets.counts().items()))
+    console.print(f"published the deletion of {counts} in project {escape(project)}")
+
+
 @main.group()
 def keys() -> None:
     """API keys of the gateway (one project each; only a hash is stored)."""

@@ -80,7 +80,12 @@ class Settings(BaseSettings):
     )
     partitions: int = Field(default=12, ge=1, le=1024, description="Partitions per topic.")
     events_retention_ms: int = Field(
-        default=-1, ge=-1, description="Retention of the raw events topic (-1 keeps history)."
+        default=30 * 24 * 3600 * 1000,
+        ge=-1,
+        description=(
+            "Retention of the raw events topic, applied when it is created: how long an "
+            "event (and any payload in it) stays in Kafka; -1 keeps history forever."
+        ),
     )
     max_event_bytes: int = Field(
         default=DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest accepted event, in bytes."

@@ -56,9 +56,13 @@ def _parent(entity: dict[str, Any]) -> str | None:
 
 
 def entity_summary(entity: dict[str, Any]) -> dict[str, Any]:
-    """What a trace needs of one canonical entity: identity, tree link, usage, cost, time."""
+    """What a trace needs of one canonical entity: identity, tree link, usage, cost, time.
+    A deleted entity's summary is retracted: it no longer counts, nor adds anything."""
     kind = entity["kind"]
     error = entity.get("error")
+    if entity.get("deleted"):
+        return {"kind": kind, "id": entity.get("id"), "version": entity["version"],
+                "retracted": True, "cost": None}  # fmt: skip
     return {
         "kind": kind,
         "id": entity.get("id"),
@@ -152,7 +156,7 @@ def _updated_totals(
         if track_sessions and new["session_id"] not in totals["seen_sessions"]:
             totals["seen_sessions"] = sorted({*totals["seen_sessions"], new["session_id"]})
     if new["kind"] == "trace":  # the Maxim trace node itself: its end means completed
-        totals["root"] = {"end": new["end"], "name": new["name"]}
+        totals["root"] = {"end": new["end"], "name": new["name"]} if new["present"] else None
     return totals
 
 

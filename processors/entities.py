@@ -29,6 +29,7 @@ import orjson
 
 from producers.contract import (
     CARRIED,
+    DeleteEvent,
     Event,
     FeedbackEvent,
     GenerationErrorEvent,
@@ -49,6 +50,7 @@ from .text import scrub_nul
 __all__ = [
     "canonical_entity",
     "carried_fields",
+    "entity_key",
     "prompt_id_for_path",
     "prompt_version_id",
     "state_key",
@@ -74,8 +76,14 @@ _FEEDBACK_IMMUTABLE = frozenset({"id", "log_id", "reference_id"})
 _MAPS = ("metadata", "tags")  # merged key by key
 
 
+def entity_key(kind: str, project: str, identity: str) -> str:
+    """The table key of an entity's state: ``kind:project/identity`` (the identity encoded,
+    see :mod:`producers.contract.keys`)."""
+    return f"{kind}:{project_key(project, identity)}"
+
+
 def state_key(kind: str, event: Event) -> str:
-    return f"{kind}:{project_key(event.project, entity_identity(event))}"
+    return entity_key(kind, event.project, entity_identity(event))
 
 
 def _ts_us(event: Event) -> int:
@@ -175,6 +183,10 @@ def to_change(
             change = _change("generation", event, carried, _NODE_IMMUTABLE)
             change.immutable.update(id=generation_id, trace_id=trace_id)
             return state_key("generation", event), change
+        case DeleteEvent():
+            kind = event.body.kind
+            change = Change(kind, event.project, event.event_id, _ts_us(event), is_delete=True)
+            return state_key(kind, event), change
     raise TypeError(f"not an event: {type(event).__name__}")
 
 
@@ -281,6 +293,8 @@ def canonical_entity(
     kind = state["kind"]
     if kind == "log" and not state["created"]:
         return None  # updates before the create wait in the state
+    if state.get("deleted"):
+        return _deleted_entity(key, state)
     values = field_values(state)
     if carried:
         values.update(carried)
@@ -300,4 +314,35 @@ def canonical_entity(
         partial=not state["created"],
         last_ts=state["last_ts"],
     )
+    return values
+
+
+def _deleted_entity(key: str, state: dict[str, Any]) -> dict[str, Any] | None:
+    """A deleted entity's last output: ``deleted``, no usage or cost, and what places it in
+    its trace, session and prompt version, so that stage 2 retracts it from them and the
+    sink removes its rows. None when it was never placed anywhere."""
+    values = field_values(state)
+    kind = state["kind"]
+    if kind == "log":
+        prompt = values.get("prompt")
+        if prompt is not None and not values.get("version_id"):
+            values["version_id"] = prompt_version_id(prompt)
+        values["trace_root"] = values.get("trace_id") or values.get("id")
+        values["save"] = state["save"]
+    elif kind == "trace":
+        values["trace_root"] = values.get("id")
+    values.setdefault("trace_root", values.get("trace_id"))
+    if values["trace_root"] is None or values.get("id") is None:
+        return None
+    values.update(
+        kind=kind,
+        key=key,
+        project=state["project"],
+        version=len(state["seen"]),
+        partial=False,
+        last_ts=state["last_ts"],
+        cost=None,
+        deleted=True,
+    )
+    values[CARRIED] = []
     return values

@@ -7,13 +7,18 @@ An entity's state is a plain dict (it is a Faust table value, JSON on the change
                                                   # fields: [None, ts_us, event_id]
      "imm": {field: [value, ts_us, event_id]},    # earliest (ts, event_id) wins
      "meta": {key: [value, ts_us, event_id]},     # metadata (and tags), key by key
-     "created": bool, "save": bool}
+     "created": bool, "save": bool, "deleted": bool (only once deleted)}
 
 Every rule is a max, a min or a logical AND over the events seen, so any order, any
 duplication and any grouping of the same events gives the same state (a state-based CRDT);
 hypothesis tests check it. ``save`` is the AND of the creates' flags: once an entity is
 ``save=false`` its payload fields are dropped from the state and never enter it again, and
 an event with ``save=false`` never brings payload in.
+
+A ``delete`` event makes the state a tombstone: only what places the entity in its groups
+(immutable fields, session and parent) is kept, so that its output retracts it from them,
+and every later event of the entity is dropped. Deletion is final (it is the one rule that
+depends on order: an event after it is ignored).
 
 Payload fields (``producers.contract.PAYLOAD_FIELDS``) keep only their version in the state:
 a winning value is handed to the caller (``carried``) to travel in the entity's output,
@@ -52,6 +57,11 @@ class Change:
     metadata: dict[str, Any] = field(default_factory=dict)  # keys already namespaced
     is_create: bool = False
     save: bool = True
+    is_delete: bool = False
+
+
+# What a deleted entity keeps of its mutable fields: its place in its groups.
+_MEMBERSHIP = frozenset({"session_id", "session_reference_id", "parent_id", "parent_reference_id"})
 
 
 _PENDING = 1  # 4th element of a payload entry whose value waits for its log's create
@@ -88,8 +98,12 @@ def apply_change(
     """
     if state is None:
         state = new_state(change.kind, change.project)
-    elif change.event_id in state["seen"]:
+    elif change.event_id in state["seen"] or state.get("deleted"):
         return None
+    if change.is_delete:
+        if carried is not None:
+            carried.clear()
+        return _tombstone(state, change)
     ts_us, event_id = change.ts_us, change.event_id
     save = state["save"] and (change.save or not change.is_create)
     mut = dict(state["mut"])
@@ -145,6 +159,18 @@ def apply_change(
         "meta": meta,
         "created": created,
         "save": save,
+    }
+
+
+def _tombstone(state: dict[str, Any], change: Change) -> dict[str, Any]:
+    """The state of a deleted entity: its identity and group membership, nothing else."""
+    return {
+        **state,
+        "seen": [*state["seen"], change.event_id],
+        "last_ts": max(state["last_ts"], change.ts_us / 1_000_000),
+        "mut": {name: entry for name, entry in state["mut"].items() if name in _MEMBERSHIP},
+        "meta": {},
+        "deleted": True,
     }
 
 

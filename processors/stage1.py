@@ -26,6 +26,7 @@ from .entities import canonical_entity, to_change
 from .merge import apply_change
 from .outcome import DeadLetter, Lookup, Origin, Outcome, Output, load_record
 from .text import NUL_ESCAPE
+from .unsaved import private_event, private_record, unsaved_event
 
 __all__ = ["entity_output_key", "merge_events", "process_events_record"]
 
@@ -41,10 +42,11 @@ def _nested(item: Any, levels: int) -> Any:
 
 
 def _parse(
-    value: bytes, origin: Origin, max_event_bytes: int, outcome: Outcome
+    value: bytes, origin: Origin, max_event_bytes: int, outcome: Outcome, lookup: Lookup
 ) -> tuple[list[Event], list[dict[str, Any]]]:
     """The valid events of a record and their bodies as decoded from the wire; the invalid
-    events are appended as dead letters."""
+    events are appended as dead letters (without the payload of a save=false log, whose
+    state ``lookup`` reads: :mod:`processors.unsaved`)."""
     if len(value) <= max_event_bytes and value[:1] == b"[":
         try:  # validate_json also refuses JSON nested deeper than ~200 levels
             events = _RECORD.validate_json(value)
@@ -65,19 +67,26 @@ def _parse(
             orjson.dumps(_nested(item, _STATE_HEADROOM))
         except orjson.JSONEncodeError as exc:
             reason = f"body: cannot be encoded as JSON ({exc})"
-            outcome.dead_letters.append(DeadLetter(origin, index, reason, value[:4096], event_id))
+            kept = private_record(value, lookup)[:4096]
+            outcome.dead_letters.append(DeadLetter(origin, index, reason, kept, event_id))
             continue
         if len(raw) > max_event_bytes:
             reason = f"event: is {len(raw)} bytes, over the limit of {max_event_bytes} bytes"
-            outcome.dead_letters.append(DeadLetter(origin, index, reason, raw[:4096], event_id))
+            kept = _private_raw(item, raw, lookup)[:4096]
+            outcome.dead_letters.append(DeadLetter(origin, index, reason, kept, event_id))
             continue
         try:
             events.append(validate_event(item))
         except ContractError as exc:
-            outcome.dead_letters.append(DeadLetter(origin, index, str(exc), raw, event_id))
+            kept = _private_raw(item, raw, lookup)
+            outcome.dead_letters.append(DeadLetter(origin, index, str(exc), kept, event_id))
             continue
         bodies.append(item["body"])
     return events, bodies
+
+
+def _private_raw(item: Any, raw: bytes, lookup: Lookup) -> bytes:
+    return orjson.dumps(private_event(item, lookup)) if unsaved_event(item, lookup) else raw
 
 
 def entity_output_key(entity: dict[str, Any]) -> bytes:
@@ -126,6 +135,6 @@ def process_events_record(
     value: bytes, origin: Origin, lookup: Lookup, *, max_event_bytes: int
 ) -> Outcome:
     outcome = Outcome()
-    events, bodies = _parse(value, origin, max_event_bytes, outcome)
+    events, bodies = _parse(value, origin, max_event_bytes, outcome, lookup)
     merge_events(events, lookup, outcome, scrub=NUL_ESCAPE in value, raw_bodies=bodies)
     return outcome

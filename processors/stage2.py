@@ -49,7 +49,11 @@ def _select(
 
 
 def rollup_summary(rollup: dict[str, Any]) -> dict[str, Any]:
-    """A trace rollup as a member of its session."""
+    """A trace rollup as a member of its session (retracted once every member of the
+    trace is deleted)."""
+    if not rollup["counts"]:
+        return {"kind": "trace", "id": rollup["id"], "version": rollup["version"],
+                "retracted": True, "cost": None}  # fmt: skip
     return {
         "kind": "trace",
         "id": rollup["id"],

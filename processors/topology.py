@@ -40,6 +40,7 @@ from producers.contract import merge_carried
 
 from .codec import pack_outputs
 from .outcome import DeadLetter, Lookup, Origin, Outcome, Output
+from .unsaved import private_record
 
 __all__ = [
     "STAGES",
@@ -234,7 +235,8 @@ class StageRunner:
         except Exception as exc:
             self.poison_records += 1
             reason = f"{type(exc).__name__}: {exc}"[:_MAX_REASON_CHARS]
-            outcome = Outcome(dead_letters=[DeadLetter(origin, -1, reason, raw)])
+            kept = private_record(raw, lookup)
+            outcome = Outcome(dead_letters=[DeadLetter(origin, -1, reason, kept)])
         window = self.window
         if outcome.outputs:
             window.add(self.spec.sink, outcome.outputs, origin)

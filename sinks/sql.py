@@ -19,8 +19,11 @@ __all__ = [
     "LOCK_SESSIONS",
     "PROMPTS",
     "PROMPT_VERSIONS",
+    "REMOVE_FEEDBACK",
+    "REMOVE_LOGS",
     "SESSION_SPANS",
     "param_type",
+    "remove_sql",
     "update_clause",
     "upsert_sql",
 ]
@@ -82,6 +85,32 @@ def upsert_sql(spec: TableSpec) -> str:
         f"SELECT {selects}\nFROM unnest({params}) AS u({columns})\n"
         f"ON CONFLICT ({target}) DO UPDATE SET {updates}, updated_at = now()\n"
         f"WHERE t.{version} < EXCLUDED.{version}"
+    )
+
+
+# Removals, like upserts, only act on an older row (a redelivered empty rollup of a group
+# that has members again changes nothing). Deleted logs go with their feedback; a log is
+# matched by id or by reference id (its row may be stored under another create's id, see
+# sinks.tables.LOGS_BY_REFERENCE).
+REMOVE_LOGS = """
+DELETE FROM logs t
+USING unnest($1::text[], $2::text[], $3::text[], $4::bigint[]) AS u(project, id, ref, version)
+WHERE t.project = u.project AND (t.id = u.id OR t.reference_id = u.ref) AND t.version < u.version
+"""
+
+REMOVE_FEEDBACK = """
+DELETE FROM feedback t USING unnest($1::text[], $2::text[], $3::text[]) AS u(project, id, ref)
+WHERE t.project = u.project AND (t.log_id = u.id OR t.reference_id = u.ref)
+"""
+
+
+@cache
+def remove_sql(spec: TableSpec) -> str:
+    """Delete rows by ``(project, id)`` older than the removal (logs: ``REMOVE_LOGS``)."""
+    return (
+        f"DELETE FROM {_q(spec.table)} t"
+        " USING unnest($1::text[], $2::text[], $3::bigint[]) AS u(project, id, version)"
+        f" WHERE t.project = u.project AND t.id = u.id AND t.{_q(spec.version_column)} < u.version"
     )
 
 

@@ -18,7 +18,7 @@ import orjson
 
 from producers.contract import CARRIED
 
-__all__ = ["SPECS", "TableSpec", "spec_for"]
+__all__ = ["SPECS", "TableSpec", "removes", "spec_for"]
 
 Extract = Callable[[dict[str, Any]], Any]
 
@@ -315,3 +315,11 @@ def spec_for(role: str, value: dict[str, Any]) -> TableSpec | None:
     if spec is LOGS and value.get("reference_id"):
         return LOGS_BY_REFERENCE
     return spec
+
+
+def removes(spec: TableSpec, value: dict[str, Any]) -> bool:
+    """The stage output removes its row instead of writing it: a deleted entity, or a
+    group (trace, session, prompt version) none of whose members is left."""
+    if spec.version_column == "rollup_version":
+        return not value.get("counts")
+    return value.get("deleted") is True

@@ -1,6 +1,9 @@
 """Write one batch to PostgreSQL in one transaction: one statement per table; then, in a
 second one, the spans of the sessions the batch touched (``sql.SESSION_SPANS``).
 
+Outputs of deleted entities, and rollups of groups with no member left, remove their rows
+(a log's feedback with it) after every table's upserts (``sinks.tables.removes``).
+
 A row the database refuses (a value no column can hold) must not stall the sink: the
 failing table's rows are then written one by one under savepoints, and each refused row
 becomes a dead letter with the database's reason, while the rest of the batch commits.
@@ -11,7 +14,7 @@ whole batch (every statement is idempotent).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -19,7 +22,7 @@ import orjson
 
 from . import sql
 from .batch import Batch, DeadLetterRow
-from .tables import SESSIONS, TRACE_ROLLUPS, TableSpec
+from .tables import LOGS, LOGS_BY_REFERENCE, SESSIONS, TRACE_ROLLUPS, TableSpec, removes
 
 __all__ = ["WriteResult", "write_batch"]
 
@@ -33,6 +36,7 @@ _ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 class WriteResult:
     rows: dict[str, int]
     refused: int = 0
+    removed: dict[str, int] = field(default_factory=dict)  # rows of deleted entities, groups
 
 
 def _columns(spec: TableSpec, values: list[dict[str, Any]]) -> list[list[Any]]:
@@ -46,13 +50,31 @@ async def _upsert(
     await conn.execute(sql.upsert_sql(spec), *_columns(spec, values), timeout=timeout)
 
 
+async def _remove(
+    conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
+) -> None:
+    projects = [value["project"] for value in values]
+    ids = [value.get("id") for value in values]
+    versions = [value["version"] for value in values]
+    if spec in (LOGS, LOGS_BY_REFERENCE):
+        refs = [value.get("reference_id") for value in values]
+        await conn.execute(sql.REMOVE_LOGS, projects, ids, refs, versions, timeout=timeout)
+        await conn.execute(sql.REMOVE_FEEDBACK, projects, ids, refs, timeout=timeout)
+    else:
+        await conn.execute(sql.remove_sql(spec), projects, ids, versions, timeout=timeout)
+
+
 async def _upsert_isolating(
-    conn: asyncpg.Connection, spec: TableSpec, batch: Batch, timeout: float
+    conn: asyncpg.Connection,
+    spec: TableSpec,
+    rows: dict[tuple[str, ...], dict[str, Any]],
+    batch: Batch,
+    timeout: float,
 ) -> list[DeadLetterRow]:
     """Write rows one at a time; the refused ones come back as dead letters, each under
     the Kafka origin of its value (a redelivered refusal is then not stored twice)."""
     refused: list[DeadLetterRow] = []
-    for key, value in batch.rows[spec].items():
+    for key, value in rows.items():
         try:
             async with conn.transaction():  # a savepoint inside the batch's transaction
                 await _upsert(conn, spec, [value], timeout)
@@ -160,16 +182,25 @@ async def write_batch(
     async with conn.transaction():
         if batch.prompts:
             await _prompts(conn, batch, timeout)
-        for spec, rows in batch.rows.items():
+        removals: dict[TableSpec, list[dict[str, Any]]] = {}
+        for spec, all_rows in batch.rows.items():
+            rows = {key: value for key, value in all_rows.items() if not removes(spec, value)}
+            if len(rows) < len(all_rows):
+                removals[spec] = [v for v in all_rows.values() if removes(spec, v)]
+            if not rows:
+                continue
             values = list(rows.values())
             try:
                 async with conn.transaction():
                     await _upsert(conn, spec, values, timeout)
             except _ROW_ERRORS:
-                refused = await _upsert_isolating(conn, spec, batch, timeout)
+                refused = await _upsert_isolating(conn, spec, rows, batch, timeout)
                 result.refused += len(refused)
                 dead.extend(refused)
             result.rows[spec.table] = result.rows.get(spec.table, 0) + len(values)
+        for spec, values in removals.items():
+            await _remove(conn, spec, values, timeout)
+            result.removed[spec.table] = result.removed.get(spec.table, 0) + len(values)
         if dead:
             await _dead_letters(conn, dead, timeout)
     sessions = _sessions_touched(batch)

@@ -216,8 +216,12 @@ async def _drop_scratch(services: Services, settings: Settings, database: str) -
         pass  # a leftover topic with a unique name harms nobody
     finally:
         await kafka.close()
+    await drop_database(services, database)
+
+
+async def drop_database(services: Services, name: str) -> None:
     admin = await asyncpg.connect(services.dsn, timeout=30)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()

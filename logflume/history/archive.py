@@ -11,6 +11,10 @@ The trailer makes a truncated archive (an interrupted export, a partial copy) an
 instead of a silently shorter history; an export writes a temporary file and renames it
 only once complete.
 
+An export writes no payload field of a ``save=false`` log and no event of a deleted
+entity, whatever the raw topic holds (:mod:`logflume.history.privacy`; it reads the window
+twice for that).
+
 Import publishes every event with the bytes it was archived with, so its ``event_id`` and
 ``ts`` are unchanged: stage 1 drops an event id it has already merged, and the re-emitted
 entity has the same version, which the sink's guard ignores. Importing twice therefore
@@ -25,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +49,7 @@ from producers.contract import (
     validate_event,
 )
 
+from .privacy import PrivacyFilter
 from .window import Window, resolve_window
 
 __all__ = [
@@ -76,6 +81,7 @@ class ExportReport:
     records: int = 0
     events: int = 0
     unreadable: int = 0  # records that are not JSON (dead letters live): not archivable
+    deleted: int = 0  # events of entities deleted since: not exported
     bytes: int = 0
 
 
@@ -193,13 +199,11 @@ async def export_archive(
         )
         if on_window is not None:
             on_window(window)
-        pending = {p for p in window.start if window.start[p] < window.end[p]}
-        if pending:
-            tps = [TopicPartition(window.topic, p) for p in pending]
-            consumer.assign(tps)
-            for tp in tps:
-                consumer.seek(tp, window.start[tp.partition])
-        positions = dict(window.start)
+        privacy = PrivacyFilter()  # first pass: unsaved logs, deleted entities
+        async for values in _read_window(consumer, window):
+            for value in values:
+                for item in _record_items(value) or ():
+                    privacy.note(item)
         header = {
             "topic": window.topic,
             "since": since.isoformat() if since else None,
@@ -208,17 +212,10 @@ async def export_archive(
         }
         with tmp.open("wb") as out:
             writer = ArchiveWriter(out, header)
-            while pending:
-                fetched = await consumer.getmany(timeout_ms=500, max_records=2000)
-                for tp, messages in fetched.items():
-                    end = window.end[tp.partition]
-                    for message in messages:
-                        if message.offset < end and message.value is not None:
-                            _export_record(message.value, writer, report)
-                    positions[tp.partition] = await consumer.position(tp)
-                    if positions[tp.partition] >= end:
-                        pending.discard(tp.partition)
-                        consumer.pause(tp)
+            positions = dict(window.start)
+            async for values in _read_window(consumer, window, positions):
+                for value in values:
+                    _export_record(value, writer, report, privacy)
                 if on_progress is not None:
                     on_progress(report.records, report.events, window.remaining(positions))
             writer.close()
@@ -232,16 +229,56 @@ async def export_archive(
     return report
 
 
-def _export_record(value: bytes, writer: ArchiveWriter, report: ExportReport) -> None:
-    """One raw record's events as lines (a record is a JSON array of events, or one)."""
-    report.records += 1
+async def _read_window(
+    consumer: AIOKafkaConsumer, window: Window, positions: dict[int, int] | None = None
+) -> AsyncIterator[list[bytes]]:
+    """The raw records of the window (their values, fetch by fetch), read from its start;
+    ``positions`` follows each partition's consumer position."""
+    pending = {p for p in window.start if window.start[p] < window.end[p]}
+    tps = [TopicPartition(window.topic, p) for p in pending]
+    consumer.assign(tps)
+    for tp in tps:
+        consumer.seek(tp, window.start[tp.partition])
+    while pending:
+        fetched = await consumer.getmany(timeout_ms=500, max_records=2000)
+        values: list[bytes] = []
+        for tp, messages in fetched.items():
+            end = window.end[tp.partition]
+            values += [m.value for m in messages if m.offset < end and m.value is not None]
+            position = await consumer.position(tp)
+            if positions is not None:
+                positions[tp.partition] = position
+            if position >= end:
+                pending.discard(tp.partition)
+                consumer.pause(tp)
+        yield values
+
+
+def _record_items(value: bytes) -> list[Any] | None:
+    """The events of a raw record (a JSON array of events, or one); None if not JSON."""
     try:
         decoded = orjson.loads(value)
     except orjson.JSONDecodeError:
+        return None
+    return decoded if isinstance(decoded, list) else [decoded]
+
+
+def _export_record(
+    value: bytes, writer: ArchiveWriter, report: ExportReport, privacy: PrivacyFilter
+) -> None:
+    """One raw record's events as lines: those of unsaved logs without payload fields,
+    none of a deleted entity."""
+    report.records += 1
+    items = _record_items(value)
+    if items is None:
         report.unreadable += 1
         return
-    for item in decoded if isinstance(decoded, list) else [decoded]:
-        writer.write(orjson.dumps(item))
+    for item in items:
+        kept = privacy.screen(item)
+        if kept is None:
+            report.deleted += 1
+            continue
+        writer.write(orjson.dumps(kept))
         report.events += 1
 
 

@@ -239,7 +239,8 @@ def export_command(settings: Settings, since: str, until: str | None, path: Path
             f"; {report.unreadable:,} records were not JSON arrays (skipped)"
             if report.unreadable
             else ""
-        ),
+        )
+        + (f"; {report.deleted:,} events of deleted entities left out" if report.deleted else ""),
         soft_wrap=True,
     )
 

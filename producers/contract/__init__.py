@@ -5,11 +5,13 @@ Parse wire bytes with :func:`parse_event`, build events in Python and encode the
 :func:`encode_event`. Every rejection is a :class:`ContractError` naming field and reason.
 """
 
+from .deletion import DELETABLE_KINDS, DeleteBody
 from .events import (
     DEFAULT_MAX_EVENT_BYTES,
     EVENT_ADAPTER,
     EVENT_TYPES,
     ContractError,
+    DeleteEvent,
     Event,
     EventBase,
     FeedbackEvent,
@@ -39,6 +41,14 @@ from .maxim import (
     Usage,
 )
 from .outputs import CARRIED, PAYLOAD_FIELDS, merge_carried
+from .privacy import (
+    LOG_TYPES,
+    carries_payload,
+    event_without_payload,
+    log_handles,
+    says_unsaved,
+    without_payload,
+)
 from .records import entity_identity, pack_record, partition_for, routing_key, unpack_record
 from .types import ChatMessage, ToolCall, ToolChoiceFunction
 from .views import CreateLogResponse, LogResponse, ObservabilityStatus
@@ -46,14 +56,18 @@ from .views import CreateLogResponse, LogResponse, ObservabilityStatus
 __all__ = [
     "CARRIED",
     "DEFAULT_MAX_EVENT_BYTES",
+    "DELETABLE_KINDS",
     "EVENT_ADAPTER",
     "EVENT_TYPES",
+    "LOG_TYPES",
     "PAYLOAD_FIELDS",
     "ChatCompletion",
     "ChatCompletionChoice",
     "ChatMessage",
     "ContractError",
     "CreateLogResponse",
+    "DeleteBody",
+    "DeleteEvent",
     "Event",
     "EventBase",
     "FeedbackBody",
@@ -81,14 +95,19 @@ __all__ = [
     "TraceBody",
     "TraceEvent",
     "Usage",
+    "carries_payload",
     "encode_event",
     "entity_identity",
     "event_json_schema",
+    "event_without_payload",
+    "log_handles",
     "merge_carried",
     "pack_record",
     "parse_event",
     "partition_for",
     "routing_key",
+    "says_unsaved",
     "unpack_record",
     "validate_event",
+    "without_payload",
 ]

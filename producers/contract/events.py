@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AwareDatetime, Field, TypeAdapter, ValidationError, model_validator
 from pydantic_core import ErrorDetails
 
+from .deletion import DeleteBody
 from .log import FeedbackBody, LogBody, LogUpdateBody
 from .maxim import GenerationBody, GenerationErrorBody, GenerationResultBody, SpanBody, TraceBody
 from .types import (
@@ -32,6 +33,7 @@ __all__ = [
     "EVENT_ADAPTER",
     "EVENT_TYPES",
     "ContractError",
+    "DeleteEvent",
     "Event",
     "EventBase",
     "FeedbackEvent",
@@ -106,6 +108,11 @@ class GenerationErrorEvent(EventBase):
     body: GenerationErrorBody
 
 
+class DeleteEvent(EventBase):
+    type: Literal["delete"] = "delete"
+    body: DeleteBody
+
+
 Event = Annotated[
     LogEvent
     | LogUpdateEvent
@@ -114,7 +121,8 @@ Event = Annotated[
     | SpanEvent
     | GenerationEvent
     | GenerationResultEvent
-    | GenerationErrorEvent,
+    | GenerationErrorEvent
+    | DeleteEvent,
     Field(discriminator="type"),
 ]
 
@@ -129,6 +137,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "generation",
     "generation_result",
     "generation_error",
+    "delete",
 )
 
 

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 import orjson
 
 from .events import (
+    DeleteEvent,
     Event,
     FeedbackEvent,
     GenerationErrorEvent,
@@ -46,7 +47,7 @@ def entity_identity(event: Event) -> str:
     """The id of the entity an event belongs to (reference_id first for logs)."""
     body = event.body
     match event:
-        case LogEvent() | LogUpdateEvent():
+        case LogEvent() | LogUpdateEvent() | DeleteEvent():
             return body.reference_id or body.id  # type: ignore[union-attr,return-value]
         case FeedbackEvent():
             return body.reference_id or body.log_id  # type: ignore[union-attr,return-value]

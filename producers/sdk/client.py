@@ -49,6 +49,7 @@ from .spool import Spool, SpoolError
 from .stats import DropReason, RateLimitedWarner, SDKStats, StatsRecorder
 from .tracing import Trace, open_node
 from .transport import KafkaTransport, Transport
+from .unsaved import UnsavedLogs
 from .worker import Worker
 
 __all__ = ["Client"]
@@ -95,6 +96,7 @@ class Client:
         self.settings = settings
         self._strict = settings.strict
         self._encoder = EventEncoder(settings.project, max_event_bytes=settings.max_event_bytes)
+        self._unsaved = UnsavedLogs(settings.unsaved_capacity, settings.unsaved_ttl_s)
         self._given_transport = transport
         self._closed = False
         self._start()
@@ -124,6 +126,7 @@ class Client:
         if self._closed:
             return
         _INHERITED.append((self._worker, self._queue, self._spool, self._stats))
+        self._unsaved.after_fork()
         self._queue.close()
         self._queue.clear()
         if self._spool is not None:
@@ -149,17 +152,32 @@ class Client:
 
     def log(self, **fields: Unpack[LogParams]) -> str:
         """Log one LLM call against a Prompt; returns the log id (``data_<uuid hex>`` when
-        ``id`` is not given) at once."""
+        ``id`` is not given) at once. With ``save=False`` the payload fields (messages,
+        inputs, outputs, provider request and response…) are dropped here, at the call."""
         body: dict[str, Any] = fields  # type: ignore[assignment]
         log_id = body.get("id")
         if log_id is None:
             log_id = body["id"] = new_id("data_")
-        self._emit("log", body, _NONE)
+        self._emit("log", self._unsaved.screen("log", body), _NONE)
         return log_id  # type: ignore[no-any-return]
 
     def update_log(self, **fields: Unpack[LogUpdateParams]) -> None:
-        """Set fields of a log addressed by ``reference_id`` (or by log ``id``)."""
-        self._emit("log_update", fields, _NONE)  # type: ignore[arg-type]
+        """Set fields of a log addressed by ``reference_id`` (or by log ``id``). The
+        payload fields of an update of a ``save=False`` log this client created are dropped."""
+        body: dict[str, Any] = fields  # type: ignore[assignment]
+        self._emit("log_update", self._unsaved.screen("log_update", body), _NONE)
+
+    def delete_log(self, *, id: str | None = None, reference_id: str | None = None) -> None:
+        """Delete a log: the pipeline removes its row and feedback, corrects its trace,
+        session and prompt-version totals and drops its later events. Name it by its
+        ``reference_id`` when it has one (its events are routed by it), else by ``id``.
+        Events sent before stay in the raw topic until its retention ends."""
+        body: dict[str, Any] = {"kind": "log"}
+        if id is not None:
+            body["id"] = id
+        if reference_id is not None:
+            body["reference_id"] = reference_id
+        self._emit("delete", body, _NONE)
 
     def feedback(self, **fields: Unpack[FeedbackParams]) -> str:
         """A rating or judgment (``value``) on a log (``log_id`` or ``reference_id``);

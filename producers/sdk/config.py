@@ -127,6 +127,17 @@ class SDKSettings(BaseSettings):
     max_event_bytes: int = Field(
         default=DEFAULT_MAX_EVENT_BYTES, ge=_KIB, description="Largest accepted event."
     )
+    unsaved_capacity: int = Field(
+        default=100_000,
+        ge=0,
+        description=(
+            "save=false logs remembered (by id and reference id) so that their updates lose "
+            "their payload fields at the call too (~150 bytes each)."
+        ),
+    )
+    unsaved_ttl_s: float = Field(
+        default=86_400.0, gt=0, description="How long a save=false log is remembered."
+    )
 
     @field_validator("bootstrap_servers")
     @classmethod

@@ -37,6 +37,7 @@ from pydantic_core import SchemaValidator
 
 from producers.contract import (
     ContractError,
+    DeleteBody,
     FeedbackBody,
     FieldError,
     GenerationBody,
@@ -70,6 +71,7 @@ _BODY_MODELS: Final[dict[str, type[BaseModel]]] = {
     "generation": GenerationBody,
     "generation_result": GenerationResultBody,
     "generation_error": GenerationErrorBody,
+    "delete": DeleteBody,
 }
 _VALIDATORS: Final[dict[str, SchemaValidator]] = {
     name: model.__pydantic_validator__ for name, model in _BODY_MODELS.items()
@@ -103,6 +105,7 @@ _IDENTITY: Final[dict[str, Callable[[Any], str]]] = {
     "generation": _own_id,
     "generation_result": _generation_id,
     "generation_error": _generation_id,
+    "delete": _ref_or_id,
 }
 
 _ENVELOPE: Final = b'{"event_id":"%b","type":"%b","ts":"%b","project":"%b","body":%b}'

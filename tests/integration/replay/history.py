@@ -33,6 +33,7 @@ __all__ = [
     "cli_env",
     "group_lag",
     "logflume",
+    "logflume_ok",
     "produce_history",
     "spawn_logflume",
 ]
@@ -72,6 +73,13 @@ def logflume(
         timeout=timeout_s,
         check=False,
     )
+
+
+def logflume_ok(settings: Settings, home: Path, *args: str) -> str:
+    """Run ``logflume ARGS``, assert it succeeded; its stdout."""
+    result = logflume(settings, home, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
 
 
 def spawn_logflume(settings: Settings, home: Path, *args: str) -> subprocess.Popen[bytes]:

@@ -7,24 +7,16 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import asyncpg
 import pytest
 
 from logflume.history.archive import read_archive
 from logflume.history.verify import verify
-from logflume.settings import Settings
-from tests.integration.replay.history import logflume, produce_history
-from tests.services import Services, scratch_environment, with_database
+from tests.integration.replay.history import logflume_ok, produce_history
+from tests.services import Services, drop_database, scratch_environment, with_database
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 EVENTS = 6000
-
-
-def _ok(settings: Settings, home: Path, *args: str) -> str:
-    result = logflume(settings, home, *args)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result.stdout
 
 
 async def test_export_import_twice_replays_to_the_same_tables(
@@ -42,25 +34,25 @@ async def test_export_import_twice_replays_to_the_same_tables(
         ) as target,
     ):
         events, _ = await produce_history(source, EVENTS, seed=21)
-        out = _ok(source, home, "export", "--since", "earliest", "-o", str(archive))
+        out = logflume_ok(source, home, "export", "--since", "earliest", "-o", str(archive))
         assert f"exported {events:,} events" in out
         lines = list(read_archive(archive))
         assert len(lines) == events
 
-        _ok(source, home, "replay")  # the reference: the original topic, replayed
-        out = _ok(target, home, "import", str(archive))
+        logflume_ok(source, home, "replay")  # the reference: the original topic, replayed
+        out = logflume_ok(target, home, "import", str(archive))
         invalid = int(out.split("skipped ")[1].split(" ")[0])
         assert 0 < invalid < events // 100  # the generator's ~0.5% invalid events
         assert f"imported {events - invalid:,} events" in out
 
         once = with_database(services.dsn, f"lf_arch_once_{tag}")
         try:
-            _ok(target, home, "replay", "--database-url", once)
-            _ok(target, home, "import", str(archive))  # the same history a second time
-            _ok(target, home, "replay")  # into the target's own database
+            logflume_ok(target, home, "replay", "--database-url", once)
+            logflume_ok(target, home, "import", str(archive))  # the same history a second time
+            logflume_ok(target, home, "replay")  # into the target's own database
             same = await verify(once, target.dsn, events_topic=target.topics.events)
         finally:
-            await _drop(services, f"lf_arch_once_{tag}")
+            await drop_database(services, f"lf_arch_once_{tag}")
         assert same.equal, [t for t in same.tables if not t.equal]
 
         result = await verify(source.dsn, target.dsn, events_topic=target.topics.events)
@@ -70,11 +62,3 @@ async def test_export_import_twice_replays_to_the_same_tables(
         (letters,) = [t for t in result.tables if t.table == "dead_letters"]
         assert (letters.rows_a, letters.rows_b) == (invalid, 0)
         assert all(t.rows_a > 0 for t in result.tables)
-
-
-async def _drop(services: Services, name: str) -> None:
-    admin = await asyncpg.connect(services.dsn, timeout=30)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()

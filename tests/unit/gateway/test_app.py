@@ -3,54 +3,15 @@ per-event batch answer, and version ids that agree with the pipeline's stage 1."
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import orjson
 import pytest
-from fastapi.testclient import TestClient
 
-from gateway import Components, GatewaySettings, create_app
-from gateway.held import MemoryHeldLines
-from gateway.nodes import MemoryNodeIndex
 from gateway.release import sweep
-from logflume.settings import Settings
 from processors.outcome import Outcome
 from processors.stage1 import merge_events
 from producers.contract import parse_event
-from producers.sdk import MemoryTransport, Spool
 
-KEYS = {"key-a": "proj-a", "key-b": "proj-b"}
-A = {"X-API-KEY": "key-a"}
-
-
-class DictKeys:
-    async def project_for(self, key: str) -> str | None:
-        return KEYS.get(key)
-
-
-class Env:
-    def __init__(self, client: TestClient, transport: MemoryTransport, held: MemoryHeldLines):
-        self.client = client
-        self.transport = transport
-        self.held = held
-
-    def sent(self) -> list[dict]:
-        return self.transport.bodies()
-
-
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
-    transport = MemoryTransport(partitions=4)
-    spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 16, fsync="batch")
-    held = MemoryHeldLines()
-    parts = Components(transport=transport, spool=spool, keys=DictKeys(), nodes=MemoryNodeIndex(),
-                       held=held)  # fmt: skip
-    settings = Settings(max_event_bytes=4096)
-    options = GatewaySettings(max_body_bytes=64 * 1024, linger_ms=0, held_sweep_s=0)
-    app = create_app(settings, options, parts)
-    with TestClient(app) as client:
-        yield Env(client, transport, held)
+from .conftest import A, Env
 
 
 def test_every_route_but_health_needs_a_valid_key(env: Env):
@@ -275,3 +236,22 @@ def test_a_failed_release_keeps_the_lines_held_for_the_sweeper(
 
 def _types(events: list[dict]) -> list[str]:
     return [e["type"] for e in events]
+
+
+def test_deletions_publish_one_delete_event_per_entity(env: Env):
+    answer = env.client.delete("/v5/logs", params={"id": ["data_1", "data_2"]}, headers=A)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["deleted"] == {"log": 2}
+    by_ref = env.client.delete("/logs", params={"reference_id": "r-1"}, headers=A)
+    assert by_ref.json()["deleted"] == {"log": 1}
+    trace = env.client.delete("/traces/t-1", headers=A)  # without a store: the node only
+    assert trace.json()["deleted"] == {"trace": 1}
+    assert env.client.delete("/logs", headers=A).status_code == 422
+    assert env.client.delete("/logs/a%00b", headers=A).status_code == 422  # NUL in the id
+    bodies = [e["body"] for e in env.sent() if e["type"] == "delete"]
+    assert bodies == [
+        {"kind": "log", "id": "data_1"},
+        {"kind": "log", "id": "data_2"},
+        {"kind": "log", "reference_id": "r-1"},
+        {"kind": "trace", "id": "t-1"},
+    ]

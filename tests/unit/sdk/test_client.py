@@ -256,3 +256,16 @@ def test_overrides_on_top_of_settings(tmp_path: Any) -> None:
         assert client.settings.project == "b" and client.settings.spool_dir == tmp_path
     finally:
         client.close(1)
+
+
+def test_delete_log_sends_a_delete_event_routed_with_the_log(make_client: MakeClient) -> None:
+    transport = MemoryTransport()
+    client = make_client(transport)
+    client.log(reference_id="t-9", output="x")
+    client.delete_log(id="data_9", reference_id="t-9")
+    assert client.flush(5)
+    _, deleted = transport.bodies()
+    assert deleted["type"] == "delete"
+    assert deleted["body"] == {"kind": "log", "id": "data_9", "reference_id": "t-9"}
+    keys = [key for record in transport.records for key, _ in record.events]
+    assert keys[0] == keys[1] == b"unit/t-9"
