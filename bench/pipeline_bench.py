@@ -140,9 +140,10 @@ async def send_all(settings: Settings, records: Sequence[tuple[int, bytes]]) -> 
 
 
 def final_targets(oracle: Oracle) -> dict[tuple[str, str], tuple[int, int]]:
-    """(table, version column) -> (rows, sum of versions) the tables hold when done."""
+    """(table, version column) -> (rows, sum of versions) the tables hold when done (the
+    rows the sink keeps: not a deleted entity's, nor a group's with no member left)."""
     targets: dict[tuple[str, str], tuple[int, int]] = {}
-    for (spec, *_), value in oracle.rows.items():
+    for spec, value in oracle.kept():
         column = spec.version_column
         rows, total = targets.get((spec.table, column), (0, 0))
         version = value["version"] or 0  # rollup_version is the rollup's own "version"

@@ -136,7 +136,7 @@ async def _send(producer: AIOKafkaProducer, topic: str, chunk: list[tuple[int, b
 def _oracle_totals(oracle: Oracle) -> dict[tuple[str, str], Any]:
     """Sum of each totals column over the oracle's final rows."""
     found: dict[tuple[str, str, str, str], Any] = {}
-    for (spec, *_), value in oracle.rows.items():
+    for spec, value in oracle.kept():
         for column in TOTALS.get(spec.table, ()):
             if column in spec.names:
                 item = spec.row(value)[spec.names.index(column)]

@@ -105,7 +105,7 @@ class Oracle:
     def session_spans(self) -> dict[tuple[str, str], tuple[str | None, str | None]]:
         """Per session, the span of the traces that belong to it (their final rollups)."""
         found: dict[tuple[str, str], list[tuple[datetime | None, datetime | None]]] = {}
-        for (spec, *_), value in self.rows.items():
+        for spec, value in self.kept():  # a removed trace row no longer counts
             if spec is TRACE_ROLLUPS and value.get("session_id"):
                 start, end = value.get("start_time"), value.get("end_time")
                 found.setdefault((value["project"], value["session_id"]), []).append(
