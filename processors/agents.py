@@ -279,8 +279,9 @@ class Stage:
             if written and snapshot is not None:
                 # The snapshot holds these writes: it may name their offsets only once Kafka
                 # has them (the next window's writes wait for this completion).
-                delivered = await asyncio.wait_for(asyncio.gather(*written), _DELIVERY_TIMEOUT_S)
-                self.table.note_durable(delivered)
+                futures = [batch.future for batch in written]
+                await asyncio.wait_for(asyncio.gather(*futures), _DELIVERY_TIMEOUT_S)
+                self.table.note_durable(written)
             stream = self._stream
             if stream is not None:
                 for event in held:
