@@ -1,24 +1,26 @@
 """Staying power: the whole pipeline fed at a steady rate for a long time, memory watched.
 
-    python bench/soak_bench.py [--minutes 20] [--rate 1500] [--state-ttl-s 180]
-        [--workers 2] [--payload-bytes 0] [--save FILE]
+    python bench/soak_bench.py [--minutes 20] [--rate 1500] [--quiet-s 60] [--late-s 200]
+        [--state-ttl-s 604800] [--workers 2] [--payload-bytes 0] [--save FILE]
 
 Needs the services (``logflume up``, or ``KAFKA_BOOTSTRAP_SERVERS`` / ``DATABASE_URL``).
 Fresh topics and database; ``--workers`` Faust workers (all three stages) and one sink run
 as processes. The official path feeds them: a :class:`producers.sdk.Client` emitting, at
 ``--rate`` events/s, a steady stream of *new* work: Maxim traces (a span, two generations
-with their results, the end) and Humanloop logs with an update, some updates late (a
-minute after their log), in sessions that rotate every few minutes, so that old entities,
-traces and sessions go quiet and new ones replace them. ``--payload-bytes`` pads every
-message and output (the heavy workload).
+with their results, the end) and Humanloop logs with an update; some updates and some
+generation results late (``--late-s`` after their entity's last event, so after the state
+left memory when that is over ``--quiet-s`` plus a sweep), in sessions that rotate every
+few minutes, so that old entities, traces and sessions go quiet and new ones replace them.
+``--payload-bytes`` pads every message and output (the heavy workload).
 
 Every minute it prints the RSS of each worker and of the sink, and the rows stored so far.
 At the end: events/s sustained, whether every event reached PostgreSQL, whether memory was
 flat over the second half (max within 10% of min per process), and the recovery: every
 worker SIGKILLed and restarted, seconds until new logs on every partition are stored. The
-processors' state lives ``--state-ttl-s`` after an entity's last event
-(``LOGFLUME_PROCESSOR_STATE_TTL_S``; swept every ``--sweep-s``), so a worker's memory is
-bounded by the active set, not by the history.
+processors keep a state in memory for ``--quiet-s`` after an entity's last event
+(``LOGFLUME_PROCESSOR_STATE_QUIET_S``), then on the worker's disk until ``--state-ttl-s``
+(``LOGFLUME_PROCESSOR_STATE_TTL_S``; both swept every ``--sweep-s``), so a worker's memory
+is bounded by the active set, not by the history.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from tests.processes import PipelineProcesses  # noqa: E402
 from tests.services import Services, base_settings, scratch_environment  # noqa: E402
 
 FLAT_TOLERANCE = 0.10
+LATE_COMPLETION_TOKENS = 77  # marks a late generation result in the stored rows
 
 
 def rss_mb(pid: int) -> float:
@@ -60,15 +63,18 @@ def rss_mb(pid: int) -> float:
 class Workload:
     """New traces and logs at a steady rate; late updates; rotating sessions."""
 
-    def __init__(self, client: Client, payload_bytes: int) -> None:
+    def __init__(self, client: Client, payload_bytes: int, late_s: float) -> None:
         self.client = client
+        self.late_s = late_s
         self.pad = "x" * payload_bytes
         self.units = 0
         self.events = 0
         self.late: list[tuple[float, str]] = []  # (due, reference_id)
+        self.late_results: list[tuple[float, Any, int]] = []  # (due, generation, n)
         self.logs = 0
         self.traces = 0
         self.late_sent = 0
+        self.late_results_sent = 0
 
     def _session(self) -> str:
         return f"sess-{int(time.time() // 180)}-{self.units % 50}"  # new ones every 3 min
@@ -85,25 +91,13 @@ class Workload:
                     model="gpt-4o-mini",
                     messages=[{"role": "user", "content": f"step {n}.{g} {self.pad}"}],
                 )
-                gen.result(
-                    {
-                        "id": f"cmpl-{n}-{g}",
-                        "object": "chat.completion",
-                        "created": int(time.time()),
-                        "model": "gpt-4o-mini",
-                        "choices": [
-                            {
-                                "index": 0,
-                                "message": {"role": "assistant", "content": f"ok {self.pad}"},
-                                "finish_reason": "stop",
-                            }
-                        ],
-                        "usage": {"prompt_tokens": 50, "completion_tokens": 10, "total_tokens": 60},
-                    }
-                )
+                if g == 1 and n % 10 == 1:  # its result comes late
+                    self.late_results.append((time.monotonic() + self.late_s, gen, n))
+                    continue
+                gen.result(self._result(n, g, 10))
             span.end()
             trace.end()
-            self.events += 8
+            self.events += 7 if n % 10 == 1 else 8  # a late result counts when sent
             self.traces += 1
         else:
             ref = f"soak-{n}"
@@ -121,7 +115,27 @@ class Workload:
             self.events += 2
             self.logs += 1
             if n % 10 == 0:
-                self.late.append((time.monotonic() + 60, ref))
+                self.late.append((time.monotonic() + self.late_s, ref))
+
+    def _result(self, n: int, g: int, completion_tokens: int) -> dict[str, Any]:
+        return {
+            "id": f"cmpl-{n}-{g}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": "gpt-4o-mini",
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"ok {self.pad}"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": 50,
+                "completion_tokens": completion_tokens,
+                "total_tokens": 50 + completion_tokens,
+            },
+        }
 
     def due_late(self) -> None:
         now = time.monotonic()
@@ -130,6 +144,16 @@ class Workload:
             self.client.update_log(reference_id=ref, output_tokens=20, metadata={"late": "yes"})
             self.events += 1
             self.late_sent += 1
+        while self.late_results and self.late_results[0][0] <= now:
+            _, gen, n = self.late_results.pop(0)
+            gen.result(self._result(n, 1, LATE_COMPLETION_TOKENS))
+            self.events += 1
+            self.late_results_sent += 1
+
+    def all_late_now(self) -> None:
+        self.late = [(0.0, ref) for _, ref in self.late]
+        self.late_results = [(0.0, gen, n) for _, gen, n in self.late_results]
+        self.due_late()
 
 
 async def stored(conn: asyncpg.Connection) -> dict[str, int]:
@@ -174,6 +198,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         extra = {
             "LOGFLUME_PROCESSOR_LOG_LEVEL": "warn",
             "LOGFLUME_PROCESSOR_STATE_TTL_S": str(args.state_ttl_s),
+            "LOGFLUME_PROCESSOR_STATE_QUIET_S": str(args.quiet_s),
             "LOGFLUME_PROCESSOR_TTL_SWEEP_INTERVAL_S": str(args.sweep_s),
         }
         processes = PipelineProcesses(settings, tmp, extra)
@@ -187,7 +212,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             spool_dir=tmp / "spool",
         )
         conn = await asyncpg.connect(settings.dsn, timeout=30)
-        work = Workload(client, args.payload_bytes)
+        work = Workload(client, args.payload_bytes, args.late_s)
         samples: list[dict[str, Any]] = []
         print(f"soak: {args.minutes} min at {args.rate:,} events/s; logs in {tmp}")
         try:
@@ -216,9 +241,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
                           f"stored {sample['stored']}")  # fmt: skip
                 await asyncio.sleep(max(0.0, tick - (time.monotonic() - began)))
             emitted_s = time.monotonic() - start
-            while work.late:  # the last late updates, at once
-                work.late[0] = (0.0, work.late[0][1])
-                work.due_late()
+            work.all_late_now()  # the last late updates and results, at once
             delivered = client.flush(120)
             # Every log and trace stored (the pipeline caught up).
             caught_up = False
@@ -232,6 +255,10 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             lag_s = time.monotonic() - start - emitted_s
             late_ok = await conn.fetchval(
                 "SELECT count(*) FROM logs WHERE metadata->>'late' = 'yes' AND output_tokens = 20"
+            )
+            late_results_ok = await conn.fetchval(
+                "SELECT count(*) FROM generations WHERE completion_tokens = $1",
+                LATE_COMPLETION_TOKENS,
             )
             recovery_s = await recovery(processes, client, conn)
         finally:
@@ -260,6 +287,10 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "catch_up_s": lag_s,
         "late_updates_stored": late_ok,
         "late_updates_sent": work.late_sent,
+        "late_results_stored": late_results_ok,
+        "late_results_sent": work.late_results_sent,
+        "quiet_s": args.quiet_s,
+        "late_s": args.late_s,
         "recovery_s": recovery_s,
         "samples": samples,
         "flat": flat,
@@ -270,8 +301,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=20)
     parser.add_argument("--rate", type=int, default=1500, help="events/s emitted")
-    parser.add_argument("--state-ttl-s", type=float, default=180.0)
-    parser.add_argument("--sweep-s", type=float, default=30.0, help="expiry sweep period")
+    parser.add_argument("--state-ttl-s", type=float, default=7 * 24 * 3600.0)
+    parser.add_argument("--quiet-s", type=float, default=60.0, help="memory tier of the state")
+    parser.add_argument("--late-s", type=float, default=200.0, help="lateness of late events")
+    parser.add_argument("--sweep-s", type=float, default=15.0, help="sweep period")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--payload-bytes", type=int, default=0)
@@ -282,7 +315,10 @@ def main() -> None:
         f"sustained {report['events_per_s']:,.0f} events/s for {args.minutes} min "
         f"({report['emitted']:,} events); delivered to Kafka: {report['delivered']}; "
         f"all stored: {report['caught_up']} ({report['catch_up_s']:.0f} s after the last emit); "
-        f"late updates stored {report['late_updates_stored']:,} of {report['late_updates_sent']:,}"
+        f"late updates stored {report['late_updates_stored']:,} of "
+        f"{report['late_updates_sent']:,}, late generation results "
+        f"{report['late_results_stored']:,} of {report['late_results_sent']:,} "
+        f"({args.late_s:.0f} s late, memory tier {args.quiet_s:.0f} s)"
     )
     print(
         f"recovery: every worker SIGKILLed and restarted after the soak; a new log on every "

@@ -170,8 +170,9 @@ def _watch_lag(settings: Settings, group: str, gauge: Gauge) -> None:
 
 
 class StageCollector(Collector):
-    """``logflume_stage_<counter>_total{stage=...}`` from each stage's StageStats, and the
-    gauge ``logflume_stage_state_entries{stage=...}``."""
+    """``logflume_stage_<counter>_total{stage=...}`` from each stage's StageStats, the
+    gauges ``logflume_stage_state_entries`` and ``logflume_stage_cold_entries`` and the
+    counter ``logflume_stage_states_moved_to_disk_total``, all per ``stage``."""
 
     def __init__(self, stages: Mapping[str, Stage]) -> None:
         self._stages = dict(stages)
@@ -192,9 +193,24 @@ class StageCollector(Collector):
             "Values in the stage's state table on this worker (states, detached members).",
             labels=["stage"],
         )
+        cold = GaugeMetricFamily(
+            "logflume_stage_cold_entries",
+            "States on the worker's disk (quiet for LOGFLUME_PROCESSOR_STATE_QUIET_S).",
+            labels=["stage"],
+        )
+        moved = CounterMetricFamily(
+            "logflume_stage_states_moved_to_disk",
+            "States moved from memory to the cold tier by the sweep.",
+            labels=["stage"],
+        )
         for name, stage in self._stages.items():
-            entries.add_metric([name], float(len(stage.table.data)))
+            table = stage.table
+            entries.add_metric([name], float(len(table.data)))
+            cold.add_metric([name], float(table.cold.rows() if table.cold else 0))
+            moved.add_metric([name], float(table.demoted_total))
         yield entries
+        yield cold
+        yield moved
 
 
 _STAGE_HELP = {

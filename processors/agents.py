@@ -50,6 +50,7 @@ from processors.app import (
     ProcessorOptions,
     app_id,
     check_delivered,
+    cold_dir,
     fatal,
     snapshot_dir,
 )
@@ -142,10 +143,12 @@ class Stage:
                 ttl_s=options.state_ttl_s,
                 source_topic=spec.source,
                 snapshots=snapshot_dir(settings) if options.snapshot_interval_s else None,
+                quiet_s=options.state_quiet_s,
+                cold=cold_dir(settings),
                 help=f"state of the {name} stage",
             )
         )
-        self.lookup: Lookup = self.table.get
+        self.lookup: Lookup = self.table.lookup
         self.source = app.topic(
             spec.source,
             key_type=bytes,

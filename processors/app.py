@@ -51,6 +51,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from logflume.settings import Settings
 from processors.codec import RECORD_OVERHEAD_BYTES, OrjsonCodec
+from processors.cold import ColdStore
 from processors.snapshots import TableSnapshot, load_partition, remove_temporaries
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "WrittenBatch",
     "app_id",
     "check_delivered",
+    "cold_dir",
     "fatal",
     "make_app",
     "snapshot_dir",
@@ -77,7 +79,15 @@ class ProcessorOptions(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOGFLUME_PROCESSOR_", frozen=True, extra="ignore")
 
     state_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0, description="State TTL.")
-    ttl_sweep_interval_s: float = Field(default=600.0, gt=0, description="Expiry sweep period.")
+    state_quiet_s: float = Field(
+        default=300.0,
+        ge=0,
+        description="A state quiet this long leaves memory for the worker's disk "
+        "(processors.cold) until its TTL; 0 keeps every state in memory.",
+    )
+    ttl_sweep_interval_s: float = Field(
+        default=60.0, gt=0, description="Period of the sweep that moves and expires states."
+    )
     worker_name: str = Field(
         default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
         pattern=r"^[A-Za-z0-9._-]{1,100}$",
@@ -156,6 +166,12 @@ def snapshot_dir(settings: Settings) -> Path:
     return settings.home.expanduser().resolve() / "processors" / "snapshots"
 
 
+def cold_dir(settings: Settings) -> Path:
+    """Where the workers of one home folder keep their cold states (:mod:`processors.cold`),
+    shared like the snapshots they go with."""
+    return settings.home.expanduser().resolve() / "processors" / "cold"
+
+
 def worker_datadir(settings: Settings, options: ProcessorOptions) -> Path:
     """Each worker's own folder (Faust wants one even with a memory store)."""
     return settings.home.expanduser().resolve() / "processors" / options.worker_name
@@ -211,6 +227,8 @@ class ExpiringTable(faust.Table):
         ttl_s: float,
         source_topic: str,
         snapshots: Path | None = None,
+        quiet_s: float = 0.0,
+        cold: Path | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, key_type=str, **kwargs)
@@ -219,7 +237,12 @@ class ExpiringTable(faust.Table):
         self.ttl_s = ttl_s
         self.source_topic = source_topic
         self.snapshots = snapshots  # the folder of the snapshots (processors.snapshots)
+        # States quiet for quiet_s move to the cold tier in the folder ``cold``.
+        self.quiet_s = quiet_s if cold is not None else 0.0
+        self._cold_folder = cold
         self.expired_total = 0
+        self.demoted_total = 0
+        self._stream_time: dict[int, float] = {}  # per partition, the latest last_ts seen
         self._unsent: dict[Any, tuple[int, Any]] = {}  # key -> (partition, value or None)
         self._send_lock = asyncio.Lock()  # the agent and the expiry sweep send in turn
         # Per changelog partition: the offset of the last write of this worker known to be
@@ -229,6 +252,25 @@ class ExpiringTable(faust.Table):
 
     def info(self) -> Mapping[str, Any]:
         return {**super().info(), "ttl_s": self.ttl_s, "source_topic": self.source_topic}
+
+    @cached_property
+    def cold(self) -> ColdStore | None:
+        """The cold tier (None when every state stays in memory)."""
+        if not self.quiet_s or self._cold_folder is None:
+            return None
+        return ColdStore(self._cold_folder, self.changelog_topic.get_topic_name())
+
+    def lookup(self, key: Any) -> Any:
+        """The state of ``key`` for the record being processed: hot, else cold, else None.
+        A cold state found here becomes hot when the stage writes it back."""
+        state = self._states.get(key)
+        if state is None:
+            cold = self.cold
+            if cold is not None:
+                partition = self.partition_for_key(key)  # the record's partition
+                if partition is not None:
+                    state = cold.get(partition, key)
+        return state
 
     @cached_property
     def _partition_of(self) -> dict[Any, int]:
@@ -315,39 +357,46 @@ class ExpiringTable(faust.Table):
         newly_assigned: set[TP],
         generation_id: int = 0,
     ) -> None:
-        """Newly assigned partitions start from their snapshot, if there is a fresh one."""
+        """Newly assigned partitions start from their snapshot, if there is a fresh one, and
+        from their cold store with it (cleared when there is none: see :mod:`processors.cold`)."""
         await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
         self._loaded_offsets = {}
-        if self.snapshots is None:
-            return
         topic = self.changelog_topic.get_topic_name()
-        remove_temporaries(self.snapshots, topic)
-        states, partition_of = self._states, self._partition_of
+        if self.snapshots is not None:
+            remove_temporaries(self.snapshots, topic)
         for tp in newly_assigned:
             if tp.topic != self.source_topic:
                 continue
-            # Millions of new objects: with the collector on, its full passes over them
-            # made loading 3.4x slower (433,207 states: 8.7 s against 2.5 s). They are
-            # moved out of its reach afterwards (states hold no cycles).
-            gc.disable()
-            try:
-                snapshot = load_partition(self.snapshots, topic, tp.partition, self.ttl_s)
-            finally:
-                gc.enable()
-            if snapshot is None:
-                continue
-            gc.freeze()
-            states.update(snapshot.states)
-            for key in snapshot.states:
-                partition_of[key] = tp.partition
-            self._loaded_offsets[tp.partition] = snapshot.offset
-            log.info(
-                "table %s partition %d: %d states from its snapshot at offset %d",
-                self.name,
-                tp.partition,
-                len(snapshot.states),
-                snapshot.offset,
-            )
+            loaded = self.snapshots is not None and self._load_snapshot(topic, tp.partition)
+            if self.cold is not None:
+                self.cold.open(tp.partition, trusted=loaded)
+
+    def _load_snapshot(self, topic: str, partition: int) -> bool:
+        assert self.snapshots is not None
+        # Millions of new objects: with the collector on, its full passes over them made
+        # loading 3.4x slower (433,207 states: 8.7 s against 2.5 s). They are moved out of
+        # its reach afterwards (states hold no cycles).
+        gc.disable()
+        try:
+            snapshot = load_partition(self.snapshots, topic, partition, self.ttl_s)
+        finally:
+            gc.enable()
+        if snapshot is None:
+            return False
+        gc.freeze()
+        self._states.update(snapshot.states)
+        partition_of = self._partition_of
+        for key in snapshot.states:
+            partition_of[key] = partition
+        self._loaded_offsets[partition] = snapshot.offset
+        log.info(
+            "table %s partition %d: %d states from its snapshot at offset %d",
+            self.name,
+            partition,
+            len(snapshot.states),
+            snapshot.offset,
+        )
+        return True
 
     def persisted_offset(self, tp: TP) -> int | None:
         """Where recovery reads the changelog from: after the snapshot loaded, if any."""
@@ -362,7 +411,12 @@ class ExpiringTable(faust.Table):
         self._unsent[key] = (partition, None)
 
     def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        """Recovery: each key's states in changelog order; a state already quiet (its
+        ``last_ts`` more than ``quiet_s`` ago) goes to the cold tier, not to memory."""
         events = batch if isinstance(batch, list) else list(batch)
+        cold = self.cold
+        if cold is not None:
+            events = self._recover_cold(cold, events)
         partition_of = self._partition_of
         for event in events:
             key = self._to_key(event.key)
@@ -371,6 +425,36 @@ class ExpiringTable(faust.Table):
             else:
                 partition_of[key] = event.message.partition
         super().apply_changelog_batch(events)
+
+    def _recover_cold(self, cold: ColdStore, events: list[EventT]) -> list[EventT]:
+        """Commit the recovered states whose last record is quiet to the cold tier; the
+        events of the other keys, for the memory store."""
+        cutoff = time.time() - self.quiet_s
+        latest: dict[Any, tuple[int, Any]] = {}  # key -> (partition, cold state or None)
+        for event in events:
+            value = event.value
+            if isinstance(value, bytes | bytearray):
+                value = orjson.loads(value)
+            quiet = isinstance(value, dict) and value.get("last_ts", cutoff) < cutoff
+            latest[self._to_key(event.key)] = (event.message.partition, value if quiet else None)
+        to_cold: dict[int, list[tuple[Any, Any]]] = {}
+        tombstoned: dict[int, list[Any]] = {}
+        for key, (partition, state) in latest.items():
+            if state is not None:
+                to_cold.setdefault(partition, []).append((key, state))
+            else:  # hot, or deleted: a cold copy must not outlive a tombstone
+                tombstoned.setdefault(partition, []).append(key)
+        for partition, keys in tombstoned.items():
+            cold.delete(partition, keys)
+        states, partition_of = self._states, self._partition_of
+        for partition, items in to_cold.items():
+            cold.put(partition, items)
+            for key, _ in items:
+                states.pop(key, None)
+                partition_of.pop(key, None)
+        if not to_cold:
+            return events
+        return [e for e in events if latest[self._to_key(e.key)][1] is None]
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         owned = {tp.partition for tp in active_tps}
@@ -382,6 +466,10 @@ class ExpiringTable(faust.Table):
             log.info("table %s dropped %d states of revoked partitions", self.name, len(dropped))
         for partition in set(self.durable_offsets) - owned:
             del self.durable_offsets[partition]
+        if self.cold is not None:
+            self.cold.close(self.cold.partitions - owned)
+        for partition in set(self._stream_time) - owned:
+            del self._stream_time[partition]
         await super().on_recovery_completed(active_tps, standby_tps)
 
     def owned_partitions(self) -> set[int]:
@@ -390,31 +478,83 @@ class ExpiringTable(faust.Table):
         }
 
     async def expire(self, now: float | None = None) -> int:
-        """Delete the states past their TTL in the partitions this worker owns; the count."""
+        """The sweep, over the partitions this worker owns: states quiet for ``quiet_s`` move
+        to the cold tier, states past their TTL are deleted (hot or cold, with a tombstone on
+        the changelog); the count deleted."""
         if self.app.rebalancing or self.app.in_recovery:
             return 0
         now = time.time() if now is None else now
         owned = self.owned_partitions()
         keys = list(self._partition_of)
-        stream_time: dict[int, float] = {}
+        stream_time = self._stream_time  # kept between sweeps: a partition may go all cold
         async for _key, partition, last_ts in self._scan(keys, owned):
             if last_ts > stream_time.get(partition, float("-inf")):
                 stream_time[partition] = last_ts
-        cutoff = {p: min(now, t) - self.ttl_s for p, t in stream_time.items()}
-        expired = 0
-        async for key, partition, last_ts in self._scan(keys, owned):
-            limit = cutoff.get(partition)
-            if limit is not None and last_ts < limit and self._partition_of.get(key) == partition:
-                self._unsent[key] = (partition, None)  # the tombstone
-                self._partition_of.pop(key, None)
-                self.data.pop(key, None)
-                expired += 1
+        times = {p: min(now, t) for p, t in stream_time.items() if p in owned}
+        ttl_cutoff = {p: t - self.ttl_s for p, t in times.items()}
+        quiet_cutoff = {p: t - self.quiet_s for p, t in times.items()} if self.cold else {}
+        expired = demoted = 0
+        for start in range(0, len(keys), _SWEEP_CHUNK):
+            if self.app.rebalancing:
+                break  # ownership is changing: try again at the next sweep
+            chunk = self._sweep_chunk(keys[start : start + _SWEEP_CHUNK], ttl_cutoff, quiet_cutoff)
+            expired += chunk[0]
+            demoted += chunk[1]
+            await asyncio.sleep(0)
+        cold = self.cold
+        if cold is not None:
+            for partition in cold.partitions & set(ttl_cutoff):
+                while not self.app.rebalancing:
+                    gone = cold.older_than(partition, ttl_cutoff[partition], _SWEEP_CHUNK)
+                    if not gone:
+                        break
+                    for key in gone:
+                        if key not in self._states:  # else a stale copy of a hot state
+                            self._unsent[key] = (partition, None)  # the tombstone
+                            expired += 1
+                    cold.delete(partition, gone)
+                    await asyncio.sleep(0)
         # The tombstones go with the stage's next flush (:attr:`has_unsent`), in order with
         # the writes of the windows still being delivered.
         self.expired_total += expired
-        if expired:
-            log.info("table %s expired %d states", self.name, expired)
+        self.demoted_total += demoted
+        if expired or demoted:
+            log.info("table %s: %d states expired, %d moved to disk", self.name, expired, demoted)
         return expired
+
+    def _sweep_chunk(
+        self, keys: list[Any], ttl_cutoff: dict[int, float], quiet_cutoff: dict[int, float]
+    ) -> tuple[int, int]:
+        """One step of the sweep, without awaiting: a state is committed to the cold tier
+        before it leaves memory. (expired, moved to the cold tier)."""
+        states, partition_of = self._states, self._partition_of
+        expired = 0
+        to_cold: dict[int, list[tuple[Any, Any]]] = {}
+        for key in keys:
+            partition = partition_of.get(key)
+            limit = ttl_cutoff.get(partition)  # type: ignore[arg-type]
+            if limit is None:  # not owned, or gone
+                continue
+            state = states.get(key)
+            last_ts = state.get("last_ts") if isinstance(state, dict) else None
+            if not isinstance(last_ts, int | float):
+                continue
+            if last_ts < limit:
+                self._unsent[key] = (partition, None)  # the tombstone
+                partition_of.pop(key, None)
+                states.pop(key, None)
+                expired += 1
+            elif last_ts < quiet_cutoff.get(partition, float("-inf")):  # type: ignore[arg-type]
+                to_cold.setdefault(partition, []).append((key, state))  # type: ignore[arg-type]
+        demoted = 0
+        if to_cold:
+            assert self.cold is not None
+            for partition, items in to_cold.items():
+                demoted += self.cold.put(partition, items)
+                for key, _ in items:
+                    states.pop(key, None)
+                    partition_of.pop(key, None)
+        return expired, demoted
 
     async def _scan(self, keys: list[Any], owned: set[int]) -> Any:
         """``(key, partition, last_ts)`` of the keys still present in an owned partition."""

@@ -183,14 +183,14 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _stage_records(url: str, stage: str) -> float:
-    """``logflume_stage_records_total`` of one stage, from a worker's /metrics (0 if down)."""
+def _stage_records(url: str, stage: str, metric: str = "logflume_stage_records_total") -> float:
+    """A stage's counter (records by default) from a worker's /metrics (0 if down)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:
             text = response.read().decode()
     except OSError:
         return 0.0
-    prefix = f'logflume_stage_records_total{{stage="{stage}"}} '
+    prefix = f'{metric}{{stage="{stage}"}} '
     return next(
         (float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)), 0.0
     )
@@ -203,10 +203,22 @@ _HOLDING = {
 }
 
 
+# States quiet for a second leave memory for the worker's disk (processors.cold); the
+# synthetic events span an hour, so nearly every state of the first half goes there.
+_COLD = {
+    "LOGFLUME_PROCESSOR_STATE_QUIET_S": "1",
+    "LOGFLUME_PROCESSOR_TTL_SWEEP_INTERVAL_S": "0.5",
+    "LOGFLUME_PROCESSOR_SNAPSHOT_INTERVAL_S": "1",
+}
+
+
 async def _run(settings: Settings, workers: Workers, *, kill: str | None = None) -> None:
     """The stream through real workers equals the oracle. ``kill``: ``"mid-stream"``
     SIGKILLs one of two workers once outputs flow; ``"holding"`` SIGKILLs a worker whose
-    output windows hold everything it has reduced (its state written, nothing sent)."""
+    output windows hold everything it has reduced (its state written, nothing sent);
+    ``"cold"`` lets the first half's states leave memory for the disk, SIGKILLs the worker
+    and sends the second half (late updates, re-sent duplicates, members joining groups
+    whose states are on disk) to its successor."""
     events, invalid_ids = _stream(seed=11)
     assert len(events) >= EVENTS * 0.97
     records = pack_events(events, settings.partitions, seed=11)
@@ -227,6 +239,20 @@ async def _run(settings: Settings, workers: Workers, *, kill: str | None = None)
         assert await _end_offsets(settings, changelog) == 0  # outputs and state writes
         workers.kill("w1")  # between buffering and sending
         workers.start("w2", real=True)
+    elif kill == "cold":
+        port = _free_port()
+        base = port - ROLE_OFFSETS["process"]
+        workers.start("w1", real=True, LOGFLUME_METRICS_PORT=str(base), **_COLD)
+        await produce_records(settings, records[:half])
+        metrics = f"http://127.0.0.1:{port}/metrics"
+        moved = "logflume_stage_states_moved_to_disk_total"
+        async with asyncio.timeout(90):  # most states of the first half are on disk
+            for stage in ("entities", "traces"):
+                while await asyncio.to_thread(_stage_records, metrics, stage, moved) < 1000:  # noqa: ASYNC110
+                    await asyncio.sleep(0.2)
+        await asyncio.sleep(2)  # a snapshot of the memory tier without them
+        workers.kill("w1")
+        workers.start("w2", real=True, **_COLD)  # the same home: snapshot and cold files
     else:
         workers.start("w1", real=True)
         if kill:
@@ -318,3 +344,11 @@ async def test_same_result_with_a_worker_sigkilled_while_its_windows_hold_output
     """The records whose outputs a window holds are not acknowledged, so not committed:
     the next worker reads them again and re-emits what the killed one never sent."""
     await _run(settings, workers, kill="holding")
+
+
+async def test_same_result_when_states_left_memory_before_their_late_events(
+    settings: Settings, workers: Workers
+) -> None:
+    """Issue 18: events for entities, traces and sessions whose states moved to the disk
+    tier merge exactly as with unbounded state, also across a SIGKILL and a restart."""
+    await _run(settings, workers, kill="cold")

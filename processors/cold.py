@@ -1,0 +1,207 @@
+"""The cold tier of a stage's state: states quiet for a while, on the worker's disk.
+
+A stage keeps in memory only the states touched within ``LOGFLUME_PROCESSOR_STATE_QUIET_S``
+(the hot tier, a dict). A state quiet for longer moves to its partition's cold store, an
+SQLite file next to the worker, where it stays until its TTL (``STATE_TTL_S``, 7 days by
+default) ends; an event that arrives for it later finds it there, merges exactly as if the
+state had never left memory (duplicates included: the state keeps its event ids), and the
+state is hot again. So memory holds what is active, and the disk holds the history.
+
+Consistency with the changelog and the snapshots (:mod:`processors.snapshots`):
+
+- Moving a state to the cold tier writes no changelog record: the changelog still holds
+  the state's last value, and the cold copy is that same value. The TTL's tombstone, when
+  it comes, removes both.
+- A state is committed to its cold store before it leaves the hot tier, so a snapshot
+  taken after that (which no longer holds it) is always completed by the cold store.
+- A hot state wins over a cold copy of the same key (the cold copy may be older: the
+  state came back and changed since).
+- The cold store of a partition is trusted only together with a snapshot of the same home
+  folder (both are kept by the workers of that folder). A worker that gets a partition
+  without a usable snapshot rebuilds both tiers from the whole changelog: the cold file
+  is cleared first, and each recovered state goes to the tier its age says.
+
+Files: ``<dir>/<changelog topic>/<partition>.sqlite`` (WAL mode; a killed process loses
+nothing committed). A miss, the common case (every new entity is one), is answered by an
+in-memory Bloom filter of the partition's cold keys without touching SQLite.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+__all__ = ["ColdStore"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS states (
+    key TEXT PRIMARY KEY, last_ts REAL NOT NULL, value BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS states_last_ts ON states (last_ts);
+"""
+_BITS_PER_KEY = 16  # with 3 probes: about 0.3% false positives at capacity
+_MIN_BITS = 1 << 20
+
+
+@dataclass
+class _Bloom:
+    """A Bloom filter over ``hash(key)`` (salted per process: rebuilt at each open)."""
+
+    bits: int = _MIN_BITS
+    array: bytearray = field(default_factory=lambda: bytearray(_MIN_BITS // 8))
+    keys: int = 0  # keys added since it was built (deleted ones are not taken out)
+
+    @classmethod
+    def sized(cls, keys: int) -> _Bloom:
+        bits = _MIN_BITS
+        while bits < keys * _BITS_PER_KEY:
+            bits <<= 1
+        return cls(bits, bytearray(bits // 8))
+
+    def add(self, key: str) -> None:
+        h, mask, array = hash(key), self.bits - 1, self.array
+        for bit in (h & mask, (h >> 21) & mask, (h >> 42) & mask):
+            array[bit >> 3] |= 1 << (bit & 7)
+        self.keys += 1
+
+    def __contains__(self, key: str) -> bool:
+        h, mask, array = hash(key), self.bits - 1, self.array
+        return all(
+            array[bit >> 3] & (1 << (bit & 7))
+            for bit in (h & mask, (h >> 21) & mask, (h >> 42) & mask)
+        )
+
+    @property
+    def full(self) -> bool:
+        return self.keys * _BITS_PER_KEY > self.bits
+
+
+class _Partition:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
+        self.db.executescript(_SCHEMA)
+        self.rows = self.db.execute("SELECT count(*) FROM states").fetchone()[0]
+        self.bloom = self._build()
+
+    def _build(self) -> _Bloom:
+        bloom = _Bloom.sized(max(self.rows, 1) * 2)
+        for (key,) in self.db.execute("SELECT key FROM states"):
+            bloom.add(key)
+        return bloom
+
+    def clear(self) -> None:
+        self.db.execute("DELETE FROM states")
+        self.rows = 0
+        self.bloom = _Bloom.sized(1)
+
+    def get(self, key: str) -> Any:
+        if key not in self.bloom:
+            return None
+        row = self.db.execute("SELECT value FROM states WHERE key = ?", (key,)).fetchone()
+        return None if row is None else orjson.loads(row[0])
+
+    def put(self, rows: list[tuple[str, float, bytes]]) -> None:
+        db = self.db
+        db.execute("BEGIN")
+        try:
+            db.executemany("INSERT OR REPLACE INTO states VALUES (?, ?, ?)", rows)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        bloom = self.bloom
+        for key, _, _ in rows:
+            bloom.add(key)
+        self.rows += len(rows)  # an upper bound (a replaced copy counts again)
+        if bloom.full:
+            self.rows = db.execute("SELECT count(*) FROM states").fetchone()[0]
+            self.bloom = self._build()
+
+    def delete(self, keys: list[str]) -> None:
+        db = self.db
+        before = db.total_changes
+        db.execute("BEGIN")
+        try:
+            db.executemany("DELETE FROM states WHERE key = ?", ((k,) for k in keys))
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        self.rows = max(0, self.rows - (db.total_changes - before))
+
+    def older_than(self, cutoff: float, limit: int) -> list[str]:
+        query = "SELECT key FROM states WHERE last_ts < ? LIMIT ?"
+        return [key for (key,) in self.db.execute(query, (cutoff, limit))]
+
+
+class ColdStore:
+    """The cold tier of one table: a store per partition this worker owns."""
+
+    def __init__(self, folder: Path, topic: str) -> None:
+        self.folder = folder / topic
+        self._partitions: dict[int, _Partition] = {}
+
+    def open(self, partition: int, *, trusted: bool) -> None:
+        """Start using a partition's store; ``trusted`` says a snapshot of this folder was
+        loaded with it, else the store is cleared (recovery rebuilds it from the changelog)."""
+        store = self._partitions.get(partition)
+        if store is None:
+            store = self._partitions[partition] = _Partition(self._path(partition))
+        if not trusted and store.db.execute("SELECT EXISTS (SELECT 1 FROM states)").fetchone()[0]:
+            log.info(
+                "cold store %s/%d: cleared (no snapshot to go with it)", self.folder, partition
+            )
+            store.clear()
+
+    def close(self, partitions: Iterable[int]) -> None:
+        for partition in partitions:
+            store = self._partitions.pop(partition, None)
+            if store is not None:
+                store.db.close()
+
+    def close_all(self) -> None:
+        self.close(list(self._partitions))
+
+    @property
+    def partitions(self) -> set[int]:
+        return set(self._partitions)
+
+    def rows(self) -> int:
+        """About how many states the open stores hold (replacements may count twice)."""
+        return sum(store.rows for store in self._partitions.values())
+
+    def get(self, partition: int, key: str) -> Any:
+        """The cold state of ``key``, or None (also for a partition not opened)."""
+        store = self._partitions.get(partition)
+        return None if store is None else store.get(key)
+
+    def put(self, partition: int, states: Iterable[tuple[str, dict[str, Any]]]) -> int:
+        """Commit states to a partition's store (replacing older copies); how many."""
+        rows = [(key, float(state["last_ts"]), orjson.dumps(state)) for key, state in states]
+        if rows:
+            self._partitions[partition].put(rows)
+        return len(rows)
+
+    def delete(self, partition: int, keys: list[str]) -> None:
+        store = self._partitions.get(partition)
+        if store is not None and keys:
+            store.delete(keys)
+
+    def older_than(self, partition: int, cutoff: float, limit: int) -> list[str]:
+        """Up to ``limit`` keys whose state's ``last_ts`` is before ``cutoff``."""
+        store = self._partitions.get(partition)
+        return [] if store is None else store.older_than(cutoff, limit)
+
+    def _path(self, partition: int) -> Path:
+        return self.folder / f"{partition}.sqlite"

@@ -1,0 +1,60 @@
+"""The cold tier's store (processors.cold): what goes in comes back, across a reopen when a
+snapshot vouches for it, and is cleared when none does."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from processors.cold import ColdStore
+
+
+def _state(n: int, last_ts: float) -> dict[str, object]:
+    return {"kind": "log", "seen": [f"e{n}"], "last_ts": last_ts, "mut": {"x": [n, 1, "e"]}}
+
+
+def test_states_come_back_and_misses_are_none(tmp_path: Path) -> None:
+    store = ColdStore(tmp_path, "changelog")
+    store.open(3, trusted=False)
+    assert store.put(3, [(f"log:p/{n}", _state(n, float(n))) for n in range(10_000)]) == 10_000
+    assert store.get(3, "log:p/42") == _state(42, 42.0)
+    assert store.get(3, "log:p/missing") is None
+    assert store.get(4, "log:p/42") is None  # a partition not opened
+    store.put(3, [("log:p/42", _state(42, 99.0))])  # a newer copy replaces the older
+    assert store.get(3, "log:p/42") == _state(42, 99.0)
+
+
+def test_older_than_and_delete(tmp_path: Path) -> None:
+    store = ColdStore(tmp_path, "changelog")
+    store.open(0, trusted=False)
+    store.put(0, [(f"k{n}", _state(n, float(n))) for n in range(100)])
+    old = store.older_than(0, 10.0, 1000)
+    assert sorted(old) == sorted(f"k{n}" for n in range(10))
+    store.delete(0, old)
+    assert store.older_than(0, 10.0, 1000) == []
+    assert store.get(0, "k5") is None
+    assert store.get(0, "k50") == _state(50, 50.0)
+
+
+def test_a_reopened_store_is_kept_only_with_a_snapshot(tmp_path: Path) -> None:
+    first = ColdStore(tmp_path, "changelog")
+    first.open(1, trusted=False)
+    first.put(1, [("a", _state(1, 1.0)), ("b", _state(2, 2.0))])
+    first.close_all()
+
+    kept = ColdStore(tmp_path, "changelog")  # another process: its Bloom filter is rebuilt
+    kept.open(1, trusted=True)
+    assert kept.get(1, "a") == _state(1, 1.0)
+    kept.close_all()
+
+    cleared = ColdStore(tmp_path, "changelog")
+    cleared.open(1, trusted=False)  # no snapshot: recovery rebuilds it from the changelog
+    assert cleared.get(1, "a") is None
+    assert cleared.rows() == 0
+
+
+def test_the_filter_grows_with_the_store(tmp_path: Path) -> None:
+    store = ColdStore(tmp_path, "changelog")
+    store.open(0, trusted=False)
+    for start in range(0, 200_000, 50_000):  # past the first filter's capacity
+        store.put(0, [(f"k{n}", _state(n, 1.0)) for n in range(start, start + 50_000)])
+    assert all(store.get(0, f"k{n}") is not None for n in range(0, 200_000, 997))
