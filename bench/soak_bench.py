@@ -156,6 +156,17 @@ class Workload:
         self.due_late()
 
 
+async def late_stored(conn: asyncpg.Connection) -> tuple[int, int]:
+    """Late updates and late generation results stored so far."""
+    updates = await conn.fetchval(
+        "SELECT count(*) FROM logs WHERE metadata->>'late' = 'yes' AND output_tokens = 20"
+    )
+    results = await conn.fetchval(
+        "SELECT count(*) FROM generations WHERE completion_tokens = $1", LATE_COMPLETION_TOKENS
+    )
+    return int(updates), int(results)
+
+
 async def stored(conn: asyncpg.Connection) -> dict[str, int]:
     row = await conn.fetchrow(
         "SELECT (SELECT count(*) FROM logs) AS logs, (SELECT count(*) FROM traces) AS traces,"
@@ -199,6 +210,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             "LOGFLUME_PROCESSOR_LOG_LEVEL": "warn",
             "LOGFLUME_PROCESSOR_STATE_TTL_S": str(args.state_ttl_s),
             "LOGFLUME_PROCESSOR_STATE_QUIET_S": str(args.quiet_s),
+            "LOGFLUME_PROCESSOR_STATIC_MEMBERSHIP": str(args.static_membership).lower(),
             "LOGFLUME_PROCESSOR_TTL_SWEEP_INTERVAL_S": str(args.sweep_s),
         }
         processes = PipelineProcesses(settings, tmp, extra)
@@ -244,22 +256,22 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
             work.all_late_now()  # the last late updates and results, at once
             delivered = client.flush(120)
             # Every log and trace stored (the pipeline caught up).
+            # Every log, trace, late update and late result stored (the pipeline caught up).
             caught_up = False
             deadline = time.monotonic() + 300
             while time.monotonic() < deadline:
                 rows = await stored(conn)
-                if rows["logs"] >= work.logs and rows["traces"] >= work.traces:
+                late_ok, late_results_ok = await late_stored(conn)
+                if (
+                    rows["logs"] >= work.logs
+                    and rows["traces"] >= work.traces
+                    and late_ok >= work.late_sent
+                    and late_results_ok >= work.late_results_sent
+                ):
                     caught_up = True
                     break
                 await asyncio.sleep(2)
             lag_s = time.monotonic() - start - emitted_s
-            late_ok = await conn.fetchval(
-                "SELECT count(*) FROM logs WHERE metadata->>'late' = 'yes' AND output_tokens = 20"
-            )
-            late_results_ok = await conn.fetchval(
-                "SELECT count(*) FROM generations WHERE completion_tokens = $1",
-                LATE_COMPLETION_TOKENS,
-            )
             recovery_s = await recovery(processes, client, conn)
         finally:
             client.close(10)
@@ -279,6 +291,7 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
         "minutes": args.minutes,
         "rate": args.rate,
         "state_ttl_s": args.state_ttl_s,
+        "static_membership": args.static_membership,
         "payload_bytes": args.payload_bytes,
         "emitted": work.events,
         "events_per_s": work.events / emitted_s,
@@ -306,6 +319,12 @@ def main() -> None:
     parser.add_argument("--late-s", type=float, default=200.0, help="lateness of late events")
     parser.add_argument("--sweep-s", type=float, default=15.0, help="sweep period")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--static-membership",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="workers join as static group members (LOGFLUME_PROCESSOR_STATIC_MEMBERSHIP)",
+    )
     parser.add_argument("--partitions", type=int, default=12)
     parser.add_argument("--payload-bytes", type=int, default=0)
     parser.add_argument("--save", type=Path, help="write the result as JSON here")

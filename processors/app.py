@@ -7,25 +7,30 @@ Choices (DESIGN sections 3-4; the report of issue 4 gives the evidence):
   rebalance: faust-streaming issues 440, 517, 323, 177). Offsets are committed only after
   Faust flushed its producer (outputs and changelog writes), so a killed worker re-runs the
   records after its last commit; the reducers absorb the replay (dedup by ``event_id``).
-- Store ``memory://``: rocksdb is not installed. State lives in memory and is rebuilt from
-  the compacted changelog topic whenever a worker gets a partition (also after a restart);
-  standby replicas are off since a memory store cannot skip recovery with them.
+- Store ``memory://`` for the active states, with two tiers of our own beside it: the quiet
+  states on the worker's disk (:mod:`processors.cold`) and local snapshots of the memory
+  tier (:mod:`processors.snapshots`), so a worker that gets a partition reads only the
+  changelog written since its snapshot; without a snapshot, both tiers are rebuilt from the
+  compacted changelog. Standby replicas are off (a memory store cannot skip recovery with
+  them). Faust's RocksDB store would cost a lookup and an encode on every access.
 - Topics: Faust declares nothing (``topic_allow_declare=False``, no leader topic); the
   worker creates the changelog topics itself with the pipeline's partition count before
   starting (:mod:`processors.worker`), and the pipeline's topics come from ``logflume up``.
 - Values stay bytes (``value_serializer='raw'``); the agents decode with orjson.
 
-Expiry of states. Faust tables have no TTL. An :class:`ExpiringTable` deletes a state once
-its ``state["last_ts"]`` (epoch seconds, carried by every state) is more than ``ttl_s``
-behind its partition's stream time: the latest ``last_ts`` of the partition, capped by the
-wall clock. Live, that is "older than ``ttl_s``"; when history is replayed, states expire
-relative to the replayed events, not to today. A deletion is a tombstone on the changelog
-(so recovery forgets the key too) and is sent only for partitions this worker owns; states
-of partitions it no longer owns are dropped locally after each rebalance.
+States in two tiers, and their expiry. Faust tables have no TTL. An :class:`ExpiringTable`
+keeps a state in memory while it is active; the sweep moves a state whose ``last_ts`` (epoch
+seconds, carried by every state) is more than ``quiet_s`` behind its partition's stream time
+(the latest ``last_ts`` of the partition, capped by the wall clock) to the worker's disk
+(:mod:`processors.cold`), where lookups still find it, and deletes a state more than
+``ttl_s`` behind, with a tombstone on the changelog (so recovery forgets the key too), sent
+only for partitions this worker owns; states of partitions it no longer owns are dropped
+locally after each rebalance. When history is replayed, states move and expire relative to
+the replayed events, not to today.
 
-A late event for an expired entity starts a fresh state: duplicates of events from before
-the expiry are not detected, and the canonical entity re-emitted downstream restarts its
-version counter (the sinks handle that).
+A late event for an expired entity (more than ``ttl_s`` after its previous one) starts a
+fresh state: duplicates of events from before the expiry are not detected, and the
+canonical entity re-emitted downstream restarts its version counter (the sinks handle that).
 """
 
 from __future__ import annotations
@@ -93,6 +98,13 @@ class ProcessorOptions(BaseSettings):
         pattern=r"^[A-Za-z0-9._-]{1,100}$",
         description="Names the worker's data folder and Kafka client id.",
     )
+    static_membership: bool = Field(
+        default=False,
+        description="Join the group as a static member (KIP-345) named by worker_name: a "
+        "worker restarted under the same name within the session timeout gets its partitions "
+        "back without a rebalance. The name must then be stable and unique per worker (a "
+        "second worker of the same name is fenced).",
+    )
     web_port: int | None = Field(
         default=None, ge=1, le=65535, description="Faust's web server port; unset disables it."
     )
@@ -151,6 +163,9 @@ def make_app(settings: Settings, options: ProcessorOptions | None = None) -> fau
         broker_rebalance_timeout=options.rebalance_timeout_s,
         broker_commit_interval=options.commit_interval_s,
         consumer_auto_offset_reset="earliest",
+        consumer_group_instance_id=(
+            f"{app_id(settings)}-{options.worker_name}" if options.static_membership else None
+        ),
         consumer_max_fetch_size=max(settings.max_record_bytes, 1024**2),
         producer_max_request_size=settings.max_record_bytes + RECORD_OVERHEAD_BYTES,
         producer_max_batch_size=256 * 1024,
