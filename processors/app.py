@@ -382,9 +382,11 @@ class ExpiringTable(faust.Table):
         for tp in newly_assigned:
             if tp.topic != self.source_topic:
                 continue
-            loaded = self.snapshots is not None and self._load_snapshot(topic, tp.partition)
-            if self.cold is not None:
-                self.cold.open(tp.partition, trusted=loaded)
+            cold = self.cold
+            usable = self.snapshots is not None and (cold is None or cold.exists(tp.partition))
+            loaded = usable and self._load_snapshot(topic, tp.partition)
+            if cold is not None:
+                cold.open(tp.partition, trusted=loaded)
 
     def _load_snapshot(self, topic: str, partition: int) -> bool:
         assert self.snapshots is not None

@@ -17,8 +17,9 @@ Consistency with the changelog and the snapshots (:mod:`processors.snapshots`):
 - A hot state wins over a cold copy of the same key (the cold copy may be older: the
   state came back and changed since).
 - The cold store of a partition is trusted only together with a snapshot of the same home
-  folder (both are kept by the workers of that folder). A worker that gets a partition
-  without a usable snapshot rebuilds both tiers from the whole changelog: the cold file
+  folder (both are kept by the workers of that folder), and a snapshot only together with
+  its cold store (a partition whose store is missing ignores its snapshot). A worker that
+  gets a partition without both rebuilds both tiers from the whole changelog: the cold file
   is cleared first, and each recovered state goes to the tier its age says.
 
 Files: ``<dir>/<changelog topic>/<partition>.sqlite`` (WAL mode; a killed process loses
@@ -164,6 +165,11 @@ class ColdStore:
             )
             store.clear()
 
+    def exists(self, partition: int) -> bool:
+        """Whether the partition has a store on disk (a snapshot is loaded only then: the
+        states that left memory before it was taken are in the store, not in it)."""
+        return partition in self._partitions or self._path(partition).exists()
+
     def close(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
             store = self._partitions.pop(partition, None)
@@ -194,9 +200,12 @@ class ColdStore:
         return len(rows)
 
     def delete(self, partition: int, keys: list[str]) -> None:
+        """Remove the copies of ``keys`` (the filter skips those never stored here)."""
         store = self._partitions.get(partition)
-        if store is not None and keys:
-            store.delete(keys)
+        if store is not None:
+            present = [key for key in keys if key in store.bloom]
+            if present:
+                store.delete(present)
 
     def older_than(self, partition: int, cutoff: float, limit: int) -> list[str]:
         """Up to ``limit`` keys whose state's ``last_ts`` is before ``cutoff``."""

@@ -37,11 +37,13 @@ def test_older_than_and_delete(tmp_path: Path) -> None:
 
 def test_a_reopened_store_is_kept_only_with_a_snapshot(tmp_path: Path) -> None:
     first = ColdStore(tmp_path, "changelog")
+    assert not first.exists(1)  # so a snapshot of partition 1 would not be loaded
     first.open(1, trusted=False)
     first.put(1, [("a", _state(1, 1.0)), ("b", _state(2, 2.0))])
     first.close_all()
 
     kept = ColdStore(tmp_path, "changelog")  # another process: its Bloom filter is rebuilt
+    assert kept.exists(1)
     kept.open(1, trusted=True)
     assert kept.get(1, "a") == _state(1, 1.0)
     kept.close_all()
