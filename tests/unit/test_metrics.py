@@ -70,11 +70,13 @@ def test_gateway_counts_requests_by_route_template(client: TestClient) -> None:
 
 
 def test_stage_collector_reads_each_stages_stats() -> None:
-    table = SimpleNamespace(data={"log:p/a": {}, "log:p/b": {}})
+    cold = SimpleNamespace(rows=lambda: 7)
+    table = SimpleNamespace(data={"log:p/a": {}, "log:p/b": {}}, cold=cold, demoted_total=9)
     stages = {"entities": SimpleNamespace(stats=StageStats(records=5, inputs=70, outputs=40),
                                           table=table),
               "traces": SimpleNamespace(stats=StageStats(records=2, dead_letters=1),
-                                        table=SimpleNamespace(data={}))}  # fmt: skip
+                                        table=SimpleNamespace(data={}, cold=None,
+                                                              demoted_total=0))}  # fmt: skip
     registry = CollectorRegistry()
     registry.register(StageCollector(stages))  # type: ignore[arg-type]
     stages["entities"].stats.records += 1  # read at scrape time
@@ -86,6 +88,9 @@ def test_stage_collector_reads_each_stages_stats() -> None:
     assert metric(text, "logflume_stage_duplicates_total") == 0
     assert metric(text, "logflume_stage_state_entries", stage="entities") == 2
     assert metric(text, "logflume_stage_state_entries", stage="traces") == 0
+    assert metric(text, "logflume_stage_cold_entries", stage="entities") == 7
+    assert metric(text, "logflume_stage_cold_entries", stage="traces") == 0
+    assert metric(text, "logflume_stage_states_moved_to_disk_total", stage="entities") == 9
 
 
 def test_sink_batches_feed_counters_and_histograms() -> None:
