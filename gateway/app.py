@@ -1,10 +1,11 @@
 """The gateway's ASGI app: ``create_app(settings, options)`` (``logflume gateway`` serves it).
 
-At start-up the lifespan opens the PostgreSQL pool (keys, Maxim nodes, the read side), the
-Kafka transport and the spool, and starts the :class:`~gateway.publisher.Publisher` and the
-sweeper of held Maxim lines (:mod:`gateway.release`); at shutdown it answers what is in
-flight (sent or spooled) and closes them. Tests pass :class:`Components` to run the same app
-over in-memory twins.
+At start-up the lifespan opens the PostgreSQL pool (keys, Maxim nodes, the read side), two
+Kafka transports and spools (events to the raw topic; the gateway's own dead letters to the
+dead-letter topic, :mod:`gateway.deadletters`) with a :class:`~gateway.publisher.Publisher`
+each, and starts the sweeper of held Maxim lines (:mod:`gateway.release`); at shutdown it
+answers what is in flight (sent or spooled) and closes them. Tests pass :class:`Components`
+to run the same app over in-memory twins.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from fastapi import FastAPI
 
 from logflume.metrics import instrument_gateway
 from logflume.settings import Settings
-from producers.sdk import KafkaTransport, SDKSettings, Spool, Transport
+from producers.sdk import KafkaTransport, MemoryTransport, SDKSettings, Spool, Transport
 
 from .auth import KeyStore, PgKeyStore
 from .context import Gateway, openapi_schema
+from .deadletters import DeadLetters
 from .errors import JsonResponse, install_handlers
 from .held import HeldLines, MemoryHeldLines, PgHeldLines
 from .ingest import AcceptedLogs, Ingest
@@ -63,23 +65,37 @@ class Components:
     store: ReadStore | None = None
     held: HeldLines = field(default_factory=MemoryHeldLines)
     unsaved: UnsavedIndex = field(default_factory=MemoryUnsavedIndex)
+    # The dead-letter topic's (one record per dead letter, :mod:`gateway.deadletters`).
+    dead_letter_transport: Transport = field(default_factory=lambda: MemoryTransport(packed=False))
+    dead_letter_spool: Spool | None = None
 
 
-def kafka_transport(settings: Settings, options: GatewaySettings) -> KafkaTransport:
+def kafka_transport(
+    settings: Settings, options: GatewaySettings, *, dead_letters: bool = False
+) -> KafkaTransport:
+    """The events' transport (to the raw topic), or with ``dead_letters`` the one of the
+    gateway's dead letters (to the dead-letter topic, records not packed)."""
     sdk = SDKSettings(
         bootstrap_servers=settings.bootstrap_servers,
-        topic=settings.topics.events,
+        topic=settings.topics.deadletter if dead_letters else settings.topics.events,
         client_id="logflume-gateway",
         linger_ms=1,
         send_timeout_s=options.send_timeout_s,
         max_request_bytes=settings.max_record_bytes + 64 * 1024,
         max_event_bytes=settings.max_event_bytes,
     )
-    return KafkaTransport(sdk, compression="zstd" if codec.has_zstd() else None)
+    compression = "zstd" if codec.has_zstd() else None
+    return KafkaTransport(sdk, compression=compression, packed=not dead_letters)
 
 
-def open_spool(settings: Settings, options: GatewaySettings) -> Spool:
+def open_spool(
+    settings: Settings, options: GatewaySettings, *, dead_letters: bool = False
+) -> Spool:
+    """The events' spool, or with ``dead_letters`` the dead letters' (its ``deadletter``
+    folder)."""
     root = options.spool_dir or settings.home.expanduser() / "gateway-spool"
+    if dead_letters:
+        root = root / "deadletter"
     return Spool(
         root, max_bytes=options.spool_max_bytes, segment_bytes=16 * 1024 * 1024, fsync="batch"
     )
@@ -107,17 +123,28 @@ def create_app(
                 store=ReadStore(pool, timeout_s=options.db_timeout_s),
                 held=PgHeldLines(pool, timeout_s=options.db_timeout_s),
                 unsaved=PgUnsavedIndex(pool, timeout_s=options.db_timeout_s),
+                dead_letter_transport=kafka_transport(settings, options, dead_letters=True),
+                dead_letter_spool=open_spool(settings, options, dead_letters=True),
             )  # fmt: skip
-        publisher = Publisher(
-            parts.transport, parts.spool, linger_s=options.linger_ms / 1000,
-            max_events=options.publish_max_events, send_timeout_s=options.send_timeout_s,
-            backoff_max_s=options.retry_backoff_max_s,
-        )  # fmt: skip
-        publisher.start()
+
+        def publisher_for(transport: Transport, spool: Spool | None) -> Publisher:
+            publisher = Publisher(
+                transport, spool, linger_s=options.linger_ms / 1000,
+                max_events=options.publish_max_events, send_timeout_s=options.send_timeout_s,
+                backoff_max_s=options.retry_backoff_max_s,
+            )  # fmt: skip
+            publisher.start()
+            return publisher
+
+        publisher = publisher_for(parts.transport, parts.spool)
+        letters = DeadLetters(
+            publisher_for(parts.dead_letter_transport, parts.dead_letter_spool),
+            settings.max_record_bytes,
+        )
         accepted = AcceptedLogs(options.accepted_capacity, options.accepted_ttl_s)
         ingest = Ingest(publisher, accepted, settings.max_event_bytes, parts.unsaved)
         app.state.keys = parts.keys
-        gateway = Gateway(settings, options, ingest, parts.store, parts.nodes, parts.held)
+        gateway = Gateway(settings, options, ingest, parts.store, parts.nodes, parts.held, letters)
         app.state.gateway = gateway
         sweeper = None
         if options.held_sweep_s > 0:
@@ -136,7 +163,7 @@ def create_app(
                 sweeper.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
-            await publisher.close()
+            await asyncio.gather(publisher.close(), letters.publisher.close())
             if pool is not None:
                 await pool.close()
 

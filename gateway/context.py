@@ -20,6 +20,7 @@ from logflume.settings import Settings
 from producers.contract import FieldError
 from producers.contract.types import ID_PATTERN, MAX_ID_LENGTH
 
+from .deadletters import DeadLetters
 from .errors import PayloadTooLarge, ValidationFailed
 from .held import HeldLines
 from .ingest import Ingest
@@ -50,6 +51,7 @@ class Gateway:
     store: ReadStore | None
     nodes: NodeIndex
     held: HeldLines
+    dead_letters: DeadLetters
 
 
 def _gateway(request: Request) -> Gateway:

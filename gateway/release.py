@@ -26,7 +26,7 @@ from producers.contract import ContractError, FieldError
 
 from .context import Gateway
 from .held import HeldLine
-from .maxim import CommitLine, event_id, parse_lines, translate
+from .maxim import CommitLine, event_id, not_modelled, parse_lines, refused, translate
 
 __all__ = ["hold", "release", "sweep", "sweep_forever"]
 
@@ -84,6 +84,7 @@ async def _publish_claimed(
     trace_of = dict(known)
     created: dict[str, tuple[str, str]] = {}
     accepted = []
+    kept = []  # what becomes no event now (held before a change of contract or translator)
     by_request: dict[datetime, list[CommitLine]] = {}
     for held in sorted(claimed, key=lambda h: (h.received_at, h.line_index)):
         parsed, _ = parse_lines(held.line)
@@ -94,14 +95,17 @@ async def _publish_claimed(
         for node, (_, trace) in translation.nodes.items():
             trace_of[node] = trace
         created.update(translation.nodes)
-        for item in envelopes:
+        refusals = list(translation.errors)
+        for (index, _, _), item in zip(translation.events, envelopes, strict=True):
             try:
                 accepted.append(gw.ingest.encode(item))
-            except ContractError:  # checked when held; a contract change since then
-                log.warning("a held Maxim line is no longer a valid event; it is dropped")
+            except ContractError as exc:  # checked when held; a contract change since then
+                refusals += [(index, e) for e in exc.errors]
+        kept += [*not_modelled(project, translation.unmodelled),
+                 *refused(project, lines, refusals)]  # fmt: skip
     if created:
         await gw.nodes.record(project, created)
-    await gw.ingest.publish(accepted)
+    await asyncio.gather(gw.ingest.publish(accepted), gw.dead_letters.publish(kept))
     return created
 
 

@@ -3,16 +3,20 @@ here. ``GET /api/sdk/v3/log-repositories`` tells the SDK its repository exists (
 id: the API key's project is where everything goes); ``POST /api/sdk/v3/log`` takes the
 commit lines (:mod:`gateway.maxim`).
 
-The answer is 200 once every translatable line is acknowledged by Kafka or spooled (or, for
-a line whose span or generation is not known yet, held in Postgres: :mod:`gateway.release`), with
-the lines that could not be used listed under ``data.rejected`` rather than as an
-``error``: the SDK re-sends a whole batch on an error, which would not make such a line
-valid. 413 / 503 / 401 come as ``{"error": {"message"}}``, which the SDK reports (and, for
-503, keeps the batch on disk and retries).
+The answer is 200 once every line is kept: its event acknowledged by Kafka or spooled (or,
+for a line whose span or generation is not known yet, held in Postgres:
+:mod:`gateway.release`), and every line that becomes no event (not modelled, malformed or
+refused by the contract) published the same way as a dead letter (:mod:`gateway.deadletters`).
+Those are counted in ``data.dead_lettered`` (``entity:action``), the refused ones also
+listed under ``data.rejected`` rather than as an ``error``: the SDK re-sends a whole batch on
+an error, which would not make such a line valid. 413 / 503 / 401 come as
+``{"error": {"message"}}``, which the SDK reports (and, for 503, keeps the batch on disk and
+retries).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Annotated
@@ -24,7 +28,7 @@ from producers.contract import ContractError
 from .auth import Project
 from .context import GatewayDep, body_doc, read_body
 from .errors import GatewayError, JsonResponse, MaximError
-from .maxim import parse_lines, referenced_nodes, translate
+from .maxim import not_modelled, parse_lines, referenced_nodes, refused, translate
 from .release import hold, release
 from .schemas import MaximAnswer
 
@@ -67,20 +71,24 @@ async def push_logs(
     received = datetime.now(UTC)
     known = await gw.nodes.traces_of(project, referenced_nodes(lines))
     translation, envelopes = translate(project, lines, known, received)
-    refused = [*errors, *translation.errors]
+    refusals = [*errors, *translation.errors]
     accepted = []
     for (index, _, _), item in zip(translation.events, envelopes, strict=True):
         try:
             accepted.append(gw.ingest.encode(item))
         except ContractError as exc:
-            refused += [(index, e) for e in exc.errors]
+            refusals += [(index, e) for e in exc.errors]
     # Order matters (gateway.release): hold, then record, then release both sides.
     held, refused_held = await hold(gw, project, translation.held, received)
-    refused += refused_held
+    refusals += refused_held
     if translation.nodes:
         await gw.nodes.record(project, translation.nodes)
+    kept = [*not_modelled(project, translation.unmodelled),
+            *refused(project, lines, refusals, text)]  # fmt: skip
     try:
-        delivery = await gw.ingest.publish(accepted)
+        deliveries = await asyncio.gather(
+            gw.ingest.publish(accepted), gw.dead_letters.publish(kept)
+        )
     except GatewayError as exc:
         raise MaximError(exc.status, exc.message) from None
     waiting = {line.entity_id for line in translation.held}
@@ -91,14 +99,18 @@ async def push_logs(
                     type(exc).__name__)  # fmt: skip
         released = 0
     rejected = [{"line": index, "field": e.field, "reason": e.reason}
-                for index, e in sorted(refused, key=lambda r: r[0])]  # fmt: skip
+                for index, e in sorted(refusals, key=lambda r: r[0])]  # fmt: skip
+    dead_lettered: dict[str, int] = {}
+    for k in kept:
+        name = f"{k.labels[0]}:{k.labels[1]}"
+        dead_lettered[name] = dead_lettered.get(name, 0) + 1
     data = {
         "repository": repository,
         "accepted": len(accepted),
         "held": held,
         "released": released,
-        "delivery": delivery,
-        "ignored": translation.ignored,
+        "delivery": "spooled" if "spooled" in deliveries else "sent",
+        "dead_lettered": dead_lettered,
         "rejected": rejected,
     }
     return JsonResponse({"data": data})

@@ -289,6 +289,33 @@ class PublisherCollector(Collector):
 
 GATEWAY_REGISTRY.register(PublisherCollector())
 
+
+class MaximDeadLetterCollector(Collector):
+    """``logflume_gateway_maxim_dead_letters_total{entity,action,kind}``: Maxim lines the
+    gateways of this process kept as dead letters (``kind`` ``not_modelled`` or ``refused``),
+    read from their :class:`~gateway.deadletters.DeadLetters` counts. The labels are bounded
+    to what maxim-py sends (else ``other``)."""
+
+    def collect(self) -> Iterator[Metric]:
+        totals: dict[tuple[str, ...], int] = {}
+        for app in list(_apps):
+            gateway = getattr(app.state, "gateway", None)
+            if gateway is None:
+                continue
+            for labels, count in gateway.dead_letters.counts.items():
+                totals[labels] = totals.get(labels, 0) + count
+        family = CounterMetricFamily(
+            "logflume_gateway_maxim_dead_letters",
+            "Maxim commit lines kept as dead letters (not modelled, or refused).",
+            labels=["entity", "action", "kind"],
+        )
+        for labels, count in sorted(totals.items()):
+            family.add_metric(list(labels), count)
+        yield family
+
+
+GATEWAY_REGISTRY.register(MaximDeadLetterCollector())
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[

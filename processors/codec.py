@@ -5,7 +5,9 @@ tables as their value serializer; the app's own serializer stays ``raw``). Outpu
 batch records: :func:`pack_outputs` groups them by destination partition (Kafka's murmur2
 partitioner on each output's key, as in the wire contract) and packs one record per
 partition, split so that no record exceeds the record size limit. An output too large for
-any record cannot be sent and is returned apart, to be dead-lettered.
+any record cannot be sent and is returned apart, to be dead-lettered. Dead-letter records
+are encoded by :func:`processors.outcome.encode_dead_letter` (re-exported here), which the
+gateway shares without importing Faust.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import orjson
 from faust.serializers.codecs import Codec
 
-from processors.outcome import DeadLetter, Output
+from processors.outcome import RECORD_OVERHEAD_BYTES, Output, encode_dead_letter
 from producers.contract import pack_record, partition_for
 
 __all__ = [
@@ -27,11 +29,6 @@ __all__ = [
     "encode_dead_letter",
     "pack_outputs",
 ]
-
-# Room left under the record limit for the record's key, headers and batch framing.
-RECORD_OVERHEAD_BYTES = 1024
-# A dead letter keeps at most this much of the raw record when the whole would not fit.
-_DEAD_LETTER_RAW_KEEP = 64 * 1024
 
 
 class OrjsonCodec(Codec):
@@ -78,16 +75,3 @@ def pack_outputs(outputs: Iterable[Output], partitions: int, max_bytes: int) -> 
         if chunk:
             packed.records.append((partition, pack_record(chunk)))
     return packed
-
-
-def encode_dead_letter(dead_letter: DeadLetter, max_bytes: int) -> bytes:
-    """The dead-letter record value; the raw bytes are cut (and flagged) if it would not fit."""
-    data = dead_letter.to_json()
-    encoded = orjson.dumps(data)
-    if len(encoded) <= max_bytes - RECORD_OVERHEAD_BYTES:
-        return encoded
-    raw = dead_letter.raw[:_DEAD_LETTER_RAW_KEEP]
-    data["raw"] = raw.decode("utf-8", errors="replace")
-    data["raw_truncated"] = True
-    data["raw_bytes"] = len(dead_letter.raw)
-    return orjson.dumps(data)

@@ -7,6 +7,10 @@ record. The transport builds the records because it is what knows the topic's pa
 count (from the broker's metadata). A failure raises :class:`SendFailure` naming the events
 to retry and the events the broker rejected for good; events of records that were
 acknowledged are in neither, so a retry re-sends as little as possible.
+
+A transport built with ``packed=False`` sends each event as a record of its own, its bytes
+as the value: the format of topics whose records hold one object (the dead-letter topic,
+which the gateway also writes).
 """
 
 from __future__ import annotations
@@ -49,10 +53,19 @@ class Record:
 
 
 def build_records(
-    events: Sequence[Encoded], partitions: int, *, max_bytes: int, max_events: int
+    events: Sequence[Encoded],
+    partitions: int,
+    *,
+    max_bytes: int,
+    max_events: int,
+    packed: bool = True,
 ) -> list[Record]:
     """Group events by partition, in order, into records of at most ``max_events`` events
-    and ``max_bytes`` bytes (one event larger than that gets a record of its own)."""
+    and ``max_bytes`` bytes (one event larger than that gets a record of its own).
+    ``packed=False``: one record per event, whose value is the event's bytes unchanged."""
+    if not packed:
+        return [Record(partition_for(key, partitions), data, ((key, data),))
+                for key, data in events]  # fmt: skip
     by_partition: dict[int, list[Encoded]] = {}
     for event in events:
         by_partition.setdefault(partition_for(event[0], partitions), []).append(event)
@@ -98,9 +111,12 @@ class Transport(Protocol):
 class KafkaTransport:
     """aiokafka: idempotent producer, acks=all, compression, linger; explicit partitions."""
 
-    def __init__(self, settings: SDKSettings, *, compression: str | None) -> None:
+    def __init__(
+        self, settings: SDKSettings, *, compression: str | None, packed: bool = True
+    ) -> None:
         self._settings = settings
         self._compression = compression
+        self._packed = packed
         self._producer: AIOKafkaProducer | None = None
         self._starting: asyncio.Lock | None = None
 
@@ -149,7 +165,11 @@ class KafkaTransport:
             await self._reset()
             raise SendFailure(f"no metadata for the topic: {type(exc).__name__}", events) from None
         records = build_records(
-            events, len(partitions), max_bytes=s.record_max_bytes, max_events=s.record_max_events
+            events,
+            len(partitions),
+            max_bytes=s.record_max_bytes,
+            max_events=s.record_max_events,
+            packed=self._packed,
         )
         futures: list[asyncio.Future[object] | BaseException] = []
         for record in records:
@@ -213,6 +233,7 @@ class MemoryTransport:
     partitions: int = 12
     record_max_bytes: int = 256 * 1024
     record_max_events: int = 500
+    packed: bool = True
     records: list[Record] = field(default_factory=list)
     down: bool = False
     sends: int = 0
@@ -239,6 +260,7 @@ class MemoryTransport:
             self.partitions,
             max_bytes=self.record_max_bytes,
             max_events=self.record_max_events,
+            packed=self.packed,
         )
         with self._lock:
             self.records.extend(records)

@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import pytest_asyncio
+from maxim import Maxim
 
 from gateway import GatewaySettings
 from tests.integration.gateway.helpers import Env, ServedGateway, own_env
@@ -107,3 +108,14 @@ async def pipeline(
                     process.wait(15)
                 except subprocess.TimeoutExpired:
                     process.kill()
+
+
+@pytest.fixture(scope="session")
+def maxim(pipeline: Pipeline) -> Iterator[Maxim]:
+    """The session's one maxim-py client (it allows one per process; each test makes its own
+    logger and flushes it)."""
+    client = Maxim({"api_key": pipeline.key(), "base_url": pipeline.url})
+    try:
+        yield client
+    finally:
+        client.cleanup()

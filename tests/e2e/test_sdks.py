@@ -78,36 +78,34 @@ def _completion(prompt: int, completion: int, model: str) -> dict:
     }  # fmt: skip
 
 
-def test_maxim_trace_with_a_span_and_two_generations_reads_back_as_a_tree(pipeline: Pipeline):
-    maxim = Maxim({"api_key": pipeline.key(), "base_url": pipeline.url})
-    try:
-        logger = maxim.logger({"id": "support-bot", "auto_flush": False})
-        trace_id = f"tr-{uuid.uuid4().hex[:12]}"
-        trace = logger.trace({"id": trace_id, "name": "checkout", "session_id": "sess-e2e"})
-        span = trace.span({"id": f"{trace_id}-plan", "name": "plan"})
-        first = span.generation({"id": f"{trace_id}-g1", "provider": "openai", "model": "gpt-4o",
-                                 "messages": [{"role": "user", "content": "a"}]})  # fmt: skip
-        second = span.generation({"id": f"{trace_id}-g2", "provider": "openai",
-                                  "model": "gpt-4o-mini",
-                                  "messages": [{"role": "user", "content": "b"}]})  # fmt: skip
-        first.result(_completion(100, 50, "gpt-4o"))
-        logger.flush()  # results can come in a later request than their generation
-        second.result(_completion(200, 20, "gpt-4o-mini"))
-        span.end()
-        trace.end()
-        logger.flush()
+def test_maxim_trace_with_a_span_and_two_generations_reads_back_as_a_tree(
+    pipeline: Pipeline, maxim: Maxim
+):
+    logger = maxim.logger({"id": "support-bot", "auto_flush": False})
+    trace_id = f"tr-{uuid.uuid4().hex[:12]}"
+    trace = logger.trace({"id": trace_id, "name": "checkout", "session_id": "sess-e2e"})
+    span = trace.span({"id": f"{trace_id}-plan", "name": "plan"})
+    first = span.generation({"id": f"{trace_id}-g1", "provider": "openai", "model": "gpt-4o",
+                             "messages": [{"role": "user", "content": "a"}]})  # fmt: skip
+    second = span.generation({"id": f"{trace_id}-g2", "provider": "openai",
+                              "model": "gpt-4o-mini",
+                              "messages": [{"role": "user", "content": "b"}]})  # fmt: skip
+    first.result(_completion(100, 50, "gpt-4o"))
+    logger.flush()  # results can come in a later request than their generation
+    second.result(_completion(200, 20, "gpt-4o-mini"))
+    span.end()
+    trace.end()
+    logger.flush()
 
-        def assembled() -> dict | None:
-            response = pipeline.get(f"/traces/{trace_id}")
-            if response.status_code != 200:
-                return None
-            body = response.json()
-            done = body["status"] == "completed" and body["totals"]["total_tokens"] == 370
-            return body if done and body["children"] else None
+    def assembled() -> dict | None:
+        response = pipeline.get(f"/traces/{trace_id}")
+        if response.status_code != 200:
+            return None
+        body = response.json()
+        done = body["status"] == "completed" and body["totals"]["total_tokens"] == 370
+        return body if done and body["children"] else None
 
-        tree = eventually(assembled)
-    finally:
-        maxim.cleanup()
+    tree = eventually(assembled)
     assert tree["name"] == "checkout" and tree["session_id"] == "sess-e2e"
     (plan,) = tree["children"]
     assert (plan["kind"], plan["id"], plan["name"]) == ("span", f"{trace_id}-plan", "plan")

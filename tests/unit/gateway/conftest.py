@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -25,13 +26,24 @@ class DictKeys:
 
 
 class Env:
-    def __init__(self, client: TestClient, transport: MemoryTransport, held: MemoryHeldLines):
+    def __init__(
+        self,
+        client: TestClient,
+        transport: MemoryTransport,
+        held: MemoryHeldLines,
+        letters: MemoryTransport,
+    ) -> None:
         self.client = client
         self.transport = transport
         self.held = held
+        self.letters = letters
 
     def sent(self) -> list[dict]:
         return self.transport.bodies()
+
+    def dead_letters(self) -> list[dict]:
+        """Every dead-letter record the gateway published (one JSON object each)."""
+        return [orjson.loads(record.value) for record in self.letters.records]
 
 
 @pytest.fixture
@@ -39,10 +51,11 @@ def env(tmp_path: Path) -> Iterator[Env]:
     transport = MemoryTransport(partitions=4)
     spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 16, fsync="batch")
     held = MemoryHeldLines()
+    letters = MemoryTransport(partitions=4, packed=False)
     parts = Components(transport=transport, spool=spool, keys=DictKeys(), nodes=MemoryNodeIndex(),
-                       held=held)  # fmt: skip
+                       held=held, dead_letter_transport=letters)  # fmt: skip
     settings = Settings(max_event_bytes=4096)
     options = GatewaySettings(max_body_bytes=64 * 1024, linger_ms=0, held_sweep_s=0)
     app = create_app(settings, options, parts)
     with TestClient(app) as client:
-        yield Env(client, transport, held)
+        yield Env(client, transport, held, letters)

@@ -178,7 +178,7 @@ def test_a_result_before_its_generation_is_held_then_published_as_if_in_order(en
     assert early.status_code == 200
     assert early.json()["data"] | {"delivery": None} == {
         "repository": "r", "accepted": 0, "held": 2, "released": 0, "delivery": None,
-        "ignored": {}, "rejected": [],
+        "dead_lettered": {}, "rejected": [],
     }  # fmt: skip
     assert env.sent() == [] and len(env.held.lines) == 2
     # A node of another project with the same id does not release this project's lines.

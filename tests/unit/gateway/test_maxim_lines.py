@@ -7,7 +7,14 @@ from pathlib import Path
 
 import orjson
 
-from gateway.maxim import parse_lines, referenced_nodes, translate
+from gateway.maxim import (
+    DEAD_LETTER_TOPIC,
+    not_modelled,
+    parse_lines,
+    referenced_nodes,
+    refused,
+    translate,
+)
 from producers.contract import validate_event
 
 LINES = (Path(__file__).parent / "maxim_lines.txt").read_text()
@@ -48,10 +55,73 @@ def test_captured_sdk_lines_become_valid_events_with_their_trace():
         "tr1": ("trace", "tr1"), "sp1": ("span", "tr1"), "g1": ("generation", "tr1"),
         "g2": ("generation", "tr1"), "tr2": ("trace", "tr2"),
     }  # fmt: skip
-    # No contract event for these: acknowledged and counted.
-    assert translation.ignored["tool_call:result"] == 1
-    assert translation.ignored["session:create"] == 1
-    assert translation.ignored["trace:add-feedback"] == 1
+    # No contract event for these: each is kept as a dead letter (never held).
+    assert [(line.entity, line.action) for line in translation.unmodelled] == [
+        ("span", "add-event"), ("trace", "add-feedback"), ("span", "add-tool-call"),
+        ("tool_call", "result"), ("tool_call", "end"), ("span", "add-retrieval"),
+        ("retrieval", "update"), ("retrieval", "end"), ("retrieval", "update"),
+        ("retrieval", "end"), ("session", "create"), ("session", "end"),
+    ]  # fmt: skip
+    assert translation.held == [] and translation.errors == []
+    # Every line is an event, a generation's end folded into its result, or unmodelled.
+    lines, _ = parse_lines(LINES)
+    folded = 2
+    assert len(envelopes) + folded + len(translation.unmodelled) == len(lines)
+
+
+def test_unmodelled_lines_become_dead_letters_naming_entity_and_action():
+    lines, _ = parse_lines(LINES)
+    translation, _ = translate("proj-a", lines, {}, RECEIVED)
+    kept = not_modelled("proj-a", translation.unmodelled)
+    by_line = {k.letter.raw.decode(): k for k in kept}
+    tool = by_line['tool_call{id=tc1,action=result,data={"result": "res"}}']
+    assert tool.letter.reason == (
+        "maxim tool_call.result: not modelled by logflume; kept verbatim (project proj-a)"
+    )
+    assert tool.labels == ("tool_call", "result", "not_modelled")
+    assert tool.letter.origin.topic == DEAD_LETTER_TOPIC and tool.letter.index == 0
+    # The origin (the dead_letters row's unique key) and event id hash project and line:
+    # a re-sent batch is stored once, another project's identical line apart.
+    again = not_modelled("proj-a", translation.unmodelled)
+    other = not_modelled("proj-b", translation.unmodelled)
+    assert [k.letter for k in again] == [k.letter for k in kept]
+    assert {k.letter.origin for k in other}.isdisjoint({k.letter.origin for k in kept})
+    assert len({k.letter.origin.offset for k in kept}) == len(kept)
+    assert all(0 <= k.letter.origin.offset < 2**63 for k in kept)
+
+
+def test_a_generation_end_without_its_result_in_the_batch_is_dead_lettered():
+    end = 'generation{id=g1,action=end,data={"endTimestamp": "2026-01-01T00:00:05Z"}}'
+    lines, _ = parse_lines(end)
+    translation, envelopes = translate("p", lines, {"g1": "t1"}, RECEIVED)
+    assert envelopes == [] and translation.unmodelled == lines
+    # Unknown node: dead-lettered at once rather than held.
+    translation, _ = translate("p", lines, {}, RECEIVED)
+    assert translation.held == [] and translation.unmodelled == lines
+
+
+def test_labels_are_bounded_to_what_maxim_py_sends():
+    text = "widget{id=w,action=create,data={}}\ntrace{id=t,action=explode,data={}}"
+    lines, _ = parse_lines(text)
+    translation, _ = translate("p", lines, {}, RECEIVED)
+    assert [k.labels for k in not_modelled("p", translation.unmodelled)] == [
+        ("other", "other", "not_modelled"), ("trace", "other", "not_modelled")
+    ]  # fmt: skip
+    assert "widget.create" in not_modelled("p", translation.unmodelled)[0].letter.reason
+
+
+def test_refused_lines_become_dead_letters_with_every_field_and_reason():
+    text = 'nonsense {\ntrace{id=t,action=add-span,data={"name": "no id"}}'
+    lines, errors = parse_lines(text)
+    translation, _ = translate("p", lines, {}, RECEIVED)
+    kept = refused("p", lines, [*errors, *translation.errors], text)
+    assert [k.letter.raw.decode() for k in kept] == text.split("\n")
+    assert kept[0].labels == ("unparsed", "unparsed", "refused")
+    assert kept[0].letter.reason.startswith("maxim line: refused (line: is not entity{")
+    assert kept[1].labels == ("trace", "add-span", "refused")
+    assert kept[1].letter.reason == (
+        "maxim trace.add-span: refused (data.id: is required); kept verbatim (project p)"
+    )
 
 
 def test_event_ids_hash_the_line_so_a_resent_batch_deduplicates():

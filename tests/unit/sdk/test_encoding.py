@@ -190,3 +190,13 @@ def test_records_hold_only_events_of_their_partition_and_respect_bounds() -> Non
         orjson.loads(d)["body"]["id"] for r in records if r.partition == 0 for _, d in r.events
     ]
     assert order == sorted(order, key=lambda i: int(i.split("_")[1]))
+
+
+def test_unpacked_records_hold_one_event_each_as_its_bytes() -> None:
+    events = [(f"k{i}".encode(), orjson.dumps({"reason": f"r{i}"})) for i in range(20)]
+    records = build_records(events, 3, max_bytes=8 * 1024, max_events=40, packed=False)
+    assert [r.value for r in records] == [data for _, data in events]
+    assert all(r.events == ((key, r.value),) for r, (key, _) in zip(records, events, strict=True))
+    assert all(
+        r.partition == partition_for(key, 3) for r, (key, _) in zip(records, events, strict=True)
+    )
