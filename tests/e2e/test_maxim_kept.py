@@ -106,7 +106,7 @@ def _send_everything(maxim: Maxim, run: str) -> list[str]:
     span.end()
     trace.set_output("it is in transit")
     trace.end()
-    logger.flush()
+    logger.writer.flush(is_sync=True)  # Logger.flush() only submits the push to a thread
     return sent
 
 
