@@ -26,7 +26,7 @@ import sinks.writer  # noqa: E402
 from bench.sink_bench import NAIVE_DEAD_LETTER, naive_sql  # noqa: E402
 from logflume.settings import Settings  # noqa: E402
 from sinks.batch import Batch  # noqa: E402
-from sinks.tables import TableSpec, spec_for  # noqa: E402
+from sinks.tables import TableSpec, removes, spec_for  # noqa: E402
 
 
 def _statement(spec: TableSpec) -> str:
@@ -77,6 +77,9 @@ async def run(settings: Settings, stopping: asyncio.Event) -> None:
                             one = Batch()
                             one.add_value(role, value)
                             await sinks.writer._prompts(conn, one, 60.0)
+                        if removes(spec, value):  # as the sink: a deleted entity, an empty group
+                            await sinks.writer._remove(conn, spec, [value], 60.0)
+                            continue
                         if spec not in statements:
                             statements[spec] = _statement(spec)
                         statement = statements[spec]
