@@ -91,6 +91,13 @@ class Settings(BaseSettings):
         default=DEFAULT_MAX_EVENT_BYTES, ge=1024, description="Largest accepted event, in bytes."
     )
     sink_group: str = Field(default="logflume-sink", description="Consumer group of the sinks.")
+    sink_instance_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+        description="A stable id of this sink across restarts: it joins its group as a "
+        "static member (KIP-345) and a restart within the session timeout takes its "
+        "partitions back without a rebalance. Unique per sink.",
+    )
     sink_batch_values: int = Field(
         default=5000, ge=1, description="A sink batch ends at this many stage outputs..."
     )

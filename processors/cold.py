@@ -24,13 +24,16 @@ Consistency with the changelog and the snapshots (:mod:`processors.snapshots`):
 
 Files: ``<dir>/<changelog topic>/<partition>.sqlite`` (WAL mode; a killed process loses
 nothing committed). A miss, the common case (every new entity is one), is answered by an
-in-memory Bloom filter of the partition's cold keys without touching SQLite.
+in-memory Bloom filter of the partition's cold keys without touching SQLite; the filter is
+built in the background when a partition is opened, so a worker's recovery does not grow
+with the history its disk holds.
 """
 
 from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,28 +89,70 @@ class _Bloom:
 
 
 class _Partition:
+    """One partition's file. Its Bloom filter is built by a thread of its own, so opening a
+    partition costs the same whatever the file holds; until the filter is there, every
+    lookup asks SQLite (the same answers, a few microseconds slower)."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # durable against a killed process
         self.db.executescript(_SCHEMA)
-        self.rows = self.db.execute("SELECT count(*) FROM states").fetchone()[0]
-        self.bloom = self._build()
+        self.rows = 0  # known once the filter is built
+        self.bloom: _Bloom | None = None  # None: not built (yet), so not to be consulted
+        self._lock = threading.Lock()
+        self._generation = 0  # a clear or a new build makes a running build's result stale
+        self._added: list[str] = []  # keys stored while a build runs
+        self._build_in_background()
 
-    def _build(self) -> _Bloom:
-        bloom = _Bloom.sized(max(self.rows, 1) * 2)
-        for (key,) in self.db.execute("SELECT key FROM states"):
-            bloom.add(key)
-        return bloom
+    def _build_in_background(self) -> None:
+        with self._lock:
+            self.bloom = None
+            self._added = []
+            self._generation += 1
+            generation = self._generation
+        threading.Thread(
+            target=self._build, args=(generation,), name="cold-bloom", daemon=True
+        ).start()
+
+    def _build(self, generation: int) -> None:
+        try:
+            reader = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                rows = reader.execute("SELECT count(*) FROM states").fetchone()[0]
+                bloom = _Bloom.sized(max(rows, 1) * 2)
+                for (key,) in reader.execute("SELECT key FROM states"):
+                    bloom.add(key)
+            finally:
+                reader.close()
+        except sqlite3.Error as exc:  # the filter stays off: lookups ask SQLite
+            log.warning("cold store %s: no filter (%s)", self.path, exc)
+            return
+        with self._lock:
+            if generation != self._generation:
+                return
+            for key in self._added:
+                bloom.add(key)
+            self.rows = rows + len(self._added)
+            self._added = []
+            self.bloom = bloom
 
     def clear(self) -> None:
         self.db.execute("DELETE FROM states")
-        self.rows = 0
-        self.bloom = _Bloom.sized(1)
+        with self._lock:
+            self._generation += 1  # a build still running read the old keys
+            self.rows = 0
+            self._added = []
+            self.bloom = _Bloom.sized(1)
+
+    def may_hold(self, key: str) -> bool:
+        bloom = self.bloom
+        return bloom is None or key in bloom
 
     def get(self, key: str) -> Any:
-        if key not in self.bloom:
+        if not self.may_hold(key):
             return None
         row = self.db.execute("SELECT value FROM states WHERE key = ?", (key,)).fetchone()
         return None if row is None else orjson.loads(row[0])
@@ -121,13 +166,16 @@ class _Partition:
         except BaseException:
             db.execute("ROLLBACK")
             raise
-        bloom = self.bloom
-        for key, _, _ in rows:
-            bloom.add(key)
-        self.rows += len(rows)  # an upper bound (a replaced copy counts again)
+        with self._lock:
+            bloom = self.bloom
+            if bloom is None:
+                self._added.extend(key for key, _, _ in rows)
+                return
+            for key, _, _ in rows:
+                bloom.add(key)
+            self.rows += len(rows)  # an upper bound (a replaced copy counts again)
         if bloom.full:
-            self.rows = db.execute("SELECT count(*) FROM states").fetchone()[0]
-            self.bloom = self._build()
+            self._build_in_background()
 
     def delete(self, keys: list[str]) -> None:
         db = self.db
@@ -203,7 +251,7 @@ class ColdStore:
         """Remove the copies of ``keys`` (the filter skips those never stored here)."""
         store = self._partitions.get(partition)
         if store is not None:
-            present = [key for key in keys if key in store.bloom]
+            present = [key for key in keys if store.may_hold(key)]
             if present:
                 store.delete(present)
 

@@ -82,6 +82,9 @@ class Sink:
             self._deadletter,
             bootstrap_servers=s.bootstrap_servers,
             group_id=self._group_id,
+            group_instance_id=(
+                f"{self._group_id}-{s.sink_instance_id}" if s.sink_instance_id else None
+            ),
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=max(100, s.sink_batch_values),

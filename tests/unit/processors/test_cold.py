@@ -3,6 +3,7 @@ snapshot vouches for it, and is cleared when none does."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from processors.cold import ColdStore
@@ -60,3 +61,23 @@ def test_the_filter_grows_with_the_store(tmp_path: Path) -> None:
     for start in range(0, 200_000, 50_000):  # past the first filter's capacity
         store.put(0, [(f"k{n}", _state(n, 1.0)) for n in range(start, start + 50_000)])
     assert all(store.get(0, f"k{n}") is not None for n in range(0, 200_000, 997))
+
+
+def test_states_stored_while_the_filter_is_built_are_found_after(tmp_path: Path) -> None:
+    first = ColdStore(tmp_path, "changelog")
+    first.open(0, trusted=False)
+    first.put(0, [(f"old{n}", _state(n, 1.0)) for n in range(200_000)])
+    first.close_all()
+
+    store = ColdStore(tmp_path, "changelog")
+    store.open(0, trusted=True)  # the filter is built by a thread from here on
+    store.put(0, [(f"new{n}", _state(n, 2.0)) for n in range(1000)])
+    assert store.get(0, "old7") == _state(7, 1.0)  # answered by SQLite meanwhile
+    partition = store._partitions[0]
+    deadline = time.monotonic() + 30
+    while partition.bloom is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert partition.bloom is not None
+    assert all(store.get(0, f"new{n}") == _state(n, 2.0) for n in range(1000))
+    assert store.get(0, "old199999") == _state(199_999, 1.0)
+    assert store.get(0, "never") is None
