@@ -32,6 +32,7 @@ from logflume.services.topics import ensure_topics
 from logflume.settings import Settings
 from processors.agents import STAGES, Reducers, Stage, StageName, install_stages
 from processors.app import ProcessorOptions, make_app, worker_datadir
+from processors.assignor import patch_faust_assignor
 from processors.codec import RECORD_OVERHEAD_BYTES
 
 __all__ = [
@@ -165,6 +166,7 @@ def run_worker(
     """Run one worker until SIGTERM/SIGINT; exits the process (status 0 on a clean stop)."""
     options = options or ProcessorOptions()
     patch_faust_consumer()
+    patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
     tune_gc()
     worker_datadir(settings, options).parent.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()

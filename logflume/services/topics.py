@@ -62,53 +62,78 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
     )
-    report = TopicsReport()
+    deadline = time.monotonic() + timeout_s
     try:
         await admin.start()
-        replicas = replication(settings, len((await admin.describe_cluster())["brokers"]))
-        for attempt in range(_RETRIES):
-            existing = set(await admin.list_topics())
-            missing = [t for t in wanted if t not in existing]
-            if not missing:
-                break
-            new_topics = [
-                NewTopic(
-                    name=name,
-                    num_partitions=settings.partitions,
-                    replication_factor=replicas,
-                    topic_configs={
-                        **_topic_configs(settings, name),
-                        "min.insync.replicas": str(min_insync_replicas(replicas)),
-                        **extra.get(name, {}),
-                    },
-                )
-                for name in missing
-            ]
-            response = await admin.create_topics(new_topics, timeout_ms=int(timeout_s * 1000))
-            retriable = _created(response, report)
-            if not retriable:
-                break
-            log.info("retrying topic creation (%s): %s", attempt + 1, ", ".join(retriable))
-            await asyncio.sleep(0.5 * (attempt + 1))
-        else:
-            raise ServiceError(f"could not create the Kafka topics {', '.join(wanted)}")
-        report.existing = [t for t in wanted if t not in report.created]
-        await _verify_partitions(admin, wanted, settings.partitions)
+        while True:
+            try:
+                return await _ensure(admin, settings, wanted, extra, timeout_s)
+            except KafkaError as exc:
+                # aiokafka's admin client asks one node, picked at random, per request: one
+                # that is down (a cluster losing a broker) is worth asking another.
+                if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
+                    raise
+                log.info("retrying topic checks after %r", exc)
+                await asyncio.sleep(1.0)
     except KafkaError as exc:
         raise ServiceError(
             f"Kafka at {settings.bootstrap_servers} failed while ensuring topics: {exc!r}"
         ) from exc
     finally:
         await admin.close()
+
+
+async def _ensure(
+    admin: AIOKafkaAdminClient,
+    settings: Settings,
+    wanted: list[str],
+    extra: Mapping[str, Mapping[str, str]],
+    timeout_s: float,
+) -> TopicsReport:
+    report = TopicsReport()
+    replicas = replication(settings, len((await admin.describe_cluster())["brokers"]))
+    for attempt in range(_RETRIES):
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if not missing:
+            break
+        new_topics = [
+            NewTopic(
+                name=name,
+                num_partitions=settings.partitions,
+                replication_factor=replicas,
+                topic_configs={
+                    **_topic_configs(settings, name),
+                    "min.insync.replicas": str(min_insync_replicas(replicas)),
+                    **extra.get(name, {}),
+                },
+            )
+            for name in missing
+        ]
+        response = await admin.create_topics(new_topics, timeout_ms=int(timeout_s * 1000))
+        retriable = _created(response, report)
+        if not retriable:
+            break
+        log.info("retrying topic creation (%s): %s", attempt + 1, ", ".join(retriable))
+        await asyncio.sleep(0.5 * (attempt + 1))
+    else:
+        raise ServiceError(f"could not create the Kafka topics {', '.join(wanted)}")
+    report.existing = [t for t in wanted if t not in report.created]
+    await _verify_partitions(admin, wanted, settings.partitions)
     if report.created:
         log.info("created topics: %s", ", ".join(report.created))
     return report
 
 
-def replication(settings: Settings, brokers: int) -> int:
+def replication(settings: Settings, live_brokers: int) -> int:
     """Replicas of a new topic: the setting, else 3 when the cluster has 3 brokers or more
-    (one broker may be lost), else every broker."""
-    return settings.replication_factor or min(3, brokers)
+    (one broker may be lost), else every broker. The local cluster's size is known; an
+    external cluster's is the brokers alive now (set LOGFLUME_REPLICATION_FACTOR there, so
+    that a topic created while a broker is down is not created with fewer replicas)."""
+    if settings.replication_factor:
+        return settings.replication_factor
+    brokers = live_brokers if settings.kafka_is_external else settings.local_brokers
+    return min(3, brokers)
 
 
 def min_insync_replicas(replicas: int) -> int:
