@@ -135,6 +135,7 @@ async def scratch_services(**overrides: Any) -> AsyncIterator[ScratchServices]:
         kafka_heap="512m",
         **overrides,
     )
+    keep = os.environ.get("LOGFLUME_KEEP_SCRATCH") == "1"  # to look into a failed run
     try:
         await manager.up(settings)
         cluster = local_nodes(settings)
@@ -143,4 +144,7 @@ async def scratch_services(**overrides: Any) -> AsyncIterator[ScratchServices]:
         try:
             await manager.down(settings)
         finally:
-            shutil.rmtree(home, ignore_errors=True)
+            if keep:
+                print(f"scratch services kept (stopped) in {home}: {settings!r}")
+            else:
+                shutil.rmtree(home, ignore_errors=True)

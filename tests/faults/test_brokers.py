@@ -186,7 +186,6 @@ async def test_losing_a_broker_of_three_and_a_rolling_restart_end_at_the_oracle(
         sink_retry_max_s=2.0,
     ) as services:
         settings = services.settings
-        assert len(await _leaders(settings)) == 3, "the partitions' leaders are spread"
         records = pack_events(events, settings.partitions, seed=31)
         processes = PipelineProcesses(settings, tmp_path / "processes")
         for name in WORKERS:
