@@ -138,11 +138,14 @@ async def scratch_services(**overrides: Any) -> AsyncIterator[ScratchServices]:
         kafka_heap="512m",
         **overrides,
     )
-    keep = os.environ.get("LOGFLUME_KEEP_SCRATCH") == "1"  # to look into a failed run
+    keep = False  # a failed run's services, with LOGFLUME_KEEP_SCRATCH=1, to look into
     try:
         await manager.up(settings)
         cluster = local_nodes(settings)
         yield ScratchServices(settings, cluster[0], LocalPostgres(settings), cluster)
+    except BaseException:
+        keep = os.environ.get("LOGFLUME_KEEP_SCRATCH") == "1"
+        raise
     finally:
         try:
             await manager.down(settings)
@@ -151,3 +154,30 @@ async def scratch_services(**overrides: Any) -> AsyncIterator[ScratchServices]:
                 print(f"scratch services kept (stopped) in {home}: {settings!r}")
             else:
                 shutil.rmtree(home, ignore_errors=True)
+
+
+async def group_lag(settings: Settings) -> dict[str, int]:
+    """Records not yet committed by each consumer group of the pipeline (the processors'
+    and the sinks'), summed over their partitions: what tells a stall (lag left) from a
+    wrong result (nothing left to read)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from processors.app import app_id
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        lags: dict[str, int] = {}
+        for group in (app_id(settings), settings.sink_group):
+            committed = await admin.list_consumer_group_offsets(group)
+            # Only the pipeline's own topics: changelogs are read by recovery, not committed.
+            tps = [tp for tp in committed if tp.topic in settings.topics.all()]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            lags[group] = sum(max(0, ends[tp] - committed[tp].offset) for tp in tps)
+        return lags
+    finally:
+        await consumer.stop()
+        await admin.close()
