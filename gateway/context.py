@@ -8,7 +8,7 @@ every validation goes through the wire contract), and document them with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
@@ -21,10 +21,12 @@ from producers.contract import FieldError
 from producers.contract.types import ID_PATTERN, MAX_ID_LENGTH
 
 from .deadletters import DeadLetters
+from .deferred import Deferred
 from .errors import PayloadTooLarge, ValidationFailed
 from .held import HeldLines
 from .ingest import Ingest
 from .nodes import NodeIndex
+from .outage import DatabaseWatch
 from .settings import GatewaySettings
 from .store import ReadStore
 
@@ -52,6 +54,9 @@ class Gateway:
     nodes: NodeIndex
     held: HeldLines
     dead_letters: DeadLetters
+    # Work kept on disk while PostgreSQL is unreachable, and whether it is (gateway.outage).
+    deferred: Deferred = field(default_factory=lambda: Deferred(None))
+    watch: DatabaseWatch = field(default_factory=DatabaseWatch)
 
 
 def _gateway(request: Request) -> Gateway:

@@ -316,6 +316,40 @@ class MaximDeadLetterCollector(Collector):
 
 GATEWAY_REGISTRY.register(MaximDeadLetterCollector())
 
+
+class DatabaseFallbackCollector(Collector):
+    """``logflume_gateway_db_fallbacks_total{what}``: calls of the gateways of this process
+    that could not reach PostgreSQL and answered from a cache or deferred the work to the
+    local spool (``what``: ``api_key``, ``version``, ``maxim_hold``, ...; see
+    :mod:`gateway.outage`), and ``logflume_gateway_db_unreachable`` (1 while it is away)."""
+
+    def collect(self) -> Iterator[Metric]:
+        totals: dict[str, int] = {}
+        down = 0
+        for app in list(_apps):
+            gateway = getattr(app.state, "gateway", None)
+            if gateway is None:
+                continue
+            for what, count in gateway.watch.fallbacks.items():
+                totals[what] = totals.get(what, 0) + count
+            down = max(down, int(gateway.watch.down))
+        family = CounterMetricFamily(
+            "logflume_gateway_db_fallbacks",
+            "Gateway calls that could not reach PostgreSQL and fell back (cache or spool).",
+            labels=["what"],
+        )
+        for what, count in sorted(totals.items()):
+            family.add_metric([what], count)
+        yield family
+        yield GaugeMetricFamily(
+            "logflume_gateway_db_unreachable",
+            "1 while the gateway finds PostgreSQL unreachable.",
+            value=down,
+        )
+
+
+GATEWAY_REGISTRY.register(DatabaseFallbackCollector())
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 ASGIApp = Callable[

@@ -1,0 +1,69 @@
+"""Ingestion while PostgreSQL is unreachable: which failures mean "the database is away",
+and one log line when an outage starts and one when it ends.
+
+Kafka (or the gateway's spool) is the durable buffer; PostgreSQL only helps the write
+paths: API keys, a log's prompt version by environment, Maxim nodes and held lines, the
+``save=false`` index. While it is away, each of those answers from what the gateway
+already knows or defers the work to its local spool (:mod:`gateway.deferred`), and counts
+the fallback (``logflume_gateway_db_fallbacks_total{what}``); the reads, and a key this
+gateway never saw, answer 503 with ``Retry-After`` (:func:`gateway.errors.install_handlers`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+
+import asyncpg
+
+__all__ = ["RETRY_AFTER_S", "UNAVAILABLE", "DatabaseWatch"]
+
+log = logging.getLogger(__name__)
+
+# Failures of the connection or the server, not of the query (as the sink's RETRYABLE).
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.OperatorInterventionError,
+    asyncpg.InsufficientResourcesError,
+)
+# What a 503 tells a client to wait before it retries (seconds).
+RETRY_AFTER_S = 5
+
+
+class DatabaseWatch:
+    """Whether the database was away at the last attempt, and the fallbacks taken by what
+    (``api_key``, ``version``, ``reference``, ``unsaved``, ``maxim_nodes``, ``maxim_hold``,
+    ``maxim_release``, ``sweep``); a bounded label set, kept for the metric."""
+
+    def __init__(self) -> None:
+        self.down_since: float | None = None
+        self.fallbacks: Counter[str] = Counter()
+
+    @property
+    def down(self) -> bool:
+        return self.down_since is not None
+
+    def failed(self, what: str, exc: BaseException) -> None:
+        """A call for ``what`` could not reach PostgreSQL and fell back."""
+        self.fallbacks[what] += 1
+        if self.down_since is None:
+            self.down_since = time.monotonic()
+            log.warning(
+                "PostgreSQL is unreachable (%s in %s): writes are answered from caches and "
+                "the local spool, reads with 503",
+                type(exc).__name__,
+                what,
+            )
+
+    def answered(self) -> None:
+        """PostgreSQL answered (the sweeper's pass went through)."""
+        if self.down_since is not None:
+            log.warning(
+                "PostgreSQL answers again after %.1f s; deferred work is being released",
+                time.monotonic() - self.down_since,
+            )
+            self.down_since = None
