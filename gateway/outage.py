@@ -15,21 +15,14 @@ import logging
 import time
 from collections import Counter
 
-import asyncpg
+from logflume.dberrors import UNREACHABLE
 
 __all__ = ["RETRY_AFTER_S", "UNAVAILABLE", "DatabaseWatch"]
 
 log = logging.getLogger(__name__)
 
-# Failures of the connection or the server, not of the query (as the sink's RETRYABLE).
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-)
+# Failures of the connection or the server, not of the query (the sink retries on the same).
+UNAVAILABLE: tuple[type[BaseException], ...] = UNREACHABLE
 # What a 503 tells a client to wait before it retries (seconds).
 RETRY_AFTER_S = 5
 

@@ -4,8 +4,9 @@ process, and the end-to-end suite may hold it in the test process).
 
 For ``SECONDS`` it sends, round after round, through the gateway at ``URL``: the official
 humanloop SDK (``prompts.log`` with the Prompt's details, ``prompts.log`` by path alone,
-whose version only PostgreSQL knows, and ``prompts.update_log``), Humanloop's update by
-reference id (``PATCH /logs?reference_id=``) and older ``POST /logs``, the native batch
+whose version only PostgreSQL knows, and ``prompts.update_log``), Humanloop's older
+``POST /logs`` with a reference id (by path alone too) and its update by that reference id
+(``PATCH /logs?reference_id=``; the SDK has no method for it), the native batch
 (``POST /v1/events``), and the official maxim-py Logger (a trace, a span, a generation and
 its result; in every other round the result is pushed before its generation, so the
 gateway must hold it). Retries are off: every call is answered once. It writes what it
@@ -88,24 +89,26 @@ def main(url: str, key: str, seconds: float, out: Path) -> None:
             ))  # fmt: skip
             if done is not None:
                 sent["sdk_updated"][logged.id] = 6
-        reference = f"{run}-ref"
         by_path = attempt("prompts.log by path", lambda: humanloop.prompts.log(
-            path=PATH, reference_id=reference, messages=[{"role": "user", "content": run}],
-            output="first", prompt_tokens=tokens, output_tokens=3, request_options=NO_RETRY,
+            path=PATH, messages=[{"role": "user", "content": run}], output="by path",
+            prompt_tokens=tokens, output_tokens=3, request_options=NO_RETRY,
         ))  # fmt: skip
         if by_path is not None:
-            sent["by_path"].append([by_path.id, by_path.version_id, reference])
+            sent["by_path"].append([by_path.id, by_path.version_id])
+        reference = f"{run}-ref"
+        legacy = attempt("POST /logs", lambda: http.post("/logs", json={
+            "project": PATH, "reference_id": reference, "output": "legacy",
+            "messages": [{"role": "user", "content": run}], "prompt_tokens": tokens,
+            "output_tokens": 1,
+        }).raise_for_status())  # fmt: skip
+        if legacy is not None:
+            answer = legacy.json()
+            sent["legacy"].append([answer["id"], answer["version_id"], reference])
         update = attempt("PATCH /logs", lambda: http.patch(
             "/logs", params={"reference_id": reference}, json={"output": f"updated {run}"},
         ).raise_for_status())  # fmt: skip
         if update is not None:
             sent["updated"][reference] = f"updated {run}"
-        legacy = attempt("POST /logs", lambda: http.post("/logs", json={
-            "project": PATH, "messages": [{"role": "user", "content": run}], "output": "legacy",
-            "prompt_tokens": tokens, "output_tokens": 1,
-        }).raise_for_status())  # fmt: skip
-        if legacy is not None:
-            sent["legacy"].append(legacy.json()["id"])
         native_ids = [f"{run}-n{i}" for i in range(2)]
         native = attempt("POST /v1/events", lambda: http.post("/v1/events", json=[
             {"event_id": f"evt_{log_id}", "type": "log", "ts": "2026-12-02T12:00:00Z",
