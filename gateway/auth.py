@@ -92,6 +92,7 @@ class PgKeyStore:
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
+            self._watch.check()
             project = await self._pool.fetchval(
                 "SELECT project FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
                 digest,

@@ -102,6 +102,7 @@ class PgNodeIndex:
                 found[node] = trace
         if missing:
             try:
+                self._watch.check()
                 rows = await self._pool.fetch(_LOOKUP, project, missing, timeout=self._timeout_s)
             except UNAVAILABLE as exc:
                 self._watch.failed("maxim_nodes", exc)
@@ -116,6 +117,7 @@ class PgNodeIndex:
         if not fresh:
             return
         try:
+            self._watch.check()
             await self._write(project, fresh)
         except UNAVAILABLE as exc:
             self._watch.failed("maxim_nodes", exc)

@@ -17,7 +17,7 @@ from collections import Counter
 
 from logflume.dberrors import UNREACHABLE
 
-__all__ = ["RETRY_AFTER_S", "UNAVAILABLE", "DatabaseWatch"]
+__all__ = ["RETRY_AFTER_S", "UNAVAILABLE", "DatabaseAway", "DatabaseWatch"]
 
 log = logging.getLogger(__name__)
 
@@ -27,22 +27,41 @@ UNAVAILABLE: tuple[type[BaseException], ...] = UNREACHABLE
 RETRY_AFTER_S = 5
 
 
+class DatabaseAway(ConnectionError):
+    """Not asked: PostgreSQL could not be reached moments ago (:meth:`DatabaseWatch.check`)."""
+
+
 class DatabaseWatch:
     """Whether the database was away at the last attempt, and the fallbacks taken by what
     (``api_key``, ``version``, ``reference``, ``unsaved``, ``maxim_nodes``, ``maxim_hold``,
-    ``maxim_release``, ``sweep``); a bounded label set, kept for the metric."""
+    ``maxim_release``, ``sweep``); a bounded label set, kept for the metric.
 
-    def __init__(self) -> None:
+    For ``retry_s`` after a failure the write paths do not ask again (:meth:`check`): they
+    fall back at once, so that a database that hangs rather than refuses costs a request at
+    most one query timeout per ``retry_s``, not one per lookup."""
+
+    def __init__(self, retry_s: float = 1.0) -> None:
+        self.retry_s = retry_s
         self.down_since: float | None = None
+        self._failed_at: float | None = None
         self.fallbacks: Counter[str] = Counter()
 
     @property
     def down(self) -> bool:
         return self.down_since is not None
 
+    def check(self) -> None:
+        """Raise :class:`DatabaseAway` while the last failure is under ``retry_s`` old."""
+        failed_at = self._failed_at
+        if failed_at is not None and time.monotonic() - failed_at < self.retry_s:
+            raise DatabaseAway("PostgreSQL was unreachable moments ago")
+
     def failed(self, what: str, exc: BaseException) -> None:
-        """A call for ``what`` could not reach PostgreSQL and fell back."""
+        """A call for ``what`` could not reach PostgreSQL (or was not made: ``check``) and
+        fell back."""
         self.fallbacks[what] += 1
+        if not isinstance(exc, DatabaseAway):
+            self._failed_at = time.monotonic()
         if self.down_since is None:
             self.down_since = time.monotonic()
             log.warning(
@@ -54,6 +73,7 @@ class DatabaseWatch:
 
     def answered(self) -> None:
         """PostgreSQL answered (the sweeper's pass went through)."""
+        self._failed_at = None
         if self.down_since is not None:
             log.warning(
                 "PostgreSQL answers again after %.1f s; deferred work is being released",

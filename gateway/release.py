@@ -68,6 +68,7 @@ async def hold(
         if line.index not in invalid
     ]
     try:
+        gw.watch.check()
         await gw.held.hold(keep)
     except UNAVAILABLE as exc:  # on the local disk until the table can take them
         gw.watch.failed("maxim_hold", exc)

@@ -88,6 +88,7 @@ async def _log(
     assert isinstance(log, LogEvent)
     later = None
     try:
+        gw.watch.check()
         version = await _version_id(gw, log, environment)
     except UNAVAILABLE as exc:
         gw.watch.failed("version", exc)
@@ -186,6 +187,7 @@ async def _update(
     await gw.ingest.accept_all([envelope("log_update", project, body)], RENAMES)
     if log_id is None and reference_id is not None and gw.store is not None:
         try:
+            gw.watch.check()
             stored = await gw.store.log_by_reference(project, reference_id)
         except UNAVAILABLE as exc:  # the update is published: answer what this process knows
             gw.watch.failed("reference", exc)

@@ -95,6 +95,7 @@ async def push_logs(
         raise MaximError(exc.status, exc.message) from None
     waiting = {line.entity_id for line in translation.held}
     try:
+        gw.watch.check()
         released = await release(gw, project, [*translation.nodes, *waiting])
     except UNAVAILABLE as exc:  # PostgreSQL away: the lines are held; the sweeper releases
         gw.watch.failed("maxim_release", exc)

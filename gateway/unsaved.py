@@ -114,6 +114,7 @@ class PgUnsavedIndex:
     async def record(self, project: str, handles: Iterable[str]) -> None:
         handles = list(handles)
         try:
+            self._watch.check()
             await self._pool.execute(_RECORD, project, handles, timeout=self._t)
         except UNAVAILABLE as exc:
             self._watch.failed("unsaved", exc)
@@ -125,6 +126,7 @@ class PgUnsavedIndex:
         ids = [h[3:] for h in wanted if h.startswith("id:")]
         refs = [h[4:] for h in wanted if h.startswith("ref:")]
         try:
+            self._watch.check()
             rows = await self._pool.fetch(_KNOWN, project, wanted, ids, refs, timeout=self._t)
         except UNAVAILABLE as exc:
             self._watch.failed("unsaved", exc)

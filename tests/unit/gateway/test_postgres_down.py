@@ -37,10 +37,12 @@ class FlakyPool:
 
     def __init__(self) -> None:
         self.up = True
+        self.calls = 0
         self.executed: list[tuple[str, tuple[Any, ...]]] = []
         self.versions: dict[str, str] = {}  # prompt id -> newest version id
 
     def _check(self) -> None:
+        self.calls += 1
         if not self.up:
             raise ConnectionRefusedError(111, "Connection refused")
 
@@ -218,3 +220,16 @@ def test_a_deferred_item_waits_while_postgres_is_still_down(tmp_path: Path) -> N
     assert again is not None and [v.log_id for v in again.versions] == ["l-1"]
     deferred.ack(again)
     assert not deferred.has_unsent()
+
+
+def test_after_a_failure_the_write_paths_do_not_ask_again_for_a_second(env: Env) -> None:
+    """A database that hangs instead of refusing would cost every lookup a query timeout."""
+    client = env.client
+    assert client.post("/v1/events", headers=A, json=[]).status_code == 202  # key verified
+    env.pool.up = False
+    calls = env.pool.calls
+    for _ in range(5):
+        answer = client.post("/v5/prompts/log", headers=A, json={"path": "a/b", "output": "x"})
+        assert answer.status_code == 200 and answer.json()["version_id"] is None
+    assert env.pool.calls == calls + 1  # the first key check failed; then none was made
+    assert env.gateway.watch.fallbacks["version"] == 5
