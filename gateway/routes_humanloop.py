@@ -71,8 +71,9 @@ async def _version_id(gw: GatewayDep, log: LogEvent, environment: str | None) ->
         return body.version_id
     if body.prompt is not None:
         return prompt_version_id(body.model_dump(mode="json", exclude_unset=True)["prompt"])
-    if gw.store is None:
+    if gw.store is None or _prompt_id(log) is None:
         return None
+    gw.watch.check()  # the database failed moments ago: do not wait on it again
     return await gw.store.version_for(log.project, _prompt_id(log), environment)
 
 
@@ -88,7 +89,6 @@ async def _log(
     assert isinstance(log, LogEvent)
     later = None
     try:
-        gw.watch.check()
         version = await _version_id(gw, log, environment)
     except UNAVAILABLE as exc:
         gw.watch.failed("version", exc)

@@ -233,3 +233,7 @@ def test_after_a_failure_the_write_paths_do_not_ask_again_for_a_second(env: Env)
         assert answer.status_code == 200 and answer.json()["version_id"] is None
     assert env.pool.calls == calls + 1  # the first key check failed; then none was made
     assert env.gateway.watch.fallbacks["version"] == 5
+    # A log with the Prompt's details needs no lookup: its version is its content's hash.
+    detailed = client.post("/v5/prompts/log", headers=A,
+                           json={"path": "a/b", "prompt": {"model": "gpt-4o"}})  # fmt: skip
+    assert detailed.status_code == 200 and detailed.json()["version_id"].startswith("prv_")
