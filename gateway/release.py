@@ -67,6 +67,8 @@ async def hold(
         for line in lines
         if line.index not in invalid
     ]
+    if not keep:
+        return 0, refused
     try:
         gw.watch.check()
         await gw.held.hold(keep)
