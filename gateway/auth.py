@@ -105,6 +105,7 @@ class PgKeyStore:
                     "PostgreSQL is unavailable and this API key was not seen before; retry later"
                 ) from None
             return cached[1]  # the last answer, however old
+        self._watch.answered()
         self._cache.pop(digest, None)
         while len(self._cache) >= _CACHE_MAX:  # the least recently verified go first
             self._cache.pop(next(iter(self._cache)))

@@ -72,11 +72,11 @@ class DatabaseWatch:
             )
 
     def answered(self) -> None:
-        """PostgreSQL answered (the sweeper's pass went through)."""
+        """PostgreSQL answered (a sweep went through, or a key's query)."""
         self._failed_at = None
         if self.down_since is not None:
             log.warning(
-                "PostgreSQL answers again after %.1f s; deferred work is being released",
+                "PostgreSQL answers again after %.1f s; the sweeper releases deferred work",
                 time.monotonic() - self.down_since,
             )
             self.down_since = None
