@@ -30,7 +30,10 @@ from tests.services import REPO_ROOT, base_settings
 
 __all__ = ["ScratchServices", "scratch_services"]
 
-PORT_RANGE = (47000, 47999)  # the fault suite's own ports (see the README's test section)
+# The fault suite's own ports (see the README's test section), below Linux's ephemeral range
+# (32768-60999): a port there that was free when picked can be taken by any client's
+# outgoing connection before a broker restarts on it ("Address already in use").
+PORT_RANGE = (24000, 31999)
 
 
 @dataclass
@@ -135,6 +138,7 @@ async def scratch_services(**overrides: Any) -> AsyncIterator[ScratchServices]:
         kafka_heap="512m",
         **overrides,
     )
+    keep = os.environ.get("LOGFLUME_KEEP_SCRATCH") == "1"  # to look into a failed run
     try:
         await manager.up(settings)
         cluster = local_nodes(settings)
@@ -143,4 +147,7 @@ async def scratch_services(**overrides: Any) -> AsyncIterator[ScratchServices]:
         try:
             await manager.down(settings)
         finally:
-            shutil.rmtree(home, ignore_errors=True)
+            if keep:
+                print(f"scratch services kept (stopped) in {home}: {settings!r}")
+            else:
+                shutil.rmtree(home, ignore_errors=True)
