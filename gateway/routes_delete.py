@@ -19,7 +19,7 @@ from fastapi import APIRouter, Query
 from producers.contract import FieldError
 
 from .auth import Project
-from .context import GatewayDep, IdPath
+from .context import GatewayDep, IdList, IdPath
 from .deletion import Targets, resolve
 from .errors import JsonResponse, ValidationFailed
 from .ingest import envelope
@@ -28,7 +28,7 @@ from .views import DeletionAccepted
 __all__ = ["delete_router"]
 
 delete_router = APIRouter(tags=["delete"])
-_Ids = Annotated[list[str] | None, Query(max_length=1000)]
+_Ids = Annotated[IdList | None, Query(max_length=1000)]
 
 
 async def _publish(gw: GatewayDep, project: str, targets: Targets) -> JsonResponse:

@@ -1,9 +1,14 @@
 """Humanloop-compatible endpoints: log to a Prompt, the older ``/logs`` log and update,
 and reading a log back. Served both at the root and under ``/v5`` (the SDK's base URL).
+
+Logging does not wait for PostgreSQL: when the newest version of a Prompt cannot be looked
+up, the log is published without it and answered with ``version_id: null``, and the
+lookup is deferred (:mod:`gateway.deferred`); the pipeline merges the version in later.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -25,13 +30,17 @@ from .context import (
     body_doc,
     read_json,
 )
+from .deferred import VersionToResolve
 from .errors import JsonResponse, NotFound, ValidationFailed
 from .ingest import envelope
 from .log_query import HumanloopLogs
+from .outage import UNAVAILABLE
 from .schemas import LegacyLogRequest, LogUpdateRequest, PromptLogRequest
 from .views import LogPage, LogUpdateAccepted, LogView, log_view, pending_log
 
 __all__ = ["humanloop_router"]
+
+logger = logging.getLogger(__name__)
 
 humanloop_router = APIRouter(tags=["humanloop"])
 _PROMPT_FILE = "a .prompt file is not supported here; pass the Prompt's details as an object"
@@ -62,21 +71,32 @@ async def _version_id(gw: GatewayDep, log: LogEvent, environment: str | None) ->
         return body.version_id
     if body.prompt is not None:
         return prompt_version_id(body.model_dump(mode="json", exclude_unset=True)["prompt"])
-    if gw.store is None:
+    if gw.store is None or _prompt_id(log) is None:
         return None
+    gw.watch.check()  # the database failed moments ago: do not wait on it again
     return await gw.store.version_for(log.project, _prompt_id(log), environment)
 
 
 async def _log(
     gw: GatewayDep, project: str, body: dict[str, Any], environment: str | None, where: list[Any]
-) -> tuple[CreateLogResponse, tuple[Event, Encoded]]:
-    """Validate one log (resolving its version): the answer and the event to publish."""
+) -> tuple[CreateLogResponse, tuple[Event, Encoded], VersionToResolve | None]:
+    """Validate one log (resolving its version): the answer, the event to publish, and the
+    version to resolve later when PostgreSQL could not be asked now."""
     if isinstance(body.get("prompt"), str):
         raise ValidationFailed([FieldError("body.prompt", _PROMPT_FILE)], where)
     (checked,) = gw.ingest.check([envelope("log", project, body)], where, RENAMES)
     log = checked[0]
     assert isinstance(log, LogEvent)
-    version = await _version_id(gw, log, environment)
+    later = None
+    try:
+        version = await _version_id(gw, log, environment)
+    except UNAVAILABLE as exc:
+        gw.watch.failed("version", exc)
+        version = None
+        prompt_id = _prompt_id(log)
+        if prompt_id is not None:
+            later = VersionToResolve(project, log.body.id, log.body.reference_id, prompt_id,
+                                     environment)  # fmt: skip
     if version is not None and log.body.version_id is None and log.body.prompt is None:
         body["version_id"] = version  # found by environment: the log belongs to it
         (checked,) = gw.ingest.check([envelope("log", project, body)], where, RENAMES)
@@ -86,7 +106,19 @@ async def _log(
         id=log.body.id, prompt_id=_prompt_id(log), version_id=version,
         session_id=humanloop.session_of(body),
     )  # fmt: skip
-    return answer, checked
+    return answer, checked, later
+
+
+async def _defer_versions(gw: GatewayDep, versions: list[VersionToResolve]) -> None:
+    """After the logs are published: keep their version lookups on disk. A failure here
+    costs only the version (the logs are in Kafka), so it is logged, not answered."""
+    if not versions:
+        return
+    try:
+        await gw.deferred.resolve_versions(versions)
+    except Exception as exc:
+        logger.warning("could not defer %d prompt-version lookups (%s); those logs keep "
+                    "version_id null", len(versions), type(exc).__name__)  # fmt: skip
 
 
 @humanloop_router.post(
@@ -107,8 +139,9 @@ async def prompts_log(
     body = humanloop.log_body(data, environment=environment)
     if version_id is not None:
         body["version_id"] = version_id
-    answer, checked = await _log(gw, project, body, environment, [])
+    answer, checked, later = await _log(gw, project, body, environment, [])
     await gw.ingest.publish([checked])
+    await _defer_versions(gw, [later] if later else [])
     return JsonResponse(answer.model_dump(mode="json"))
 
 
@@ -127,18 +160,21 @@ async def post_logs(request: Request, gw: GatewayDep, project: Project) -> JsonR
         )
     answers: list[CreateLogResponse] = []
     events: list[tuple[Event, Encoded]] = []
+    versions: list[VersionToResolve] = []
     for index, item in enumerate(items):
         where: list[Any] = [index] if isinstance(data, list) else []
         request_item = _object(item, f"body[{index}]" if where else "body")
         body = humanloop.legacy_log_body(request_item)
-        answer, checked = await _log(gw, project, body, None, where)
+        answer, checked, later = await _log(gw, project, body, None, where)
         answers.append(answer)
         events.append(checked)
+        versions += [later] if later else []
         feedback = humanloop.feedback_bodies(request_item, body)
         if feedback:
             envelopes = [envelope("feedback", project, f) for f in feedback]
             events += gw.ingest.check(envelopes, [*where, "feedback"])
     await gw.ingest.publish(events)
+    await _defer_versions(gw, versions)
     payload = [a.model_dump(mode="json") for a in answers]
     return JsonResponse(payload if isinstance(data, list) else payload[0])
 
@@ -150,7 +186,12 @@ async def _update(
     body = humanloop.update_body(data, log_id=log_id, reference_id=reference_id)
     await gw.ingest.accept_all([envelope("log_update", project, body)], RENAMES)
     if log_id is None and reference_id is not None and gw.store is not None:
-        stored = await gw.store.log_by_reference(project, reference_id)
+        try:
+            gw.watch.check()
+            stored = await gw.store.log_by_reference(project, reference_id)
+        except UNAVAILABLE as exc:  # the update is published: answer what this process knows
+            gw.watch.failed("reference", exc)
+            stored = None
         log_id = (
             stored["id"] if stored else gw.ingest.accepted.log_for_reference(project, reference_id)
         )

@@ -268,16 +268,21 @@ def instrument_sink(settings: Settings) -> Callable[[BatchReport], None] | None:
 _apps: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+def _gateways() -> Iterator[Any]:
+    """The :class:`~gateway.context.Gateway` of every started app of this process."""
+    for app in list(_apps):
+        gateway = getattr(app.state, "gateway", None)
+        if gateway is not None:
+            yield gateway
+
+
 class PublisherCollector(Collector):
     """``logflume_gateway_events_{sent,spooled,resent}_total``: what the gateways of this
     process handed to Kafka (events out), read from their publishers' own counters."""
 
     def collect(self) -> Iterator[Metric]:
         totals = {"sent": 0, "spooled": 0, "resent": 0}
-        for app in list(_apps):
-            gateway = getattr(app.state, "gateway", None)
-            if gateway is None:
-                continue
+        for gateway in _gateways():
             stats = gateway.ingest.publisher.stats
             for name in totals:
                 totals[name] += int(getattr(stats, name, 0))
@@ -298,10 +303,7 @@ class MaximDeadLetterCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         totals: dict[tuple[str, ...], int] = {}
-        for app in list(_apps):
-            gateway = getattr(app.state, "gateway", None)
-            if gateway is None:
-                continue
+        for gateway in _gateways():
             for labels, count in gateway.dead_letters.counts.items():
                 totals[labels] = totals.get(labels, 0) + count
         family = CounterMetricFamily(
@@ -315,6 +317,37 @@ class MaximDeadLetterCollector(Collector):
 
 
 GATEWAY_REGISTRY.register(MaximDeadLetterCollector())
+
+
+class DatabaseFallbackCollector(Collector):
+    """``logflume_gateway_db_fallbacks_total{what}``: calls of the gateways of this process
+    that could not reach PostgreSQL and answered from a cache or deferred the work to the
+    local spool (``what``: ``api_key``, ``version``, ``maxim_hold``, ...; see
+    :mod:`gateway.outage`), and ``logflume_gateway_db_unreachable`` (1 while it is away)."""
+
+    def collect(self) -> Iterator[Metric]:
+        totals: dict[str, int] = {}
+        down = 0
+        for gateway in _gateways():
+            for what, count in gateway.watch.fallbacks.items():
+                totals[what] = totals.get(what, 0) + count
+            down = max(down, int(gateway.watch.down))
+        family = CounterMetricFamily(
+            "logflume_gateway_db_fallbacks",
+            "Gateway calls that could not reach PostgreSQL and fell back (cache or spool).",
+            labels=["what"],
+        )
+        for what, count in sorted(totals.items()):
+            family.add_metric([what], count)
+        yield family
+        yield GaugeMetricFamily(
+            "logflume_gateway_db_unreachable",
+            "1 while the gateway finds PostgreSQL unreachable.",
+            value=down,
+        )
+
+
+GATEWAY_REGISTRY.register(DatabaseFallbackCollector())
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
