@@ -30,6 +30,10 @@ and re-emit every entity and group they touch (duplicates included).
 Failing to *send* is another matter: it is not the record's fault, and Faust would still
 commit the record's offset. A send that fails ends the worker at once without committing
 (:func:`processors.app.fatal`): at-least-once then re-runs the records after the last commit.
+So does a send, a delivery or a window's completion that does not finish within
+``send_timeout_s``: no await of the stages is without a bound, since one that never returns
+holds its records unacknowledged and a rebalance waits for them forever (what is left, an
+await of Faust's own, is the watchdog's: :mod:`processors.watchdog`).
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from faust.types import EventT, StreamT
@@ -55,6 +59,7 @@ from processors.app import (
     snapshot_dir,
 )
 from processors.codec import encode_dead_letter
+from processors.faults import WedgeHook
 from processors.outcome import DeadLetter, Lookup, Origin
 from processors.snapshots import TableSnapshot, write_partitions
 from processors.topology import (
@@ -79,9 +84,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _STATS_INTERVAL_S = 60.0
-# How long a window's outputs may take to be acknowledged before the worker gives up (and
-# exits: its records are not acknowledged, so they are redone after the restart).
-_DELIVERY_TIMEOUT_S = 120.0
+# A snapshot is written in the background and only costs recovery time when it is not: one
+# that takes longer than this is abandoned (logged), never fatal.
+_SNAPSHOT_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +124,7 @@ class Stage:
         options: ProcessorOptions,
         name: StageName,
         reduce: Reducer,
+        wedge: WedgeHook | None = None,
     ) -> None:
         spec = stage_specs(settings.topics)[name]
         self.app = app
@@ -133,6 +139,9 @@ class Stage:
         self.window_s = options.window_ms / 1000
         self.deadletter = settings.topics.deadletter
         self.max_record_bytes = settings.max_record_bytes
+        # The bound of every send, delivery and window completion (exit past it).
+        self.send_timeout_s = options.send_timeout_s
+        self.wedge = wedge  # test-only fault injection (processors.faults)
         self.stats = StageStats()
         self.table: ExpiringTable = app.tables.add(
             ExpiringTable(
@@ -145,6 +154,7 @@ class Stage:
                 snapshots=snapshot_dir(settings) if options.snapshot_interval_s else None,
                 quiet_s=options.state_quiet_s,
                 cold=cold_dir(settings),
+                send_timeout_s=options.send_timeout_s,
                 help=f"state of the {name} stage",
             )
         )
@@ -191,6 +201,9 @@ class Stage:
         event: EventT
         async for event in manual.events():
             dead_letters = self.reduce(event)
+            wedge = self.wedge
+            if wedge is not None and wedge.due("stream", self.stats.records):
+                await wedge.hang(self.name)
             if dead_letters:
                 await self._send_dead_letters(dead_letters)
             if self.runner.due(self.window_records, self.window_s):
@@ -223,8 +236,13 @@ class Stage:
     async def _flush_or_exit(self) -> None:
         # A window that can no longer be flushed holds its records unacknowledged, and a
         # rebalance waits for them forever: exit instead, and let redelivery redo them.
+        # Bounded: waiting for the window before (itself bounded) and for buffer room per send.
+        bound_s = 3 * self.send_timeout_s
         try:
-            await self.flush()
+            async with asyncio.timeout(bound_s):
+                await self.flush()
+        except TimeoutError as exc:
+            self._timed_out(exc, "its output window could not be flushed", bound_s)
         except Exception as exc:
             fatal(exc, f"stage {self.name} could not flush its output window")
 
@@ -254,8 +272,8 @@ class Stage:
     async def _settle(self) -> None:
         """Wait for the window being completed, if any."""
         completing, self._completing = self._completing, None
-        if completing is not None:
-            await completing
+        if completing is not None:  # bounded by its own timeout (it exits past it); and here
+            await asyncio.wait_for(completing, 2 * self.send_timeout_s)
 
     async def _complete(
         self,
@@ -274,21 +292,23 @@ class Stage:
         in order per partition; a partition this window did not write keeps an earlier
         window's offset, lower than the truth, which recovery survives)."""
         try:
-            if sent:
-                await asyncio.wait_for(asyncio.gather(*sent), _DELIVERY_TIMEOUT_S)
-            written = await self.table.send_writes(writes)
-            if dead_letters:
-                await self._send_dead_letters(dead_letters)
-            if written and snapshot is not None:
-                # The snapshot holds these writes: it may name their offsets only once Kafka
-                # has them (the next window's writes wait for this completion).
-                futures = [batch.future for batch in written]
-                await asyncio.wait_for(asyncio.gather(*futures), _DELIVERY_TIMEOUT_S)
-                self.table.note_durable(written)
-            stream = self._stream
-            if stream is not None:
-                for event in held:
-                    await stream.ack(event)
+            async with asyncio.timeout(self.send_timeout_s):  # the whole completion
+                if sent:
+                    await asyncio.gather(*sent)
+                written = await self.table.send_writes(writes)
+                if dead_letters:
+                    await self._send_dead_letters(dead_letters)
+                if written and snapshot is not None:
+                    # The snapshot holds these writes: it may name their offsets only once
+                    # Kafka has them (the next window's writes wait for this completion).
+                    await asyncio.gather(*(batch.future for batch in written))
+                    self.table.note_durable(written)
+                stream = self._stream
+                if stream is not None:
+                    for event in held:
+                        await stream.ack(event)
+        except TimeoutError as exc:
+            self._timed_out(exc, "its output window was not delivered")
         except Exception as exc:
             # Its records stay unacknowledged, and a rebalance would wait for them forever.
             fatal(exc, f"stage {self.name} could not complete its output window")
@@ -314,13 +334,14 @@ class Stage:
         assert table.snapshots is not None
         began = time.monotonic()
         try:
-            states = await write_partitions(
-                table.snapshots,
-                table.changelog_topic.get_topic_name(),
-                snapshot,
-                offsets,
-                table.owned_partitions(),
-            )
+            async with asyncio.timeout(_SNAPSHOT_TIMEOUT_S):
+                states = await write_partitions(
+                    table.snapshots,
+                    table.changelog_topic.get_topic_name(),
+                    snapshot,
+                    offsets,
+                    table.owned_partitions(),
+                )
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("stage %s: snapshot not written (%s)", self.name, reason)
@@ -338,11 +359,21 @@ class Stage:
             await self._send(self.deadletter, value, None)
         self.stats.dead_letters += len(dead_letters)
 
+    def _timed_out(self, exc: BaseException, what: str, bound_s: float | None = None) -> NoReturn:
+        bound_s = self.send_timeout_s if bound_s is None else bound_s
+        fatal(exc, f"stage {self.name}: {what} within {bound_s:g} s")
+
     async def _send(self, topic: str, value: bytes, partition: int | None) -> asyncio.Future[Any]:
         # Waits only for room in the producer's buffer (backpressure), not for delivery
         # (the returned future): Faust flushes the producer before it commits offsets.
         try:
-            fut = await self.app.producer.send(topic, None, value, partition, None, None)
+            async with asyncio.timeout(self.send_timeout_s):
+                wedge = self.wedge
+                if wedge is not None and wedge.due("send", self.stats.records):
+                    await wedge.hang(self.name)
+                fut = await self.app.producer.send(topic, None, value, partition, None, None)
+        except TimeoutError as exc:
+            self._timed_out(exc, "a send did not complete")
         except Exception as exc:
             fatal(exc)
         fut.add_done_callback(check_delivered)
@@ -358,6 +389,10 @@ def install_stages(
 ) -> dict[StageName, Stage]:
     """Add the tables, agents and timers of ``stages`` to ``app``."""
     reducers = reducers or Reducers()
+    wedge = None
+    if options.fault_wedge is not None:  # test-only fault injection
+        marker = options.fault_wedge_marker
+        wedge = WedgeHook(options.fault_wedge, options.fault_wedge_after, marker)
     unknown = set(stages) - set(STAGES)
     if unknown or not stages:
         raise ValueError(f"stages must be some of {', '.join(STAGES)}; got {list(stages)}")
@@ -367,5 +402,5 @@ def install_stages(
             reduce = getattr(reducers, name) or real_reducer(
                 name, max_event_bytes=settings.max_event_bytes
             )
-            installed[name] = Stage(app, settings, options, name, reduce)
+            installed[name] = Stage(app, settings, options, name, reduce, wedge)
     return installed

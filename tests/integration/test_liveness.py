@@ -1,0 +1,187 @@
+"""Liveness under ``logflume run``: a worker wedged on an await that never returns (the
+test-only hook of processors.faults) is detected by its watchdog within the stall bound,
+exits with status 75 and is restarted by the supervisor; every event still lands in
+PostgreSQL exactly as the oracle says. The workers answer /healthz and /readyz, and their
+liveness metrics, on their metrics port."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from logflume.synthetic import generate_events, pack_events
+from processors.codec import RECORD_OVERHEAD_BYTES
+from tests.integration.pipeline_env import (
+    children,
+    cli_env,
+    free_base_port,
+    metric,
+    own_pipeline,
+    spawn_run,
+)
+from tests.integration.sinks.harness import eventually
+from tests.integration.sinks.stream import oracle_mismatches, run_stages
+from tests.services import Services
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
+
+STALL_S = 10.0
+WORKERS = 2  # `logflume run`'s default: the other worker must not be taken for stuck
+EVENTS = 4000
+
+
+async def _probe(url: str) -> tuple[int, dict] | None:
+    try:
+        async with httpx.AsyncClient(timeout=3) as http:
+            answer = await http.get(url)
+    except httpx.HTTPError:
+        return None
+    return answer.status_code, answer.json()
+
+
+async def _send(settings_bootstrap: str, topic: str, records: list[tuple[int, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings_bootstrap,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=5,
+        max_request_size=2 * 1024 * 1024 + RECORD_OVERHEAD_BYTES,
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topic, value, partition=p) for p, value in records]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def test_a_wedged_worker_is_restarted_within_the_bound_and_nothing_is_lost(
+    services: Services, tmp_path: Path
+) -> None:
+    async with own_pipeline(services, "stall") as settings:
+        events = generate_events(EVENTS, seed=14)
+        records = pack_events(events, settings.partitions, seed=14)
+        oracle = run_stages(settings, records, len(events)).oracle
+        half = len(records) // 2
+        base = free_base_port((10, 11, 20))
+        marker = tmp_path / "wedged"
+        env = cli_env(
+            settings,
+            tmp_path / "home",
+            LOGFLUME_METRICS_PORT=str(base),
+            LOGFLUME_PROCESSOR_STALL_S=str(STALL_S),
+            LOGFLUME_PROCESSOR_FAULT_WEDGE="stream",
+            LOGFLUME_PROCESSOR_FAULT_WEDGE_AFTER="20",
+            LOGFLUME_PROCESSOR_FAULT_WEDGE_MARKER=str(marker),
+        )
+        logs = tmp_path / "logs"
+        run = spawn_run(env, tmp_path / "run.log", "--no-gateway", "--log-dir", str(logs))
+        workers = [f"http://127.0.0.1:{base + 10 + i}" for i in range(WORKERS)]
+        conn: asyncpg.Connection | None = None
+        try:
+            # Both workers live, ready (partitions assigned, tables recovered), and saying so.
+            async def ready() -> bool:
+                answers = [await _probe(f"{url}/readyz") for url in workers]
+                return all(a is not None and a[0] == 200 for a in answers)
+
+            await eventually(ready, timeout_s=120, interval_s=1, what="both workers ready")
+            for url in workers:
+                live = await _probe(f"{url}/healthz")
+                assert live is not None and live[0] == 200, live
+                assert live[1]["status"] == "ok" and live[1]["stall_s"] == STALL_S
+                status, body = await _probe(f"{url}/readyz") or (0, {})
+                assert status == 200 and body["status"] == "ready" and body["assigned"], body
+            async with httpx.AsyncClient(timeout=5) as http:
+                text = (await http.get(f"{workers[0]}/metrics")).text
+            assert 'logflume_stage_stalled{stage="entities"} 0.0' in text
+            assert "logflume_stage_seconds_without_progress" in text
+
+            # The first half: one worker wedges after 20 records of a stage.
+            await _send(settings.bootstrap_servers, settings.topics.events, records[:half])
+
+            async def wedged_once() -> bool:
+                return await asyncio.to_thread(marker.exists)
+
+            await eventually(wedged_once, timeout_s=120, interval_s=0.5, what="a stage to wedge")
+            await _send(settings.bootstrap_servers, settings.topics.events, records[half:])
+            sent_at = time.monotonic()  # every partition has work from here on
+
+            # Its watchdog sees lag without progress: the gauge grows, then it exits (75).
+            exited = re.compile(r"(process-\d) exited unexpectedly \(status 75\)")
+            still_seen = 0.0
+            while (found := exited.search(_read(tmp_path / "run.log"))) is None:
+                assert time.monotonic() - sent_at < STALL_S + 20, _report(tmp_path)
+                for url in workers:
+                    text = await _metrics(f"{url}/metrics")
+                    if text:
+                        seen = metric(text, "logflume_stage_seconds_without_progress")
+                        still_seen = max(still_seen, seen)
+                await asyncio.sleep(0.5)
+            detected_s = time.monotonic() - sent_at
+            wedged = found.group(1)
+            worker_log = _read(logs / f"{wedged}.log")
+            assert "fault injection: stage" in worker_log
+            line = next(x for x in worker_log.splitlines() if "stalled: no progress on" in x)
+            assert re.search(r"\(lag \d+, still for \d+ s\)", line), line
+            assert "exiting without commit (status 75)" in line
+            assert still_seen >= 3, still_seen  # the gauge said so before the exit
+
+            # Restarted by the supervisor; the pipeline ends at the oracle.
+            mismatches: list[str] = []
+
+            async def settled() -> bool:
+                nonlocal conn, mismatches
+                if conn is None:
+                    conn = await asyncpg.connect(settings.dsn, timeout=10)
+                mismatches = await oracle_mismatches(conn, oracle)
+                return not mismatches
+
+            try:
+                await eventually(settled, timeout_s=240, interval_s=2, what="the oracle")
+            except AssertionError:
+                pytest.fail(f"tables differ from the oracle: {mismatches}\n{_report(tmp_path)}")
+            assert conn is not None
+            letters = await conn.fetchval("SELECT count(*) FROM dead_letters", timeout=30)
+            assert letters == len(oracle.dead_letters) > 0
+
+            supervisor = _read(tmp_path / "run.log")
+            assert f"{wedged} restarted" in supervisor
+            # Only the wedged worker exited: the other one was never taken for stuck.
+            assert len(re.findall(r"exited unexpectedly", supervisor)) == 1, supervisor
+            await eventually(ready, timeout_s=120, interval_s=1, what="both workers ready again")
+            print(f"\nwedged {wedged}: exited {detected_s:.1f} s after the last records were sent")
+
+            run.send_signal(signal.SIGINT)
+            assert await asyncio.to_thread(run.wait, 90) == 0
+        finally:
+            if conn is not None:
+                await conn.close()
+            if run.poll() is None:
+                run.kill()
+                run.wait()
+        assert not children(run.pid)
+
+
+async def _metrics(url: str) -> str | None:
+    try:
+        async with httpx.AsyncClient(timeout=2) as http:
+            return (await http.get(url)).text
+    except httpx.HTTPError:
+        return None
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _report(tmp: Path) -> str:
+    parts = [f"--- {p.name} ---\n{_read(p)[-4000:]}" for p in sorted(tmp.rglob("*.log"))]
+    return "\n".join(parts)
