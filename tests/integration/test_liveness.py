@@ -1,8 +1,12 @@
 """Liveness under ``logflume run``: a worker wedged on an await that never returns (the
-test-only hook of processors.faults) is detected by its watchdog within the stall bound,
-exits with status 75 and is restarted by the supervisor; every event still lands in
-PostgreSQL exactly as the oracle says. The workers answer /healthz and /readyz, and their
-liveness metrics, on their metrics port."""
+test-only hook of processors.faults) exits and is restarted by the supervisor, and every
+event still lands in PostgreSQL exactly as the oracle says:
+
+- wedged in its stream (outside any bound of ours): its watchdog sees partitions with lag
+  and no progress and exits with status 75 within the stall bound;
+- wedged in a send: the send's bound ends it with status 70.
+
+The workers answer /healthz and /readyz, and their liveness metrics, on their metrics port."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import asyncio
 import re
 import signal
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
@@ -34,8 +39,26 @@ from tests.services import Services
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 STALL_S = 10.0
+SEND_TIMEOUT_S = 5.0
 WORKERS = 2  # `logflume run`'s default: the other worker must not be taken for stuck
 EVENTS = 4000
+
+
+@dataclass(frozen=True)
+class Wedge:
+    point: str
+    env: dict[str, str]
+    status: int
+    line: str  # what the worker's critical line says
+    bound_s: float  # from when: the wedge (send) or the last records sent (stream)
+
+
+WEDGES = [
+    Wedge("stream", {"LOGFLUME_PROCESSOR_STALL_S": str(STALL_S)}, 75,
+          "stalled: no progress on", STALL_S),
+    Wedge("send", {"LOGFLUME_PROCESSOR_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S)}, 70,
+          f"a send did not complete within {SEND_TIMEOUT_S:g} s", SEND_TIMEOUT_S),
+]  # fmt: skip
 
 
 async def _probe(url: str) -> tuple[int, dict] | None:
@@ -63,8 +86,9 @@ async def _send(settings_bootstrap: str, topic: str, records: list[tuple[int, by
         await producer.stop()
 
 
+@pytest.mark.parametrize("wedge", WEDGES, ids=lambda w: w.point)
 async def test_a_wedged_worker_is_restarted_within_the_bound_and_nothing_is_lost(
-    services: Services, tmp_path: Path
+    services: Services, tmp_path: Path, wedge: Wedge
 ) -> None:
     async with own_pipeline(services, "stall") as settings:
         events = generate_events(EVENTS, seed=14)
@@ -77,10 +101,10 @@ async def test_a_wedged_worker_is_restarted_within_the_bound_and_nothing_is_lost
             settings,
             tmp_path / "home",
             LOGFLUME_METRICS_PORT=str(base),
-            LOGFLUME_PROCESSOR_STALL_S=str(STALL_S),
-            LOGFLUME_PROCESSOR_FAULT_WEDGE="stream",
+            LOGFLUME_PROCESSOR_FAULT_WEDGE=wedge.point,
             LOGFLUME_PROCESSOR_FAULT_WEDGE_AFTER="20",
             LOGFLUME_PROCESSOR_FAULT_WEDGE_MARKER=str(marker),
+            **wedge.env,
         )
         logs = tmp_path / "logs"
         run = spawn_run(env, tmp_path / "run.log", "--no-gateway", "--log-dir", str(logs))
@@ -96,7 +120,7 @@ async def test_a_wedged_worker_is_restarted_within_the_bound_and_nothing_is_lost
             for url in workers:
                 live = await _probe(f"{url}/healthz")
                 assert live is not None and live[0] == 200, live
-                assert live[1]["status"] == "ok" and live[1]["stall_s"] == STALL_S
+                assert live[1]["status"] == "ok" and live[1]["loop_heartbeat_age_s"] < 5
                 status, body = await _probe(f"{url}/readyz") or (0, {})
                 assert status == 200 and body["status"] == "ready" and body["assigned"], body
             async with httpx.AsyncClient(timeout=5) as http:
@@ -111,28 +135,32 @@ async def test_a_wedged_worker_is_restarted_within_the_bound_and_nothing_is_lost
                 return await asyncio.to_thread(marker.exists)
 
             await eventually(wedged_once, timeout_s=120, interval_s=0.5, what="a stage to wedge")
+            wedged_at = time.monotonic()
             await _send(settings.bootstrap_servers, settings.topics.events, records[half:])
             sent_at = time.monotonic()  # every partition has work from here on
+            since = sent_at if wedge.point == "stream" else wedged_at
 
-            # Its watchdog sees lag without progress: the gauge grows, then it exits (75).
-            exited = re.compile(r"(process-\d) exited unexpectedly \(status 75\)")
+            # Stream: its watchdog sees lag without progress (the gauge grows), then exits.
+            # Send: the send's bound ends it.
+            exited = re.compile(rf"(process-\d) exited unexpectedly \(status {wedge.status}\)")
             still_seen = 0.0
             while (found := exited.search(_read(tmp_path / "run.log"))) is None:
-                assert time.monotonic() - sent_at < STALL_S + 20, _report(tmp_path)
+                assert time.monotonic() - since < wedge.bound_s + 20, _report(tmp_path)
                 for url in workers:
                     text = await _metrics(f"{url}/metrics")
                     if text:
                         seen = metric(text, "logflume_stage_seconds_without_progress")
                         still_seen = max(still_seen, seen)
                 await asyncio.sleep(0.5)
-            detected_s = time.monotonic() - sent_at
+            detected_s = time.monotonic() - since
             wedged = found.group(1)
             worker_log = _read(logs / f"{wedged}.log")
-            assert "fault injection: stage" in worker_log
-            line = next(x for x in worker_log.splitlines() if "stalled: no progress on" in x)
-            assert re.search(r"\(lag \d+, still for \d+ s\)", line), line
-            assert "exiting without commit (status 75)" in line
-            assert still_seen >= 3, still_seen  # the gauge said so before the exit
+            assert f"fault injection: stage entities wedged at {wedge.point}" in worker_log
+            line = next(x for x in worker_log.splitlines() if wedge.line in x)
+            assert "exiting without commit" in line, line
+            if wedge.point == "stream":
+                assert re.search(r"\(lag \d+, still for \d+ s\)", line), line
+                assert still_seen >= 3, still_seen  # the gauge said so before the exit
 
             # Restarted by the supervisor; the pipeline ends at the oracle.
             mismatches: list[str] = []
@@ -157,7 +185,8 @@ async def test_a_wedged_worker_is_restarted_within_the_bound_and_nothing_is_lost
             # Only the wedged worker exited: the other one was never taken for stuck.
             assert len(re.findall(r"exited unexpectedly", supervisor)) == 1, supervisor
             await eventually(ready, timeout_s=120, interval_s=1, what="both workers ready again")
-            print(f"\nwedged {wedged}: exited {detected_s:.1f} s after the last records were sent")
+            after = "the last records were sent" if wedge.point == "stream" else "the wedge"
+            print(f"\nwedged {wedged} at {wedge.point}: exited {detected_s:.1f} s after {after}")
 
             run.send_signal(signal.SIGINT)
             assert await asyncio.to_thread(run.wait, 90) == 0
