@@ -308,8 +308,12 @@ def _describe(stalled: list[PartitionState]) -> str:
 def _task_stacks(depth: int = 4) -> str:
     """Every task of the running loop and what it awaits, innermost last (code locations
     only, never values)."""
+    try:
+        tasks = asyncio.all_tasks()
+    except RuntimeError:
+        return "  (no running loop)"
     lines = []
-    for task in asyncio.all_tasks():
+    for task in tasks:
         chain: list[str] = []
         coro: Any = task.get_coro()
         while coro is not None:
