@@ -84,9 +84,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _STATS_INTERVAL_S = 60.0
-# A snapshot is written in the background and only costs recovery time when it is not: one
-# that takes longer than this is abandoned (logged), never fatal.
-_SNAPSHOT_TIMEOUT_S = 600.0
+# A snapshot and the sweep run in the background; either one only costs recovery time or
+# memory when it does not finish: one that takes longer than this is abandoned (logged; the
+# sweep yields only between whole chunks, so it stops between two), never fatal.
+_BACKGROUND_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,11 @@ class Stage:
         self.agent = app.agent(self.source, name=f"{app_id(settings)}.{name}")(self._run)
 
         async def sweep() -> None:
-            await self.table.expire()
+            try:
+                async with asyncio.timeout(_BACKGROUND_TIMEOUT_S):
+                    await self.table.expire()
+            except TimeoutError:
+                log.warning("stage %s: sweep abandoned after %.0f s", name, _BACKGROUND_TIMEOUT_S)
 
         async def report() -> None:
             log.info("stage %s: %s", name, asdict(self.stats))
@@ -334,7 +339,7 @@ class Stage:
         assert table.snapshots is not None
         began = time.monotonic()
         try:
-            async with asyncio.timeout(_SNAPSHOT_TIMEOUT_S):
+            async with asyncio.timeout(_BACKGROUND_TIMEOUT_S):
                 states = await write_partitions(
                     table.snapshots,
                     table.changelog_topic.get_topic_name(),

@@ -182,7 +182,7 @@ class Watchdog:
         finally:
             if reader is not None:
                 with contextlib.suppress(Exception):
-                    await reader.stop()
+                    await asyncio.wait_for(reader.stop(), _OFFSETS_EVERY_S)
 
     async def _read_offsets(self, reader: AIOKafkaConsumer | None) -> AIOKafkaConsumer | None:
         """The log start and end offsets of the assigned sources, from the broker; the reader
