@@ -209,6 +209,8 @@ class Stage:
             wedge = self.wedge
             if wedge is not None and wedge.due("stream", self.stats.records):
                 await wedge.hang(self.name)
+            if wedge is not None and wedge.due("loop", self.stats.records):
+                wedge.block(self.name)
             if dead_letters:
                 await self._send_dead_letters(dead_letters)
             if self.runner.due(self.window_records, self.window_s):

@@ -144,8 +144,8 @@ class ProcessorOptions(BaseSettings):
     )
     # Test-only fault injection (processors.faults): a stage wedges on an await that never
     # returns, once, after this many records.
-    fault_wedge: Literal["stream", "send"] | None = Field(
-        default=None, description="Test only: where a stage wedges (stream or send)."
+    fault_wedge: Literal["stream", "send", "loop"] | None = Field(
+        default=None, description="Test only: where a stage wedges (stream, send or loop)."
     )
     fault_wedge_after: int = Field(default=1, ge=0, description="Test only: after N records.")
     fault_wedge_marker: Path | None = Field(

@@ -6,7 +6,9 @@ Test-only. Off unless ``LOGFLUME_PROCESSOR_FAULT_WEDGE`` names where to wedge:
   a future nobody completes (its records are never acknowledged, nothing more is read): what
   the watchdog (:mod:`processors.watchdog`) must detect;
 - ``send``: the stage's next send after that many records awaits such a future inside the
-  send's bound: what the send timeout must end.
+  send's bound: what the send timeout must end;
+- ``loop``: the stage's agent blocks the event loop itself in synchronous code (a sleep that
+  never ends): what the watchdog's thread must detect.
 
 With ``LOGFLUME_PROCESSOR_FAULT_WEDGE_MARKER`` set, only the first worker to get there wedges
 (it creates the file, atomically); workers started afterwards with the same setting, such as
@@ -18,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Literal, NoReturn
 
@@ -25,7 +28,7 @@ __all__ = ["WedgeHook", "WedgePoint"]
 
 log = logging.getLogger(__name__)
 
-WedgePoint = Literal["stream", "send"]
+WedgePoint = Literal["stream", "send", "loop"]
 
 
 class WedgeHook:
@@ -59,3 +62,9 @@ class WedgeHook:
         )
         await asyncio.get_running_loop().create_future()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def block(self, stage: str) -> NoReturn:
+        """Block the calling thread (the event loop's) for good."""
+        log.warning("fault injection: stage %s wedged at loop (a blocking call)", stage)
+        while True:
+            time.sleep(3600)

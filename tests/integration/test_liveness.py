@@ -4,7 +4,9 @@ event still lands in PostgreSQL exactly as the oracle says:
 
 - wedged in its stream (outside any bound of ours): its watchdog sees partitions with lag
   and no progress and exits with status 75 within the stall bound;
-- wedged in a send: the send's bound ends it with status 70.
+- wedged in a send: the send's bound ends it with status 70;
+- its event loop blocked in synchronous code: the watchdog's thread sees the loop's heartbeat
+  stop and exits with status 75 within the stall bound.
 
 The workers answer /healthz and /readyz, and their liveness metrics, on their metrics port."""
 
@@ -56,6 +58,8 @@ WEDGES = [
           "stalled: no progress on", STALL_S),
     Wedge("send", {"LOGFLUME_PROCESSOR_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S)}, 70,
           f"a send did not complete within {SEND_TIMEOUT_S:g} s", SEND_TIMEOUT_S),
+    Wedge("loop", {"LOGFLUME_PROCESSOR_STALL_S": str(STALL_S)}, 75,
+          "stalled: the event loop has not run for", STALL_S),
 ]  # fmt: skip
 
 

@@ -4,6 +4,8 @@ exits, and what /healthz, /readyz and the liveness metrics say."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections import defaultdict
 from typing import Any
 
@@ -192,3 +194,23 @@ def test_probes_and_liveness_metrics_on_the_metrics_server(
     assert get("/healthz")[0] == get("/readyz")[0] == "503 Service Unavailable"
     status, body = get("/metrics")
     assert status.startswith("200") and b"logflume_stage_stalled" in body
+
+
+async def test_the_thread_exits_when_the_loop_stops_beating(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    dog, lines = watchdog(FakeApp(None), monkeypatch)
+    dog._heartbeat -= 12  # the loop's last beat, 12 s ago
+    with pytest.raises(Exited):
+        await asyncio.wait_for(dog._guard_loop(), 5)
+    assert lines == ["stalled: the event loop has not run for 13 s"]
+
+
+async def test_the_thread_leaves_a_beating_loop_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    dog, lines = watchdog(FakeApp(None), monkeypatch)
+    guard = asyncio.create_task(dog._guard_loop())
+    for _ in range(25):  # 2.5 s, beating as the task does
+        dog._heartbeat = time.monotonic()
+        await asyncio.sleep(0.1)
+    assert not guard.done() and not lines
+    guard.cancel()
