@@ -35,7 +35,7 @@ import threading
 import time
 import traceback
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import faust
@@ -65,7 +65,6 @@ class Health:
     rebalancing: bool = False
     assigned: tuple[TP, ...] = ()  # source partitions
     states: tuple[PartitionState, ...] = ()
-    at: float = field(default_factory=time.monotonic)
 
 
 class Watchdog:
@@ -103,32 +102,39 @@ class Watchdog:
         log.info("watchdog: a worker without progress for %.0f s exits", self.stall_s)
 
     async def _beat(self) -> None:
+        failing = False
         while True:
             now = time.monotonic()
             self._heartbeat = now
-            self._check(now)
+            try:
+                self._check(now)
+                failing = False
+            except Exception:  # the beat must go on: its silence means a blocked loop
+                if not failing:
+                    log.exception("watchdog: could not sample the consumer")
+                failing = True
             await asyncio.sleep(_BEAT_S)
 
     def _check(self, now: float) -> None:
-        health = self.sample(now)
+        health = self.sample()
         self.tracker.observe(now, self._progress(health))
         states = tuple(self.tracker.states(now))
-        self.health = Health(health.started, health.rebalancing, health.assigned, states, now)
+        self.health = Health(health.started, health.rebalancing, health.assigned, states)
         stalled = [s for s in states if s.stalled]
         if stalled:
             self._exit(_describe(stalled), _task_stacks())
 
-    def sample(self, now: float) -> Health:
+    def sample(self) -> Health:
         """What the consumer says now (nothing before Faust started it)."""
         consumer: Any = getattr(self.app, "_consumer", None)
         if consumer is None:
-            return Health(at=now)
+            return Health()
         try:
             assignment = consumer.assignment()
         except Exception:  # ConsumerNotStarted, or stopping
-            return Health(at=now)
+            return Health()
         assigned = tuple(sorted(tp for tp in assignment if tp.topic in self.sources))
-        return Health(True, bool(self.app.rebalancing), assigned, (), now)
+        return Health(True, bool(self.app.rebalancing), assigned)
 
     def _progress(self, health: Health) -> dict[Hashable, Progress]:
         """The samples for the tracker: the source partitions, or the rebalance."""
