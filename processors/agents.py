@@ -12,9 +12,10 @@ reduce, write the state, hold the outputs in the window, flush, acknowledge.
 Per record (never ``stream.take()``: table writes must happen inside the iteration of the
 record that causes them, faust-streaming issue 497): the runner reduces the record's bytes
 with a lookup into the table; each write it returns is assigned once (``table[key] =
-state``, the changelog partition is the record's) and sent; dead letters are sent at once;
-the outputs wait in the stage's output window, which keeps the newest version per identity
-(:mod:`processors.topology`). A reducer that raises turns the whole record into one dead
+state``, the changelog partition is the record's) and sent with the window; the outputs
+wait in the stage's output window, which keeps the newest version per identity
+(:mod:`processors.topology`), and the dead letters with them (sent before the window's
+records are acknowledged). A reducer that raises turns the whole record into one dead
 letter (index -1) and the stream goes on.
 
 The window is flushed when it holds ``window_records`` records or is ``window_ms`` old,
@@ -170,6 +171,7 @@ class Stage:
         )
         self._stream: StreamT[bytes] | None = None
         self._held: list[EventT] = []  # records whose outputs are in the window
+        self._dead_letters: list[DeadLetter] = []  # theirs, sent with the window
         self._flush_lock = asyncio.Lock()
         self._completing: asyncio.Future[None] | None = None  # the window being delivered
         self.snapshot_interval_s = options.snapshot_interval_s
@@ -205,24 +207,26 @@ class Stage:
         manual = self._stream = stream.noack()
         event: EventT
         async for event in manual.events():
-            dead_letters = self.reduce(event)
+            self.reduce(event)
             wedge = self.wedge
             if wedge is not None and wedge.due("stream", self.stats.records):
                 await wedge.hang(self.name)
             if wedge is not None and wedge.due("loop", self.stats.records):
                 wedge.block(self.name)
-            if dead_letters:
-                await self._send_dead_letters(dead_letters)
             if self.runner.due(self.window_records, self.window_s):
                 await self._flush_or_exit()
 
-    def reduce(self, event: EventT) -> list[DeadLetter]:
+    def reduce(self, event: EventT) -> None:
         """Reduce one record: write its states, put its outputs in the window and the
-        record among the held ones; its dead letters are returned, to be sent at once.
+        record among the held ones, and its dead letters with them: they are sent with the
+        window, before its records are acknowledged.
 
         Not a coroutine on purpose: a flush between adding the outputs and holding the
         record would send the outputs and never acknowledge the record (a stream that
-        then fell quiet would stall its group's next rebalance)."""
+        then fell quiet would stall its group's next rebalance). Dead letters were once sent
+        at once, after holding the record: a flush while that send waited for buffer room
+        acknowledged the record, Faust committed it, and a worker that died before the send
+        lost the dead letter (``tests/integration/test_liveness.py``, wedged send)."""
         message = event.message
         raw = event.value if event.value is not None else b""
         origin = Origin(message.topic, message.partition, message.offset)
@@ -231,6 +235,7 @@ class Stage:
         for key, state in outcome.writes.items():
             table[key] = state  # its changelog record goes at the flush
         self._held.append(event)  # with its outputs: the window's age is the oldest's
+        self._dead_letters += outcome.dead_letters
         stats = self.stats
         stats.records += 1
         stats.inputs += outcome.inputs
@@ -238,7 +243,6 @@ class Stage:
         stats.duplicates += outcome.duplicates
         stats.unpriced += outcome.unpriced
         stats.poison_records = self.runner.poison_records
-        return outcome.dead_letters
 
     async def _flush_or_exit(self) -> None:
         # A window that can no longer be flushed holds its records unacknowledged, and a
@@ -265,6 +269,7 @@ class Stage:
             # The held records, the window's outputs and the state writes are taken together
             # (no await in between): what is reduced while this flush sends is the next one's.
             held, self._held = self._held, []
+            dead_letters, self._dead_letters = self._dead_letters, []
             flushed = self.runner.flush()
             writes = self.table.take_writes()
             snapshot = self._snapshot_if_due()  # the table exactly as of these writes
@@ -273,7 +278,7 @@ class Stage:
             self.stats.output_records += len(flushed.records)
             self.stats.flushes += 1
             self._completing = asyncio.ensure_future(
-                self._complete(sent, writes, flushed.dead_letters, held, snapshot)
+                self._complete(sent, writes, dead_letters + flushed.dead_letters, held, snapshot)
             )
 
     async def _settle(self) -> None:
