@@ -57,7 +57,7 @@ WEDGES = [
     Wedge("stream", {"LOGFLUME_PROCESSOR_STALL_S": str(STALL_S)}, 75,
           "stalled: no progress on", STALL_S),
     Wedge("send", {"LOGFLUME_PROCESSOR_SEND_TIMEOUT_S": str(SEND_TIMEOUT_S)}, 70,
-          f"a send did not complete within {SEND_TIMEOUT_S:g} s", SEND_TIMEOUT_S),
+          f"within {SEND_TIMEOUT_S:g} s (TimeoutError)", SEND_TIMEOUT_S),
     Wedge("loop", {"LOGFLUME_PROCESSOR_STALL_S": str(STALL_S)}, 75,
           "stalled: the event loop has not run for", STALL_S),
 ]  # fmt: skip
