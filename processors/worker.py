@@ -21,13 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from logflume.logs import LogFormat, apply_format
 from logflume.metrics import instrument_processor
@@ -37,6 +34,7 @@ from logflume.services.topics import ensure_topics
 from logflume.settings import Settings
 from processors.agents import STAGES, Reducers, Stage, StageName, install_stages
 from processors.app import ProcessorOptions, make_app, worker_datadir
+from processors.assignor import patch_faust_assignor
 from processors.codec import RECORD_OVERHEAD_BYTES
 from processors.watchdog import Watchdog
 
@@ -90,52 +88,12 @@ def changelog_topics(stages: Mapping[StageName, Stage]) -> list[str]:
 
 
 async def prepare_topics(settings: Settings, changelogs: Sequence[str]) -> None:
-    """Ensure the pipeline's topics and the (compacted) changelog topics,
-    all with ``settings.partitions`` partitions; raises :class:`ServiceError` otherwise."""
-    await ensure_topics(settings)
+    """Ensure the pipeline's topics and the (compacted) changelog topics, all with
+    ``settings.partitions`` partitions (the state of a partition lives on the changelog
+    partition of the same number); raises :class:`ServiceError` otherwise."""
     limit = str(settings.max_record_bytes + RECORD_OVERHEAD_BYTES)
     config = {"cleanup.policy": "compact", "max.message.bytes": limit, **CHANGELOG_COMPACTION}
-    wanted = {name: config for name in changelogs}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        missing = [name for name in wanted if name not in existing]
-        if missing:
-            response = await admin.create_topics(
-                [
-                    NewTopic(name, settings.partitions, 1, topic_configs=wanted[name])
-                    for name in missing
-                ]
-            )
-            for name, code, *_ in response.topic_errors:
-                if code and for_code(code) is not TopicAlreadyExistsError:
-                    raise ServiceError(f"could not create {name}: {for_code(code).__name__}")
-            log.info("created topics: %s", ", ".join(missing))
-        await _verify_partitions(admin, list(wanted), settings.partitions)
-    except KafkaError as exc:
-        raise ServiceError(f"Kafka failed while preparing processor topics: {exc!r}") from exc
-    finally:
-        await admin.close()
-
-
-async def _verify_partitions(
-    admin: AIOKafkaAdminClient, names: Sequence[str], expected: int, timeout_s: float = 15.0
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:  # a topic just created may be described without partitions for a moment
-        counts = {
-            d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(list(names))
-        }
-        if all(counts.values()) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    wrong = [f"{name} has {count}" for name, count in counts.items() if count != expected]
-    if wrong:
-        raise ServiceError(
-            f"processor topics must have {expected} partitions ({'; '.join(wrong)}): the state "
-            "of a partition lives on the changelog partition of the same number"
-        )
+    await ensure_topics(settings, extra={name: config for name in changelogs})
 
 
 def patch_faust_consumer() -> None:
@@ -228,6 +186,7 @@ def run_worker(
     """Run one worker until SIGTERM/SIGINT; exits the process (status 0 on a clean stop)."""
     options = options or ProcessorOptions()
     patch_faust_consumer()
+    patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
     tune_gc()
     worker_datadir(settings, options).parent.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()

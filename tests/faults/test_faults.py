@@ -231,8 +231,11 @@ async def test_kills_and_restarts_mid_stream_end_at_the_oracle(
                     what="the tables to equal the oracle",
                 )  # fmt: skip
             except AssertionError:
+                # Still running: what each process waits on (the stall's evidence).
+                stacks = processes.dump_stacks(tmp_path / "processes" / "stacks.txt")
                 pytest.fail(
-                    f"tables differ from the oracle: {mismatches}\n{timeline}\n{processes.logs()}"
+                    f"tables differ from the oracle: {mismatches}\n{timeline}\n"
+                    f"{processes.logs()}\n{stacks}"
                 )
             timeline.note("tables equal the oracle")
             assert conn is not None
