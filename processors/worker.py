@@ -12,7 +12,8 @@ and checked as by ``logflume up``) and the changelog topics of its tables (compa
 the pipeline's partition count), since Faust itself is not allowed to declare topics. It
 also fixes two ways Faust's consumer loses or stalls records when partitions move
 (:func:`patch_faust_consumer`): without them a failover lost records in about one test run
-in four.
+in four. A watchdog (:mod:`processors.watchdog`) ends a worker that stops making progress,
+whatever the cause, with status 75 for its supervisor to restart.
 """
 
 from __future__ import annotations
@@ -28,12 +29,14 @@ import faust
 from logflume.logs import LogFormat, apply_format
 from logflume.metrics import instrument_processor
 from logflume.runtime import tune_gc
+from logflume.services.prerequisites import ServiceError
 from logflume.services.topics import ensure_topics
 from logflume.settings import Settings
 from processors.agents import STAGES, Reducers, Stage, StageName, install_stages
 from processors.app import ProcessorOptions, make_app, worker_datadir
 from processors.assignor import patch_faust_assignor
 from processors.codec import RECORD_OVERHEAD_BYTES
+from processors.watchdog import Watchdog
 
 __all__ = [
     "build",
@@ -43,6 +46,7 @@ __all__ = [
     "patch_faust_consumer",
     "prepare_topics",
     "run_worker",
+    "watchdog_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -156,6 +160,22 @@ class _Worker(faust.Worker):
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
+def watchdog_for(
+    app: faust.App, settings: Settings, options: ProcessorOptions, stages: Mapping[StageName, Stage]
+) -> Watchdog:
+    """The worker's watchdog over the source partitions of ``stages``. A rebalance may wait
+    for the group's other members up to the rebalance timeout, plus the session timeout to
+    notice a dead one: it is stuck only past both (or past ``stall_s``, if longer)."""
+    return Watchdog(
+        app,
+        sources={stage.table.source_topic: name for name, stage in stages.items()},
+        changelogs=set(changelog_topics(stages)),
+        stall_s=options.stall_s,
+        rebalance_bound_s=options.rebalance_timeout_s + options.session_timeout_s,
+        bootstrap_servers=settings.bootstrap_servers,
+    )
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -172,8 +192,18 @@ def run_worker(
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app, installed = build(settings, stages=stages, options=options, reducers=reducers)
-    loop.run_until_complete(prepare_topics(settings, changelog_topics(installed)))
-    instrument_processor(settings, installed)  # Prometheus /metrics when configured
+    preparing = prepare_topics(settings, changelog_topics(installed))
+    try:
+        loop.run_until_complete(asyncio.wait_for(preparing, settings.startup_timeout_s))
+    except TimeoutError:
+        raise ServiceError(
+            f"Kafka did not answer within {settings.startup_timeout_s:g} s while preparing "
+            "the processor topics"
+        ) from None
+    watchdog = watchdog_for(app, settings, options, installed)
+    # Prometheus /metrics, /healthz and /readyz when configured
+    instrument_processor(settings, installed, watchdog)
+    watchdog.start(loop)
     worker = _Worker(
         app,
         loop=loop,
