@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import os
 import threading
 import time
 from collections import Counter
@@ -37,6 +38,17 @@ from tests.integration.sinks.stream import oracle_mismatches, run_stages
 from tests.processes import PipelineProcesses
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
+
+
+@pytest.fixture(autouse=True)
+def _on_request(request: pytest.FixtureRequest) -> None:
+    """Three brokers, the pipeline and an SDK app take ~5 minutes on two cores: like the
+    long fault form, this test runs when asked (``--cluster-faults`` or
+    ``LOGFLUME_FAULTS=cluster``), not in every ``pytest`` run."""
+    asked = request.config.getoption("--cluster-faults")
+    if not asked and os.environ.get("LOGFLUME_FAULTS") != "cluster":
+        pytest.skip("the three-broker test runs on request: --cluster-faults")
+
 
 WORKERS = ("w1", "w2")
 SINKS = ("s1", "s2")
