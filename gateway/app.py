@@ -30,6 +30,7 @@ from .deadletters import DeadLetters
 from .errors import JsonResponse, install_handlers
 from .held import HeldLines, MemoryHeldLines, PgHeldLines
 from .ingest import AcceptedLogs, Ingest
+from .log_index import LogIndex, MemoryLogIndex, PgLogIndex
 from .nodes import NodeIndex, PgNodeIndex
 from .publisher import Publisher
 from .release import sweep_forever
@@ -65,6 +66,7 @@ class Components:
     store: ReadStore | None = None
     held: HeldLines = field(default_factory=MemoryHeldLines)
     unsaved: UnsavedIndex = field(default_factory=MemoryUnsavedIndex)
+    logs: LogIndex = field(default_factory=MemoryLogIndex)  # Humanloop logs' traces, refs
     # The dead-letter topic's (one record per dead letter, :mod:`gateway.deadletters`).
     dead_letter_transport: Transport = field(default_factory=lambda: MemoryTransport(packed=False))
     dead_letter_spool: Spool | None = None
@@ -123,6 +125,7 @@ def create_app(
                 store=ReadStore(pool, timeout_s=options.db_timeout_s),
                 held=PgHeldLines(pool, timeout_s=options.db_timeout_s),
                 unsaved=PgUnsavedIndex(pool, timeout_s=options.db_timeout_s),
+                logs=PgLogIndex(pool, timeout_s=options.db_timeout_s),
                 dead_letter_transport=kafka_transport(settings, options, dead_letters=True),
                 dead_letter_spool=open_spool(settings, options, dead_letters=True),
             )  # fmt: skip
@@ -144,7 +147,9 @@ def create_app(
         accepted = AcceptedLogs(options.accepted_capacity, options.accepted_ttl_s)
         ingest = Ingest(publisher, accepted, settings.max_event_bytes, parts.unsaved)
         app.state.keys = parts.keys
-        gateway = Gateway(settings, options, ingest, parts.store, parts.nodes, parts.held, letters)
+        gateway = Gateway(
+            settings, options, ingest, parts.store, parts.nodes, parts.held, letters, parts.logs
+        )
         app.state.gateway = gateway
         sweeper = None
         if options.held_sweep_s > 0:

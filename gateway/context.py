@@ -24,6 +24,7 @@ from .deadletters import DeadLetters
 from .errors import PayloadTooLarge, ValidationFailed
 from .held import HeldLines
 from .ingest import Ingest
+from .log_index import LogIndex
 from .nodes import NodeIndex
 from .settings import GatewaySettings
 from .store import ReadStore
@@ -52,6 +53,7 @@ class Gateway:
     nodes: NodeIndex
     held: HeldLines
     dead_letters: DeadLetters
+    logs: LogIndex
 
 
 def _gateway(request: Request) -> Gateway:
