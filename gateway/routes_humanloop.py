@@ -64,9 +64,17 @@ RENAMES = {
 }
 
 
+# Contract fields a Humanloop request has no name for: the route says which kind it logs.
+_NOT_HUMANLOOP = ("log_kind", "file")
+
+
 def _object(data: Any, where: str = "body") -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ValidationFailed([FieldError(where, "must be a JSON object")], ())
+    extra = [FieldError(f"{where}.{name}", "is not a field of this request")
+             for name in _NOT_HUMANLOOP if name in data]  # fmt: skip
+    if extra:
+        raise ValidationFailed(extra, ())
     return data
 
 

@@ -87,6 +87,12 @@ def test_422s_name_the_callers_fields(env: Env):
                                      json={"prompt": {"model": "gpt-4o"}})  # fmt: skip
     assert prompt_in_tool.status_code == 422
     assert prompt_in_tool.json()["detail"][0]["loc"] == ["body", "prompt"]
+    kind_in_prompt = env.client.post("/v5/prompts/log", headers=A,
+                                     json={"log_kind": "flow", "file": {}})  # fmt: skip
+    assert kind_in_prompt.status_code == 422
+    assert [d["loc"] for d in kind_in_prompt.json()["detail"]] == [
+        ["body", "log_kind"], ["body", "file"]
+    ]  # fmt: skip
     assert env.sent() == []
 
 
