@@ -189,8 +189,10 @@ def test_save_false_flow_tool_and_evaluator_logs_keep_their_payloads_nowhere(
         request_options=_ref({"reference_id": tool_ref}),
         **{k: v for k, v in sdk_payload.items() if k not in ("messages", "output_message")},
     )  # fmt: skip
-    judge = hl.evaluators.log(parent_id=flow.id, path="privacy/judge", save=False,
-                              judgment="fine", **sdk_payload)  # fmt: skip
+    judge = hl.evaluators.log(
+        parent_id=flow.id, path="privacy/judge", save=False, judgment="fine",
+        **{k: v for k, v in sdk_payload.items() if k != "messages"},  # no messages argument
+    )  # fmt: skip
     hl.flows.update_log(flow.id, log_status="complete", messages=payload["messages"],
                         inputs=payload["inputs"], output=mark)  # fmt: skip
     hl.tools.update(tool.tool_id, tool.id, output=mark, stdout=mark, provider_latency=1.5)
