@@ -70,7 +70,8 @@ IdPath = Annotated[str, Path(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID
 RequiredIdQuery = Annotated[str, Query(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
 IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
 # Humanloop's environment name (``production``, ``staging``...).
-EnvironmentQuery = Annotated[str | None, Query(max_length=1024)]
+# It is looked up in PostgreSQL, whose text never holds NUL: refused with 422, as in ids.
+EnvironmentQuery = Annotated[str | None, Query(max_length=1024, pattern=r"^[^\x00]*$")]
 # A cursor is the last row's time and id as JSON, base64-encoded: an id of 1,024 control
 # characters is 6 KiB of JSON escapes, 8 KiB of base64.
 CURSOR_MAX_LENGTH = 16_384

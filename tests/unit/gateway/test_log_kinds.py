@@ -87,6 +87,11 @@ def test_422s_name_the_callers_fields(env: Env):
                                      json={"prompt": {"model": "gpt-4o"}})  # fmt: skip
     assert prompt_in_tool.status_code == 422
     assert prompt_in_tool.json()["detail"][0]["loc"] == ["body", "prompt"]
+    for route in ("/v5/prompts/log", "/v5/flows/log"):  # looked up in PostgreSQL: no NUL
+        nul = env.client.post(route, headers=A, params={"environment": "a\x00"}, json={})
+        assert nul.status_code == 422 and nul.json()["detail"][0]["loc"] == [
+            "query", "environment"
+        ]  # fmt: skip
     kind_in_prompt = env.client.post("/v5/prompts/log", headers=A,
                                      json={"log_kind": "flow", "file": {}})  # fmt: skip
     assert kind_in_prompt.status_code == 422
