@@ -154,8 +154,6 @@ def to_change(
             return state_key("log", event), change
         case LogUpdateEvent():
             target = {k: carried.pop(k) for k in ("id", "reference_id") if k in carried}
-            if carried.get("log_status") == "complete" and "end_time" not in carried:
-                carried["end_time"] = _json_time(event.ts)  # Humanloop: when marked complete
             change = _change("log", event, carried, frozenset())
             change.immutable.update((f"target_{k}", v) for k, v in target.items())
             return state_key("log", event), change

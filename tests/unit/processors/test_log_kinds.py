@@ -99,7 +99,6 @@ def test_marking_the_flow_complete_completes_its_trace():
     sink = _run(_flow_world(complete=True))
     flow = next(v for v in _rows(sink, "logs").values() if v["id"] == "flow-1")
     assert (flow["log_status"], flow["output"]) == ("complete", "ok")
-    assert flow["end_time"] == "2026-12-01T10:00:04Z"  # when it was marked complete
     assert _rows(sink, "traces", "rollup_version")["flow-1"]["status"] == "completed"
 
 
