@@ -47,7 +47,8 @@ from .unsaved import MemoryUnsavedIndex, PgUnsavedIndex, UnsavedIndex
 __all__ = ["Components", "create_app", "kafka_transport", "open_spool"]
 
 _DESCRIPTION = """\
-logflume's HTTP gateway. **Write**: Humanloop-compatible logs (`/v5/prompts/log`, `/logs`),
+logflume's HTTP gateway. **Write**: Humanloop-compatible logs (`/v5/prompts/log`,
+`/v5/flows/log`, `/v5/tools/log`, `/v5/evaluators/log`, `/logs`),
 Maxim-compatible commit lines (`/api/sdk/v3/log`) and the native batch (`/v1/events`); a
 2xx means the events are acknowledged by Kafka or durably spooled. **Read**: logs, traces
 and sessions as the pipeline stored them. Every request needs an API key (`X-API-KEY`,
