@@ -13,7 +13,9 @@ An update by log id must reach the log's entity, which stage 1 keys by the refer
 when the log has one: the gateway also records the reference id of the logs it accepts
 with one, and adds it to their updates by id (:func:`gateway.routes_humanloop`).
 
-Ids only, never a payload (``gateway_logs``, migration 0008). A deletion forgets them.
+Ids only, never a payload (``gateway_logs``, migration 0008). A deletion forgets them, and
+the gateway's sweeper forgets them after ``LOGFLUME_GATEWAY_UNSAVED_TTL_S`` (7 days), when
+the stored logs answer instead (as for :mod:`gateway.unsaved`).
 """
 
 from __future__ import annotations
@@ -49,6 +51,11 @@ class LogIndex(Protocol):
         """Deleted logs."""
         ...
 
+    async def expire(self, older_than_s: float) -> int:
+        """Forget logs recorded more than ``older_than_s`` ago (by then the pipeline stored
+        them, and ``logs`` answers); how many."""
+        ...
+
 
 _PLACES = """
 SELECT id, trace_id, reference_id FROM gateway_logs WHERE project = $1 AND id = ANY($2::text[])
@@ -64,6 +71,7 @@ ON CONFLICT (project, id) DO NOTHING
 """
 
 _FORGET = "DELETE FROM gateway_logs WHERE project = $1 AND id = ANY($2::text[])"
+_EXPIRE = "DELETE FROM gateway_logs WHERE created_at < now() - make_interval(secs => $1)"
 
 
 class PgLogIndex:
@@ -96,6 +104,10 @@ class PgLogIndex:
     async def forget(self, project: str, ids: Iterable[str]) -> None:
         await self._pool.execute(_FORGET, project, list(ids), timeout=self._timeout_s)
 
+    async def expire(self, older_than_s: float) -> int:
+        status = await self._pool.execute(_EXPIRE, older_than_s, timeout=self._timeout_s)
+        return int(status.split()[-1])
+
 
 class MemoryLogIndex:
     """The in-memory twin (unit tests; a gateway without PostgreSQL)."""
@@ -113,3 +125,6 @@ class MemoryLogIndex:
     async def forget(self, project: str, ids: Iterable[str]) -> None:
         for log_id in ids:
             self.logs.pop((project, log_id), None)
+
+    async def expire(self, older_than_s: float) -> int:
+        return 0

@@ -113,8 +113,9 @@ async def sweep(
     gw: Gateway, *, ttl_s: float, unsaved_ttl_s: float | None = None, limit: int = 1000
 ) -> tuple[int, int]:
     """Release what became resolvable and expire what waited too long:
-    ``(released, expired)``. Also forgets the save=false handles older than
-    ``unsaved_ttl_s`` (:mod:`gateway.unsaved`; by then the pipeline stored their logs)."""
+    ``(released, expired)``. Also forgets the save=false handles and the Humanloop log
+    index's rows older than ``unsaved_ttl_s`` (:mod:`gateway.unsaved`,
+    :mod:`gateway.log_index`; by then the pipeline stored their logs)."""
     by_project: dict[str, list[str]] = {}
     for node in await gw.held.resolvable(limit):
         by_project.setdefault(node.project, []).append(node.node_id)
@@ -124,6 +125,7 @@ async def sweep(
     expired = await gw.held.expire(ttl_s)
     if unsaved_ttl_s is not None:
         await gw.ingest.unsaved.expire(unsaved_ttl_s)
+        await gw.logs.expire(unsaved_ttl_s)  # by then, as the handles, stored in `logs`
     if expired:
         log.warning("%d held Maxim lines expired into dead_letters (their node never came)",
                     expired)  # fmt: skip
