@@ -248,6 +248,8 @@ def test_deletions_publish_one_delete_event_per_entity(env: Env):
     assert trace.json()["deleted"] == {"trace": 1}
     assert env.client.delete("/logs", headers=A).status_code == 422
     assert env.client.delete("/logs/a%00b", headers=A).status_code == 422  # NUL in the id
+    nul = env.client.delete("/logs", params={"id": "ok", "reference_id": "a\x00b"}, headers=A)
+    assert nul.status_code == 422 and nul.json()["detail"][0]["loc"][-1] == "reference_id"
     bodies = [e["body"] for e in env.sent() if e["type"] == "delete"]
     assert bodies == [
         {"kind": "log", "id": "data_1"},
