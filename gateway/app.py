@@ -3,9 +3,10 @@
 At start-up the lifespan opens the PostgreSQL pool (keys, Maxim nodes, the read side), two
 Kafka transports and spools (events to the raw topic; the gateway's own dead letters to the
 dead-letter topic, :mod:`gateway.deadletters`) with a :class:`~gateway.publisher.Publisher`
-each, and starts the sweeper of held Maxim lines (:mod:`gateway.release`); at shutdown it
-answers what is in flight (sent or spooled) and closes them. Tests pass :class:`Components`
-to run the same app over in-memory twins.
+each, the spool of work deferred while PostgreSQL is away (:mod:`gateway.deferred`), and
+starts the sweeper of held Maxim lines and deferred work (:mod:`gateway.release`); at
+shutdown it answers what is in flight (sent or spooled) and closes them. Tests pass
+:class:`Components` to run the same app over in-memory twins.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from producers.sdk import KafkaTransport, MemoryTransport, SDKSettings, Spool, T
 from .auth import KeyStore, PgKeyStore
 from .context import Gateway, openapi_schema
 from .deadletters import DeadLetters
+from .deferred import Deferred
 from .errors import JsonResponse, install_handlers
 from .held import HeldLines, MemoryHeldLines, PgHeldLines
 from .ingest import AcceptedLogs, Ingest
 from .log_index import LogIndex, MemoryLogIndex, PgLogIndex
 from .nodes import NodeIndex, PgNodeIndex
+from .outage import DatabaseWatch
 from .publisher import Publisher
 from .release import sweep_forever
 from .routes_delete import delete_router
@@ -71,6 +74,9 @@ class Components:
     # The dead-letter topic's (one record per dead letter, :mod:`gateway.deadletters`).
     dead_letter_transport: Transport = field(default_factory=lambda: MemoryTransport(packed=False))
     dead_letter_spool: Spool | None = None
+    # Work deferred while PostgreSQL is unreachable (gateway.deferred); None: answered 503.
+    deferred_spool: Spool | None = None
+    watch: DatabaseWatch = field(default_factory=DatabaseWatch)
 
 
 def kafka_transport(
@@ -92,13 +98,19 @@ def kafka_transport(
 
 
 def open_spool(
-    settings: Settings, options: GatewaySettings, *, dead_letters: bool = False
+    settings: Settings,
+    options: GatewaySettings,
+    *,
+    dead_letters: bool = False,
+    deferred: bool = False,
 ) -> Spool:
     """The events' spool, or with ``dead_letters`` the dead letters' (its ``deadletter``
-    folder)."""
+    folder), or with ``deferred`` the work waiting for PostgreSQL (its ``deferred`` folder)."""
     root = options.spool_dir or settings.home.expanduser() / "gateway-spool"
     if dead_letters:
         root = root / "deadletter"
+    elif deferred:
+        root = root / "deferred"
     return Spool(
         root, max_bytes=options.spool_max_bytes, segment_bytes=16 * 1024 * 1024, fsync="batch"
     )
@@ -115,20 +127,24 @@ def create_app(
             pool = await connect_pool(
                 settings.dsn, max_size=options.db_pool_max, timeout_s=options.db_timeout_s
             )
+            watch = DatabaseWatch()
+            timeout_s = options.db_timeout_s
             parts = Components(
                 transport=kafka_transport(settings, options),
                 spool=open_spool(settings, options),
                 keys=PgKeyStore(
-                    pool, ttl_s=options.key_cache_ttl_s, timeout_s=options.db_timeout_s
+                    pool, ttl_s=options.key_cache_ttl_s, timeout_s=timeout_s, watch=watch
                 ),
                 nodes=PgNodeIndex(pool, cache_size=options.node_cache_size,
-                                  timeout_s=options.db_timeout_s),
-                store=ReadStore(pool, timeout_s=options.db_timeout_s),
-                held=PgHeldLines(pool, timeout_s=options.db_timeout_s),
-                unsaved=PgUnsavedIndex(pool, timeout_s=options.db_timeout_s),
-                logs=PgLogIndex(pool, timeout_s=options.db_timeout_s),
+                                  timeout_s=timeout_s, watch=watch),
+                store=ReadStore(pool, timeout_s=timeout_s),
+                held=PgHeldLines(pool, timeout_s=timeout_s),
+                unsaved=PgUnsavedIndex(pool, timeout_s=timeout_s, watch=watch),
+                logs=PgLogIndex(pool, timeout_s=timeout_s, watch=watch),
                 dead_letter_transport=kafka_transport(settings, options, dead_letters=True),
                 dead_letter_spool=open_spool(settings, options, dead_letters=True),
+                deferred_spool=open_spool(settings, options, deferred=True),
+                watch=watch,
             )  # fmt: skip
 
         def publisher_for(transport: Transport, spool: Spool | None) -> Publisher:
@@ -148,9 +164,9 @@ def create_app(
         accepted = AcceptedLogs(options.accepted_capacity, options.accepted_ttl_s)
         ingest = Ingest(publisher, accepted, settings.max_event_bytes, parts.unsaved)
         app.state.keys = parts.keys
-        gateway = Gateway(
-            settings, options, ingest, parts.store, parts.nodes, parts.held, letters, parts.logs
-        )
+        deferred = Deferred(parts.deferred_spool)
+        gateway = Gateway(settings, options, ingest, parts.store, parts.nodes, parts.held, letters,
+                          deferred, parts.watch, parts.logs)  # fmt: skip
         app.state.gateway = gateway
         sweeper = None
         if options.held_sweep_s > 0:
@@ -170,6 +186,7 @@ def create_app(
                 with contextlib.suppress(asyncio.CancelledError):
                     await sweeper
             await asyncio.gather(publisher.close(), letters.publisher.close())
+            deferred.close()
             if pool is not None:
                 await pool.close()
 
@@ -203,6 +220,8 @@ def create_app(
             "spooled": stats.spooled,
             "resent": stats.resent,
             "pending_logs": len(gateway.ingest.accepted),
+            "postgres": "unreachable" if gateway.watch.down else "ok",
+            "deferred": gateway.deferred.has_unsent(),
         }
 
     instrument_gateway(app)  # request metrics and GET /metrics

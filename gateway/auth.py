@@ -6,7 +6,9 @@ random 256-bit secret) and its first characters, to tell keys apart. Requests ca
 ``X-API-KEY`` (the Humanloop SDK), ``x-maxim-api-key`` (the Maxim SDK) or
 ``Authorization: Bearer``. Verified keys (and refused ones) are cached for
 ``key_cache_ttl_s`` so that the hot path costs a dict lookup; a revoked key stops working
-within that time. Keys are never logged.
+within that time. While PostgreSQL is unreachable, a key this gateway verified before keeps
+its last answer, however old (ingestion goes on); a key it never saw is answered 503 with
+``Retry-After``, since it can be neither accepted nor refused. Keys are never logged.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 
 from producers.contract.types import MAX_PROJECT_LENGTH, PROJECT_PATTERN, PROJECT_RULE
 
-from .errors import Unauthorized
+from .errors import Unauthorized, Unavailable
+from .outage import UNAVAILABLE, DatabaseWatch
 
 __all__ = [
     "KEY_PREFIX",
@@ -65,12 +68,21 @@ class KeyStore(Protocol):
 
 
 class PgKeyStore:
-    """Keys in PostgreSQL's ``api_keys``, with a small TTL cache in front."""
+    """Keys in PostgreSQL's ``api_keys``, with a small TTL cache in front; the last answer
+    stands in while the database is unreachable (see the module docstring)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, ttl_s: float, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        ttl_s: float,
+        timeout_s: float = 10.0,
+        watch: DatabaseWatch | None = None,
+    ) -> None:
         self._pool = pool
         self._ttl_s = ttl_s
         self._timeout_s = timeout_s
+        self._watch = watch or DatabaseWatch()
         self._cache: dict[str, tuple[float, str | None]] = {}
 
     async def project_for(self, key: str) -> str | None:
@@ -79,13 +91,24 @@ class PgKeyStore:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        project = await self._pool.fetchval(
-            "SELECT project FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
-            digest,
-            timeout=self._timeout_s,
-        )
-        if len(self._cache) >= _CACHE_MAX:
-            self._cache.clear()
+        try:
+            self._watch.check()
+            project = await self._pool.fetchval(
+                "SELECT project FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+                digest,
+                timeout=self._timeout_s,
+            )
+        except UNAVAILABLE as exc:
+            self._watch.failed("api_key", exc)
+            if cached is None:
+                raise Unavailable(
+                    "PostgreSQL is unavailable and this API key was not seen before; retry later"
+                ) from None
+            return cached[1]  # the last answer, however old
+        self._watch.answered()
+        self._cache.pop(digest, None)
+        while len(self._cache) >= _CACHE_MAX:  # the least recently verified go first
+            self._cache.pop(next(iter(self._cache)))
         self._cache[digest] = (now + self._ttl_s, project)
         return project  # type: ignore[no-any-return]
 

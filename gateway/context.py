@@ -8,24 +8,26 @@ every validation goes through the wire contract), and document them with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import orjson
 from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
-from pydantic import TypeAdapter
+from pydantic import StringConstraints, TypeAdapter
 
 from logflume.settings import Settings
 from producers.contract import FieldError
 from producers.contract.types import ID_PATTERN, MAX_ID_LENGTH
 
 from .deadletters import DeadLetters
+from .deferred import Deferred
 from .errors import PayloadTooLarge, ValidationFailed
 from .held import HeldLines
 from .ingest import Ingest
-from .log_index import LogIndex
+from .log_index import LogIndex, MemoryLogIndex
 from .nodes import NodeIndex
+from .outage import DatabaseWatch
 from .settings import GatewaySettings
 from .store import ReadStore
 
@@ -34,9 +36,11 @@ __all__ = [
     "EnvironmentQuery",
     "Gateway",
     "GatewayDep",
+    "IdList",
     "IdPath",
     "IdQuery",
     "RequiredIdQuery",
+    "TextQuery",
     "body_doc",
     "openapi_schema",
     "read_body",
@@ -53,7 +57,10 @@ class Gateway:
     nodes: NodeIndex
     held: HeldLines
     dead_letters: DeadLetters
-    logs: LogIndex
+    # Work kept on disk while PostgreSQL is unreachable, and whether it is (gateway.outage).
+    deferred: Deferred = field(default_factory=lambda: Deferred(None))
+    watch: DatabaseWatch = field(default_factory=DatabaseWatch)
+    logs: LogIndex = field(default_factory=MemoryLogIndex)  # Humanloop logs
 
 
 def _gateway(request: Request) -> Gateway:
@@ -70,8 +77,14 @@ IdPath = Annotated[str, Path(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID
 RequiredIdQuery = Annotated[str, Query(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
 IdQuery = Annotated[str | None, Query(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
 # Humanloop's environment name (``production``, ``staging``...).
-# It is looked up in PostgreSQL, whose text never holds NUL: refused with 422, as in ids.
-EnvironmentQuery = Annotated[str | None, Query(max_length=1024, pattern=r"^[^\x00]*$")]
+EnvironmentQuery = Annotated[str | None, Query(pattern=ID_PATTERN, max_length=1024)]
+# Free text a query compares with stored text: PostgreSQL's text cannot hold NUL, so a NUL is
+# refused here (422 naming the parameter) rather than by the database (a 500).
+TextQuery = Annotated[str | None, Query(pattern=ID_PATTERN, max_length=1024)]
+# Repeated ids (``?id=a&id=b``), each without NUL.
+IdList = list[
+    Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
+]
 # A cursor is the last row's time and id as JSON, base64-encoded: an id of 1,024 control
 # characters is 6 KiB of JSON escapes, 8 KiB of base64.
 CURSOR_MAX_LENGTH = 16_384

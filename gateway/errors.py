@@ -5,7 +5,11 @@ wire contract's :class:`~producers.contract.FieldError` list and are answered in
 own 422 shape (``{"detail": [{"loc", "msg", "type"}]}``, which the Humanloop SDK parses as
 its ``HttpValidationError``), each entry also naming ``field`` and ``reason`` as the
 contract does. Maxim's SDK reads ``{"error": {"message"}}``: its routes raise
-:class:`MaximError`. Messages never quote a payload or a key.
+:class:`MaximError`, and any refusal on its paths is answered in that shape. Messages never
+quote a payload or a key.
+
+A 503 always says ``Retry-After``. A failure to reach PostgreSQL that no fallback covered
+(:mod:`gateway.outage`: the reads, a key never seen) is a 503 too, never a 500.
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from fastapi.responses import Response
 
 from producers.contract import ContractError, FieldError
 from producers.contract.events import error_reason
+
+from .outage import RETRY_AFTER_S, UNAVAILABLE
 
 __all__ = [
     "BadRequest",
@@ -75,7 +81,8 @@ class PayloadTooLarge(GatewayError):
 
 
 class Unavailable(GatewayError):
-    """Neither Kafka nor the spool took the events: nothing was accepted; retry later."""
+    """Nothing was accepted; retry later: neither Kafka nor the spool took the events, or
+    PostgreSQL is away where nothing else can answer (answered with ``Retry-After``)."""
 
     status = 503
 
@@ -146,10 +153,26 @@ def detail_entries(
     ]
 
 
-async def _gateway_error(_: Request, exc: Exception) -> JsonResponse:
+_MAXIM_PATHS = "/api/sdk/"
+
+
+async def _gateway_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, GatewayError)
-    headers = {"WWW-Authenticate": "X-API-KEY"} if exc.status == 401 else None
-    return JsonResponse(exc.body(), status_code=exc.status, headers=headers)
+    headers: dict[str, str] = {}
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "X-API-KEY"
+    elif exc.status == 503:
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    body = exc.body()
+    if request.url.path.startswith(_MAXIM_PATHS) and not isinstance(exc, MaximError):
+        body = MaximError(exc.status, exc.message).body()
+    return JsonResponse(body, status_code=exc.status, headers=headers or None)
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> JsonResponse:
+    """PostgreSQL could not be reached where nothing else can answer: 503, retry later."""
+    error = Unavailable(f"PostgreSQL is unavailable ({type(exc).__name__}); retry later")
+    return await _gateway_error(request, error)
 
 
 async def _invalid_parameters(_: Request, exc: Exception) -> JsonResponse:
@@ -169,4 +192,6 @@ async def _invalid_parameters(_: Request, exc: Exception) -> JsonResponse:
 
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
+    for kind in UNAVAILABLE:
+        app.add_exception_handler(kind, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)

@@ -13,6 +13,11 @@ An update by log id must reach the log's entity, which stage 1 keys by the refer
 when the log has one: the gateway also records the reference id of the logs it accepts
 with one, and adds it to their updates by id (:func:`gateway.routes_humanloop`).
 
+While PostgreSQL is unreachable (:mod:`gateway.outage`), lookups answer from the logs this
+gateway recorded meanwhile (an unknown parent is then taken as the trace's root, an update
+by id goes out without the reference id), and the records wait in memory until
+:meth:`PgLogIndex.flush` (the sweeper) writes them.
+
 Ids only, never a payload (``gateway_logs``, migration 0008). A deletion forgets them, and
 the gateway's sweeper forgets them after ``LOGFLUME_GATEWAY_UNSAVED_TTL_S`` (7 days), when
 the stored logs answer instead (as for :mod:`gateway.unsaved`).
@@ -25,6 +30,8 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
+
+from .outage import UNAVAILABLE, DatabaseWatch
 
 __all__ = ["LogIndex", "LogPlace", "MemoryLogIndex", "PgLogIndex"]
 
@@ -56,6 +63,10 @@ class LogIndex(Protocol):
         them, and ``logs`` answers); how many."""
         ...
 
+    async def flush(self) -> int:
+        """Write what was recorded while the database was away; how many."""
+        ...
+
 
 _PLACES = """
 SELECT id, trace_id, reference_id FROM gateway_logs WHERE project = $1 AND id = ANY($2::text[])
@@ -75,16 +86,27 @@ _EXPIRE = "DELETE FROM gateway_logs WHERE created_at < now() - make_interval(sec
 
 
 class PgLogIndex:
-    def __init__(self, pool: asyncpg.Pool, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, timeout_s: float = 10.0, watch: DatabaseWatch | None = None
+    ) -> None:
         self._pool = pool
         self._timeout_s = timeout_s
+        self._watch = watch or DatabaseWatch()
+        # Logs recorded while the database was away: project -> id -> place.
+        self._pending: dict[str, dict[str, LogPlace]] = {}
 
     async def places(self, project: str, ids: Iterable[str]) -> dict[str, LogPlace]:
-        wanted = list(ids)
+        pending = self._pending.get(project, {})
+        found = {i: pending[i] for i in ids if i in pending}
+        wanted = [i for i in ids if i not in found]
         if not wanted:
-            return {}
-        rows = await self._pool.fetch(_PLACES, project, wanted, timeout=self._timeout_s)
-        found: dict[str, LogPlace] = {}
+            return found
+        try:
+            self._watch.check()
+            rows = await self._pool.fetch(_PLACES, project, wanted, timeout=self._timeout_s)
+        except UNAVAILABLE as exc:
+            self._watch.failed("humanloop_logs", exc)
+            return found
         for row in rows:  # the gateway's record first, then the stored log
             found.setdefault(row["id"], LogPlace(row["id"], row["trace_id"], row["reference_id"]))
         return found
@@ -92,6 +114,16 @@ class PgLogIndex:
     async def record(self, project: str, places: Sequence[LogPlace]) -> None:
         if not places:
             return
+        try:
+            self._watch.check()
+            await self._write(project, places)
+        except UNAVAILABLE as exc:
+            self._watch.failed("humanloop_logs", exc)
+            waiting = self._pending.setdefault(project, {})
+            for place in places:
+                waiting.setdefault(place.id, place)
+
+    async def _write(self, project: str, places: Sequence[LogPlace]) -> None:
         await self._pool.execute(
             _RECORD,
             project,
@@ -101,8 +133,27 @@ class PgLogIndex:
             timeout=self._timeout_s,
         )
 
+    async def flush(self) -> int:
+        """Write the logs recorded while the database was away (the sweeper calls this;
+        raises while it still is); how many."""
+        written = 0
+        while self._pending:
+            project, places = self._pending.popitem()
+            try:
+                await self._write(project, list(places.values()))
+            except BaseException:
+                waiting = self._pending.setdefault(project, {})
+                for log_id, place in places.items():
+                    waiting.setdefault(log_id, place)
+                raise
+            written += len(places)
+        return written
+
     async def forget(self, project: str, ids: Iterable[str]) -> None:
-        await self._pool.execute(_FORGET, project, list(ids), timeout=self._timeout_s)
+        forgotten = list(ids)
+        for log_id in forgotten:
+            self._pending.get(project, {}).pop(log_id, None)
+        await self._pool.execute(_FORGET, project, forgotten, timeout=self._timeout_s)
 
     async def expire(self, older_than_s: float) -> int:
         status = await self._pool.execute(_EXPIRE, older_than_s, timeout=self._timeout_s)
@@ -127,4 +178,7 @@ class MemoryLogIndex:
             self.logs.pop((project, log_id), None)
 
     async def expire(self, older_than_s: float) -> int:
+        return 0
+
+    async def flush(self) -> int:
         return 0

@@ -13,13 +13,11 @@ from fastapi import Depends, Query
 
 from producers.contract import FieldError
 
-from .context import IdQuery
+from .context import IdList, IdQuery, TextQuery
 from .errors import ValidationFailed
 from .store import LogFilter
 
 __all__ = ["HumanloopLogQuery", "HumanloopLogs"]
-
-_TEXT = Query(max_length=1024)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +48,9 @@ def _humanloop_log_query(
     file_id: IdQuery = None,
     page: Annotated[int | None, Query(ge=1, description="Humanloop's page number, from 1.")] = None,
     size: Annotated[int, Query(ge=1, le=500, description="Logs per numbered page.")] = 10,
-    id: Annotated[list[str] | None, Query(description="The log id contains any of these.")] = None,
-    search: Annotated[str | None, _TEXT] = None,
-    metadata_search: Annotated[str | None, _TEXT] = None,
+    id: Annotated[IdList | None, Query(description="The log id contains any of these.")] = None,
+    search: TextQuery = None,
+    metadata_search: TextQuery = None,
     start_date: datetime | None = None,
     end_date: datetime | None = None,
     in_trace_filter: Annotated[list[bool] | None, Query()] = None,

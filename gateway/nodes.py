@@ -5,6 +5,12 @@ later lines of that node (a generation's result, a span's end), in any later req
 in any gateway process, find their trace. Nodes the pipeline stored from other producers
 (the SDK, ``/v1/events``) are found in ``spans`` and ``generations``. A bounded LRU in
 front keeps the common case (result shortly after create) free of queries.
+
+While PostgreSQL is unreachable, lookups answer from the LRU alone (a line whose node is
+not there is held, :mod:`gateway.deferred`), and the nodes to record wait in memory (and
+in the LRU) until :meth:`PgNodeIndex.flush` writes them. Losing those with the process is
+harmless: the pipeline stores the same nodes in ``spans`` and ``generations``, where the
+lookup and the sweeper find them too.
 """
 
 from __future__ import annotations
@@ -14,6 +20,8 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 import asyncpg
+
+from .outage import UNAVAILABLE, DatabaseWatch
 
 __all__ = ["MemoryNodeIndex", "NodeIndex", "PgNodeIndex"]
 
@@ -42,6 +50,10 @@ class NodeIndex(Protocol):
         """Remember ``node id -> (kind, trace id)``; the first record of a node wins."""
         ...
 
+    async def flush(self) -> int:
+        """Write what was recorded while the database was away; how many nodes."""
+        ...
+
 
 class _Lru:
     def __init__(self, capacity: int) -> None:
@@ -64,10 +76,20 @@ class _Lru:
 
 
 class PgNodeIndex:
-    def __init__(self, pool: asyncpg.Pool, *, cache_size: int, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        cache_size: int,
+        timeout_s: float = 10.0,
+        watch: DatabaseWatch | None = None,
+    ) -> None:
         self._pool = pool
         self._cache = _Lru(cache_size)
         self._timeout_s = timeout_s
+        self._watch = watch or DatabaseWatch()
+        # Nodes accepted while the database was away: project -> id -> (kind, trace id).
+        self._pending: dict[str, dict[str, tuple[str, str]]] = {}
 
     async def traces_of(self, project: str, ids: Iterable[str]) -> dict[str, str]:
         found: dict[str, str] = {}
@@ -79,7 +101,12 @@ class PgNodeIndex:
             else:
                 found[node] = trace
         if missing:
-            rows = await self._pool.fetch(_LOOKUP, project, missing, timeout=self._timeout_s)
+            try:
+                self._watch.check()
+                rows = await self._pool.fetch(_LOOKUP, project, missing, timeout=self._timeout_s)
+            except UNAVAILABLE as exc:
+                self._watch.failed("maxim_nodes", exc)
+                return found  # the others are held until the database answers
             for row in rows:
                 found.setdefault(row["id"], row["trace_id"])
                 self._cache.put((project, row["id"]), row["trace_id"])
@@ -89,16 +116,40 @@ class PgNodeIndex:
         fresh = {k: v for k, v in nodes.items() if self._cache.get((project, k)) is None}
         if not fresh:
             return
+        try:
+            self._watch.check()
+            await self._write(project, fresh)
+        except UNAVAILABLE as exc:
+            self._watch.failed("maxim_nodes", exc)
+            self._pending.setdefault(project, {}).update(fresh)
+        for node, (_, trace) in fresh.items():
+            self._cache.put((project, node), trace)
+
+    async def _write(self, project: str, nodes: Mapping[str, tuple[str, str]]) -> None:
         await self._pool.execute(
             _RECORD,
             project,
-            list(fresh),
-            [kind for kind, _ in fresh.values()],
-            [trace for _, trace in fresh.values()],
+            list(nodes),
+            [kind for kind, _ in nodes.values()],
+            [trace for _, trace in nodes.values()],
             timeout=self._timeout_s,
         )
-        for node, (_, trace) in fresh.items():
-            self._cache.put((project, node), trace)
+
+    async def flush(self) -> int:
+        """Write the nodes recorded while the database was away (the sweeper calls this;
+        raises while it still is); how many."""
+        written = 0
+        while self._pending:
+            project, nodes = self._pending.popitem()
+            try:
+                await self._write(project, nodes)
+            except BaseException:
+                waiting = self._pending.setdefault(project, {})
+                for node, value in nodes.items():
+                    waiting.setdefault(node, value)
+                raise
+            written += len(nodes)
+        return written
 
 
 class MemoryNodeIndex:
@@ -113,3 +164,6 @@ class MemoryNodeIndex:
     async def record(self, project: str, nodes: Mapping[str, tuple[str, str]]) -> None:
         for node, value in nodes.items():
             self.nodes.setdefault((project, node), value)
+
+    async def flush(self) -> int:
+        return 0

@@ -6,10 +6,15 @@ URL).
 A log with a ``trace_parent_id`` joins its parent's trace: the gateway sets its
 ``trace_id`` to the trace's root (a Flow log that opened it), found in its log index
 (:mod:`gateway.log_index`), which it writes before answering.
+
+Logging does not wait for PostgreSQL: when the newest version of a Prompt cannot be looked
+up, the log is published without it and answered with ``version_id: null``, and the
+lookup is deferred (:mod:`gateway.deferred`); the pipeline merges the version in later.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -31,10 +36,12 @@ from .context import (
     body_doc,
     read_json,
 )
+from .deferred import VersionToResolve
 from .errors import JsonResponse, NotFound, ValidationFailed
 from .ingest import envelope
 from .log_index import LogPlace
 from .log_query import HumanloopLogs
+from .outage import UNAVAILABLE
 from .schemas import (
     EvaluatorLogRequest,
     FlowLogRequest,
@@ -53,6 +60,8 @@ from .views import (
 )
 
 __all__ = ["humanloop_router"]
+
+logger = logging.getLogger(__name__)
 
 humanloop_router = APIRouter(tags=["humanloop"])
 _PROMPT_FILE = "a .prompt file is not supported here; pass the Prompt's details as an object"
@@ -93,8 +102,9 @@ async def _version_id(gw: GatewayDep, log: LogEvent, environment: str | None) ->
     details = body.model_dump(mode="json", include={"prompt", "file"}, exclude_unset=True)
     if details:
         return file_version_id(body.log_kind, details.get("prompt") or details["file"])
-    if gw.store is None or body.log_kind not in (None, "prompt"):
+    if gw.store is None or body.log_kind not in (None, "prompt") or _prompt_id(log) is None:
         return None
+    gw.watch.check()  # the database failed moments ago: do not wait on it again
     return await gw.store.version_for(log.project, _prompt_id(log), environment)
 
 
@@ -115,16 +125,26 @@ async def _log(
     environment: str | None,
     where: list[Any],
     renames: dict[str, str] = RENAMES,
-) -> tuple[CreateLogResponse, tuple[Event, Encoded]]:
-    """Validate one log (resolving its version and its trace): the answer and the event to
-    publish. A log in a trace or with a reference id is recorded in the log index."""
+) -> tuple[CreateLogResponse, tuple[Event, Encoded], VersionToResolve | None]:
+    """Validate one log (resolving its version and its trace): the answer, the event to
+    publish, and the version to resolve later when PostgreSQL could not be asked now. A log
+    in a trace or with a reference id is recorded in the log index."""
     if isinstance(body.get("prompt"), str):
         raise ValidationFailed([FieldError("body.prompt", _PROMPT_FILE)], where)
     (checked,) = gw.ingest.check([envelope("log", project, body)], where, renames)
     await _join_trace(gw, project, body)
     log = checked[0]
     assert isinstance(log, LogEvent)
-    version = await _version_id(gw, log, environment)
+    later = None
+    try:
+        version = await _version_id(gw, log, environment)
+    except UNAVAILABLE as exc:
+        gw.watch.failed("version", exc)
+        version = None
+        prompt_id = _prompt_id(log)
+        if prompt_id is not None:
+            later = VersionToResolve(project, log.body.id, log.body.reference_id, prompt_id,
+                                     environment)  # fmt: skip
     if version is not None and log.body.version_id is None and log.body.prompt is None:
         body["version_id"] = version  # found by environment or from the File's details
     if body.get("version_id") != log.body.version_id or body.get("trace_id") != log.body.trace_id:
@@ -138,7 +158,19 @@ async def _log(
         id=log.body.id, prompt_id=_prompt_id(log), version_id=version,
         session_id=humanloop.session_of(body),
     )  # fmt: skip
-    return answer, checked
+    return answer, checked, later
+
+
+async def _defer_versions(gw: GatewayDep, versions: list[VersionToResolve]) -> None:
+    """After the logs are published: keep their version lookups on disk. A failure here
+    costs only the version (the logs are in Kafka), so it is logged, not answered."""
+    if not versions:
+        return
+    try:
+        await gw.deferred.resolve_versions(versions)
+    except Exception as exc:
+        logger.warning("could not defer %d prompt-version lookups (%s); those logs keep "
+                    "version_id null", len(versions), type(exc).__name__)  # fmt: skip
 
 
 async def _file_log(
@@ -159,8 +191,9 @@ async def _file_log(
         renames = {**RENAMES, "body.file": f"body.{humanloop.KINDS[kind]}"}
     if version_id is not None:
         body["version_id"] = version_id
-    answer, checked = await _log(gw, project, body, environment, [], renames)
+    answer, checked, later = await _log(gw, project, body, environment, [], renames)
     await gw.ingest.publish([checked])
+    await _defer_versions(gw, [later] if later else [])
     if kind == "prompt":
         return JsonResponse(answer.model_dump(mode="json"))
     log = checked[0]
@@ -226,18 +259,21 @@ async def post_logs(request: Request, gw: GatewayDep, project: Project) -> JsonR
         )
     answers: list[CreateLogResponse] = []
     events: list[tuple[Event, Encoded]] = []
+    versions: list[VersionToResolve] = []
     for index, item in enumerate(items):
         where: list[Any] = [index] if isinstance(data, list) else []
         request_item = _object(item, f"body[{index}]" if where else "body")
         body = humanloop.legacy_log_body(request_item)
-        answer, checked = await _log(gw, project, body, None, where)
+        answer, checked, later = await _log(gw, project, body, None, where)
         answers.append(answer)
         events.append(checked)
+        versions += [later] if later else []
         feedback = humanloop.feedback_bodies(request_item, body)
         if feedback:
             envelopes = [envelope("feedback", project, f) for f in feedback]
             events += gw.ingest.check(envelopes, [*where, "feedback"])
     await gw.ingest.publish(events)
+    await _defer_versions(gw, versions)
     payload = [a.model_dump(mode="json") for a in answers]
     return JsonResponse(payload if isinstance(data, list) else payload[0])
 
@@ -263,7 +299,12 @@ async def _update(
             body["reference_id"] = known
     await gw.ingest.accept_all([envelope("log_update", project, body)], RENAMES)
     if log_id is None and reference_id is not None and gw.store is not None:
-        stored = await gw.store.log_by_reference(project, reference_id)
+        try:
+            gw.watch.check()
+            stored = await gw.store.log_by_reference(project, reference_id)
+        except UNAVAILABLE as exc:  # the update is published: answer what this process knows
+            gw.watch.failed("reference", exc)
+            stored = None
         log_id = (
             stored["id"] if stored else gw.ingest.accepted.log_for_reference(project, reference_id)
         )

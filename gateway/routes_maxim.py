@@ -4,9 +4,10 @@ id: the API key's project is where everything goes); ``POST /api/sdk/v3/log`` ta
 commit lines (:mod:`gateway.maxim`).
 
 The answer is 200 once every line is kept: its event acknowledged by Kafka or spooled (or,
-for a line whose span or generation is not known yet, held in Postgres:
-:mod:`gateway.release`), and every line that becomes no event (not modelled, malformed or
-refused by the contract) published the same way as a dead letter (:mod:`gateway.deadletters`).
+for a line whose span or generation is not known yet, held in Postgres, or on the local
+disk while Postgres is unreachable: :mod:`gateway.release`), and every line that becomes no
+event (not modelled, malformed or refused by the contract) published the same way as a dead
+letter (:mod:`gateway.deadletters`).
 Those are counted in ``data.dead_lettered`` (``entity:action``), the refused ones also
 listed under ``data.rejected`` rather than as an ``error``: the SDK re-sends a whole batch on
 an error, which would not make such a line valid. 413 / 503 / 401 come as
@@ -29,6 +30,7 @@ from .auth import Project
 from .context import GatewayDep, body_doc, read_body
 from .errors import GatewayError, JsonResponse, MaximError
 from .maxim import not_modelled, parse_lines, referenced_nodes, refused, translate
+from .outage import UNAVAILABLE
 from .release import hold, release
 from .schemas import MaximAnswer
 
@@ -93,7 +95,11 @@ async def push_logs(
         raise MaximError(exc.status, exc.message) from None
     waiting = {line.entity_id for line in translation.held}
     try:
+        gw.watch.check()
         released = await release(gw, project, [*translation.nodes, *waiting])
+    except UNAVAILABLE as exc:  # PostgreSQL away: the lines are held; the sweeper releases
+        gw.watch.failed("maxim_release", exc)
+        released = 0
     except Exception as exc:  # this request's lines are safe; the sweeper retries the held
         log.warning("releasing held Maxim lines failed (%s); the sweeper retries",
                     type(exc).__name__)  # fmt: skip

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from producers.contract import FieldError
 
 from .auth import Project
-from .context import EnvironmentQuery, GatewayDep, IdPath, IdQuery
+from .context import EnvironmentQuery, GatewayDep, IdPath, IdQuery, TextQuery
 from .errors import JsonResponse, NotFound, ValidationFailed
 from .prompt_views import PromptPage, PromptVersions, PromptView, prompt_views
 from .store import ReadStore
@@ -41,8 +41,8 @@ async def list_prompts(
     project: Project,
     page: PageNumber = 1,
     size: PageSize = 10,
-    name: Annotated[str | None, Query(max_length=1024)] = None,
-    user_filter: Annotated[str | None, Query(max_length=1024)] = None,
+    name: TextQuery = None,
+    user_filter: TextQuery = None,
     sort_by: Literal["created_at", "updated_at", "name"] = "created_at",
     order: Literal["asc", "desc"] = "desc",
 ) -> JsonResponse:

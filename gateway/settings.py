@@ -63,7 +63,12 @@ class GatewaySettings(BaseSettings):
         default=100_000, ge=0, description="Maxim nodes (id -> trace) kept in memory."
     )
     held_sweep_s: float = Field(
-        default=2.0, ge=0, description="How often held Maxim lines are retried (0: never)."
+        default=2.0,
+        ge=0,
+        description=(
+            "How often held Maxim lines and the work deferred while PostgreSQL was away are "
+            "retried (0: never)."
+        ),
     )
     held_ttl_s: float = Field(
         default=86_400.0, gt=0, description="Held Maxim lines older than this become dead letters."

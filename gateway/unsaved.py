@@ -13,6 +13,12 @@ What remains: an update that reaches the gateway before the save=false create it
 belongs to (it cannot be recognised yet), and events that a producer which is not
 logflume's writes to the raw topic directly. Stage 1 still keeps those payloads out of
 its state, its outputs and PostgreSQL; they stay in the raw topic until its retention.
+
+While PostgreSQL is unreachable, :class:`PgUnsavedIndex` keeps the handles it is given in
+memory (written to the table by :meth:`PgUnsavedIndex.flush` once it answers) and answers
+lookups from them: an update through this gateway of a save=false log it accepted is still
+stripped; one of a log accepted by another gateway, or stored unsaved from another producer,
+is not recognised until the database is back (stage 1 still keeps its payload downstream).
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ from producers.contract import (
 )
 from producers.sdk.encoding import Encoded
 
+from .outage import UNAVAILABLE, DatabaseWatch
+
 __all__ = ["MemoryUnsavedIndex", "PgUnsavedIndex", "UnsavedIndex", "screen"]
 
 
@@ -49,6 +57,10 @@ class UnsavedIndex(Protocol):
         """Forget handles recorded more than ``older_than_s`` ago; how many."""
         ...
 
+    async def flush(self) -> int:
+        """Write what was recorded while the database was away; how many handles."""
+        ...
+
 
 class MemoryUnsavedIndex:
     """The in-memory twin (tests; a gateway without PostgreSQL)."""
@@ -63,6 +75,9 @@ class MemoryUnsavedIndex:
         return {handle for handle in handles if (project, handle) in self._handles}
 
     async def expire(self, older_than_s: float) -> int:
+        return 0
+
+    async def flush(self) -> int:
         return 0
 
 
@@ -85,21 +100,50 @@ _EXPIRE = "DELETE FROM unsaved_logs WHERE noted_at < now() - make_interval(secs 
 
 
 class PgUnsavedIndex:
-    """``unsaved_logs`` in PostgreSQL, shared by every gateway of a deployment."""
+    """``unsaved_logs`` in PostgreSQL, shared by every gateway of a deployment (with the
+    handles recorded while it was unreachable kept in memory, see the module docstring)."""
 
-    def __init__(self, pool: asyncpg.Pool, *, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, timeout_s: float = 10.0, watch: DatabaseWatch | None = None
+    ) -> None:
         self._pool = pool
         self._t = timeout_s
+        self._watch = watch or DatabaseWatch()
+        self._pending: set[tuple[str, str]] = set()  # (project, handle) not written yet
 
     async def record(self, project: str, handles: Iterable[str]) -> None:
-        await self._pool.execute(_RECORD, project, list(handles), timeout=self._t)
+        handles = list(handles)
+        try:
+            self._watch.check()
+            await self._pool.execute(_RECORD, project, handles, timeout=self._t)
+        except UNAVAILABLE as exc:
+            self._watch.failed("unsaved", exc)
+            self._pending.update((project, handle) for handle in handles)
 
     async def known(self, project: str, handles: Iterable[str]) -> set[str]:
         wanted = list(handles)
+        local = {h for h in wanted if (project, h) in self._pending}
         ids = [h[3:] for h in wanted if h.startswith("id:")]
         refs = [h[4:] for h in wanted if h.startswith("ref:")]
-        rows = await self._pool.fetch(_KNOWN, project, wanted, ids, refs, timeout=self._t)
-        return {row[0] for row in rows}
+        try:
+            self._watch.check()
+            rows = await self._pool.fetch(_KNOWN, project, wanted, ids, refs, timeout=self._t)
+        except UNAVAILABLE as exc:
+            self._watch.failed("unsaved", exc)
+            return local
+        return local | {row[0] for row in rows}
+
+    async def flush(self) -> int:
+        """Write the handles recorded while the database was away (raises while it still
+        is); how many."""
+        pending = sorted(self._pending)
+        by_project: dict[str, list[str]] = defaultdict(list)
+        for project, handle in pending:
+            by_project[project].append(handle)
+        for project, handles in by_project.items():
+            await self._pool.execute(_RECORD, project, handles, timeout=self._t)
+            self._pending.difference_update((project, handle) for handle in handles)
+        return len(pending)
 
     async def expire(self, older_than_s: float) -> int:
         status = await self._pool.execute(_EXPIRE, older_than_s, timeout=self._t)

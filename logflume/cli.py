@@ -98,9 +98,18 @@ def main(ctx: click.Context, verbose: bool, log_format: str | None) -> None:
 
 
 @main.command()
+@click.option(
+    "--brokers",
+    type=click.IntRange(1, 9),
+    default=None,
+    help="Local Kafka nodes (KRaft); 3 replicates every topic 3 times with "
+    "min.insync.replicas=2. Recorded in the home, so later commands find every node.",
+)
 @click.pass_obj
-def up(settings: Settings) -> None:
+def up(settings: Settings, brokers: int | None) -> None:
     """Start Kafka and PostgreSQL (or wait for external ones), migrate, create topics."""
+    if brokers is not None:
+        settings = settings.model_copy(update={"kafka_brokers": brokers})
     report = run(manager.up(settings))
     for svc in report.services:
         _print_action(svc)

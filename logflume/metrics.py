@@ -6,6 +6,9 @@ Where they are served:
 - a processor worker and a sink: their own HTTP port, ``LOGFLUME_METRICS_PORT`` (the base,
   0 = off) plus a role offset (:data:`ROLE_OFFSETS`: processors +10, sinks +20) plus
   ``LOGFLUME_METRICS_INSTANCE`` (0-9, set by ``logflume run`` for its 2nd, 3rd... worker).
+  A worker's port also answers ``/healthz`` (liveness) and ``/readyz`` (assigned and
+  recovered) from its watchdog (:mod:`processors.watchdog`), in the server's own thread, so
+  they answer even while the worker's event loop is blocked.
 
 The processors' counters are read at scrape time from each stage's own
 :class:`~processors.agents.StageStats` (a custom collector), so the agents' hot loop pays
@@ -16,12 +19,16 @@ Metric names are listed in the README ("Metrics").
 from __future__ import annotations
 
 import logging
+import socket
+import threading
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Iterator, Mapping, MutableMapping
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any, Literal
+from wsgiref.simple_server import WSGIRequestHandler, make_server
 
+import orjson
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -31,9 +38,11 @@ from prometheus_client import (
     ProcessCollector,
     disable_created_metrics,
     generate_latest,
+    make_wsgi_app,
     start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import ThreadingWSGIServer
 from prometheus_client.registry import Collector
 
 from logflume.lag import LagMonitor, pipeline_groups
@@ -43,6 +52,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from processors.agents import Stage
+    from processors.watchdog import Watchdog
     from sinks.consumer import BatchReport
 
 __all__ = [
@@ -227,15 +237,103 @@ _STAGE_HELP = {
 }
 
 
-def instrument_processor(settings: Settings, stages: Mapping[str, Stage]) -> int | None:
-    """Serve the worker's metrics (when on) and watch its group's lag; the port or None."""
-    if role_port(settings, "process") is None:
+class LivenessCollector(Collector):
+    """From the worker's watchdog, per ``stage``: ``logflume_stage_stalled`` (1 when one of
+    its partitions has work but has not moved for the stall bound, or the loop is blocked;
+    the worker then exits), ``logflume_stage_seconds_without_progress`` (the longest a
+    partition with work has not moved; 0 when every one moves or is idle), and
+    ``logflume_stage_partition_lag{stage,partition}`` for the partitions this worker holds."""
+
+    def __init__(self, watchdog: Watchdog) -> None:
+        self._watchdog = watchdog
+
+    def collect(self) -> Iterator[Metric]:
+        stalled = GaugeMetricFamily(
+            "logflume_stage_stalled",
+            "1 when the stage has a partition with lag that did not move for the stall bound.",
+            labels=["stage"],
+        )
+        still = GaugeMetricFamily(
+            "logflume_stage_seconds_without_progress",
+            "Longest time one of the stage's partitions with lag has not moved.",
+            labels=["stage"],
+        )
+        lag = GaugeMetricFamily(
+            "logflume_stage_partition_lag",
+            "Records of an assigned source partition not yet committed (log end - committed).",
+            labels=["stage", "partition"],
+        )
+        for stage, (is_stalled, seconds, lags) in self._watchdog.stage_report().items():
+            stalled.add_metric([stage], 1.0 if is_stalled else 0.0)
+            still.add_metric([stage], seconds)
+            for partition, value in sorted(lags.items()):
+                lag.add_metric([stage, str(partition)], float(value))
+        yield stalled
+        yield still
+        yield lag
+
+
+def instrument_processor(
+    settings: Settings, stages: Mapping[str, Stage], watchdog: Watchdog | None = None
+) -> int | None:
+    """Serve the worker's metrics (when on), with ``/healthz`` and ``/readyz`` from its
+    watchdog, and watch its group's lag; the port or None."""
+    port = role_port(settings, "process")
+    if port is None:
         return None
     PROCESSOR_REGISTRY.register(StageCollector(stages))
     from processors.app import app_id
 
     _watch_lag(settings, app_id(settings), PROCESSOR_LAG)
-    return _serve(settings, "process", PROCESSOR_REGISTRY)
+    if watchdog is None:
+        return _serve(settings, "process", PROCESSOR_REGISTRY)
+    PROCESSOR_REGISTRY.register(LivenessCollector(watchdog))
+    probes = {"/healthz": watchdog.liveness, "/readyz": watchdog.readiness}
+    _serve_wsgi(settings.metrics_host, port, _with_probes(PROCESSOR_REGISTRY, probes))
+    log.info(
+        "process metrics on http://%s:%d/metrics, probes on /healthz and /readyz",
+        settings.metrics_host,
+        port,
+        extra={"role": "process", "port": port},
+    )
+    return port
+
+
+Probe = Callable[[], tuple[bool, dict[str, Any]]]
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], list[bytes]]
+
+
+def _with_probes(registry: CollectorRegistry, probes: Mapping[str, Probe]) -> WSGIApp:
+    """The registry's metrics app, plus ``probes``: path -> (ok, JSON body), answered 200
+    when ok, else 503."""
+    metrics_app = make_wsgi_app(registry)
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        probe = probes.get(environ.get("PATH_INFO", ""))
+        if probe is None:
+            return metrics_app(environ, start_response)  # type: ignore[no-any-return]
+        ok, body = probe()
+        status = "200 OK" if ok else "503 Service Unavailable"
+        start_response(status, [("Content-Type", "application/json")])
+        return [orjson.dumps(body)]
+
+    return app
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # probes every few seconds
+        pass
+
+
+def _serve_wsgi(host: str, port: int, app: WSGIApp) -> None:
+    """Serve ``app`` from a daemon thread (a thread per request), as prometheus_client's
+    own ``start_http_server`` does for its metrics app alone."""
+
+    class Server(ThreadingWSGIServer):
+        address_family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+
+    httpd = make_server(host, port, app, Server, handler_class=_QuietHandler)
+    threading.Thread(target=httpd.serve_forever, name="logflume-metrics", daemon=True).start()
 
 
 # -- sink ---------------------------------------------------------------------------------
@@ -268,16 +366,21 @@ def instrument_sink(settings: Settings) -> Callable[[BatchReport], None] | None:
 _apps: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
+def _gateways() -> Iterator[Any]:
+    """The :class:`~gateway.context.Gateway` of every started app of this process."""
+    for app in list(_apps):
+        gateway = getattr(app.state, "gateway", None)
+        if gateway is not None:
+            yield gateway
+
+
 class PublisherCollector(Collector):
     """``logflume_gateway_events_{sent,spooled,resent}_total``: what the gateways of this
     process handed to Kafka (events out), read from their publishers' own counters."""
 
     def collect(self) -> Iterator[Metric]:
         totals = {"sent": 0, "spooled": 0, "resent": 0}
-        for app in list(_apps):
-            gateway = getattr(app.state, "gateway", None)
-            if gateway is None:
-                continue
+        for gateway in _gateways():
             stats = gateway.ingest.publisher.stats
             for name in totals:
                 totals[name] += int(getattr(stats, name, 0))
@@ -298,10 +401,7 @@ class MaximDeadLetterCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         totals: dict[tuple[str, ...], int] = {}
-        for app in list(_apps):
-            gateway = getattr(app.state, "gateway", None)
-            if gateway is None:
-                continue
+        for gateway in _gateways():
             for labels, count in gateway.dead_letters.counts.items():
                 totals[labels] = totals.get(labels, 0) + count
         family = CounterMetricFamily(
@@ -315,6 +415,37 @@ class MaximDeadLetterCollector(Collector):
 
 
 GATEWAY_REGISTRY.register(MaximDeadLetterCollector())
+
+
+class DatabaseFallbackCollector(Collector):
+    """``logflume_gateway_db_fallbacks_total{what}``: calls of the gateways of this process
+    that could not reach PostgreSQL and answered from a cache or deferred the work to the
+    local spool (``what``: ``api_key``, ``version``, ``maxim_hold``, ...; see
+    :mod:`gateway.outage`), and ``logflume_gateway_db_unreachable`` (1 while it is away)."""
+
+    def collect(self) -> Iterator[Metric]:
+        totals: dict[str, int] = {}
+        down = 0
+        for gateway in _gateways():
+            for what, count in gateway.watch.fallbacks.items():
+                totals[what] = totals.get(what, 0) + count
+            down = max(down, int(gateway.watch.down))
+        family = CounterMetricFamily(
+            "logflume_gateway_db_fallbacks",
+            "Gateway calls that could not reach PostgreSQL and fell back (cache or spool).",
+            labels=["what"],
+        )
+        for what, count in sorted(totals.items()):
+            family.add_metric([what], count)
+        yield family
+        yield GaugeMetricFamily(
+            "logflume_gateway_db_unreachable",
+            "1 while the gateway finds PostgreSQL unreachable.",
+            value=down,
+        )
+
+
+GATEWAY_REGISTRY.register(DatabaseFallbackCollector())
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

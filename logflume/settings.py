@@ -74,6 +74,20 @@ class Settings(BaseSettings):
         default=19093, ge=1, le=65535, description="Local KRaft controller port."
     )
     kafka_heap: str = Field(default="768m", description="Java heap of the local broker.")
+    kafka_brokers: int | None = Field(
+        default=None,
+        ge=1,
+        le=9,
+        description="Local brokers `up` starts (KRaft, each a broker and a controller); node "
+        "N listens on kafka_port + 100 (N - 1) and kafka_controller_port + 100 (N - 1). "
+        "Unset: as many as `up` last formatted in <home> (1 for a new home).",
+    )
+    replication_factor: int | None = Field(
+        default=None,
+        ge=1,
+        description="Replicas of every topic logflume creates (changelogs included); unset: "
+        "min(3, brokers in the cluster). With 3 or more, min.insync.replicas is 2.",
+    )
     postgres_port: int = Field(default=15432, ge=1, le=65535, description="Local Postgres port.")
     topic_prefix: str = Field(
         default="logflume", pattern=r"^[A-Za-z0-9._-]{1,100}$", description="Prefix of topics."
@@ -135,7 +149,24 @@ class Settings(BaseSettings):
 
     @property
     def bootstrap_servers(self) -> str:
-        return self.kafka_bootstrap_servers or f"127.0.0.1:{self.kafka_port}"
+        if self.kafka_bootstrap_servers:
+            return self.kafka_bootstrap_servers
+        return ",".join(f"127.0.0.1:{port}" for port, _ in self.kafka_node_ports())
+
+    @property
+    def local_brokers(self) -> int:
+        """How many local nodes: ``kafka_brokers``, else what ``up`` recorded in <home>."""
+        if self.kafka_brokers is not None:
+            return self.kafka_brokers
+        return recorded_brokers(self.home)
+
+    def kafka_node_ports(self) -> list[tuple[int, int]]:
+        """``(broker port, controller port)`` of each local node, node 1 first."""
+        step = 100
+        return [
+            (self.kafka_port + step * i, self.kafka_controller_port + step * i)
+            for i in range(self.local_brokers)
+        ]
 
     @property
     def dsn(self) -> str:
@@ -170,3 +201,20 @@ def redact_dsn(dsn: str) -> str:
     creds, _, host = rest.rpartition("@")
     user = creds.split(":", 1)[0]
     return f"{scheme}://{user}:***@{host}" if ":" in creds else dsn
+
+
+CLUSTER_FILE = "kafka/cluster.properties"
+
+
+def recorded_brokers(home: Path) -> int:
+    """The node count ``logflume up`` recorded when it formatted the local cluster in
+    ``home`` (``<home>/kafka/cluster.properties``); 1 when none was recorded."""
+    try:
+        text = (home.expanduser() / CLUSTER_FILE).read_text(encoding="utf-8")
+    except OSError:
+        return 1
+    for line in text.splitlines():
+        key, _, value = line.partition("=")
+        if key.strip() == "brokers" and value.strip().isdigit():
+            return int(value.strip())
+    return 1

@@ -327,11 +327,16 @@ def inflate_payloads(raw: bytes, payload_bytes: int) -> bytes:
     return orjson.dumps(event)
 
 
-def generate_events(count: int, *, seed: int = 7, payload_bytes: int = 0) -> list[bytes]:
+def generate_events(
+    count: int, *, seed: int = 7, payload_bytes: int = 0, start: datetime = BASE
+) -> list[bytes]:
     """About ``count`` wire events in arrival order: traces and logs interleaved, reordered
     within a small window, ~3% re-sent (same event_id) and ~0.5% invalid.
-    ``payload_bytes``: see :func:`inflate_payloads`."""
+    ``payload_bytes``: see :func:`inflate_payloads`. ``start``: the time of the first events
+    (a fixed day by default; a stream mixed with live events must start near now, since the
+    processors expire states by event time)."""
     gen = _Gen(random.Random(seed), sessions=max(40, count // 60), prompts=max(4, count // 2000))
+    gen.clock = start
     parents: list[tuple[str, str]] = []
     n = 0
     while len(gen.events) < count:

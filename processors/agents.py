@@ -12,9 +12,10 @@ reduce, write the state, hold the outputs in the window, flush, acknowledge.
 Per record (never ``stream.take()``: table writes must happen inside the iteration of the
 record that causes them, faust-streaming issue 497): the runner reduces the record's bytes
 with a lookup into the table; each write it returns is assigned once (``table[key] =
-state``, the changelog partition is the record's) and sent; dead letters are sent at once;
-the outputs wait in the stage's output window, which keeps the newest version per identity
-(:mod:`processors.topology`). A reducer that raises turns the whole record into one dead
+state``, the changelog partition is the record's) and sent with the window; the outputs
+wait in the stage's output window, which keeps the newest version per identity
+(:mod:`processors.topology`), and the dead letters with them (sent before the window's
+records are acknowledged). A reducer that raises turns the whole record into one dead
 letter (index -1) and the stream goes on.
 
 The window is flushed when it holds ``window_records`` records or is ``window_ms`` old,
@@ -30,6 +31,10 @@ and re-emit every entity and group they touch (duplicates included).
 Failing to *send* is another matter: it is not the record's fault, and Faust would still
 commit the record's offset. A send that fails ends the worker at once without committing
 (:func:`processors.app.fatal`): at-least-once then re-runs the records after the last commit.
+So does a send, a delivery or a window's completion that does not finish within
+``send_timeout_s``: no await of the stages is without a bound, since one that never returns
+holds its records unacknowledged and a rebalance waits for them forever (what is left, an
+await of Faust's own, is the watchdog's: :mod:`processors.watchdog`).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import faust
 from faust.types import EventT, StreamT
@@ -55,6 +60,7 @@ from processors.app import (
     snapshot_dir,
 )
 from processors.codec import encode_dead_letter
+from processors.faults import WedgeHook
 from processors.outcome import DeadLetter, Lookup, Origin
 from processors.snapshots import TableSnapshot, write_partitions
 from processors.topology import (
@@ -79,9 +85,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _STATS_INTERVAL_S = 60.0
-# How long a window's outputs may take to be acknowledged before the worker gives up (and
-# exits: its records are not acknowledged, so they are redone after the restart).
-_DELIVERY_TIMEOUT_S = 120.0
+# A snapshot and the sweep run in the background; either one only costs recovery time or
+# memory when it does not finish: one that takes longer than this is abandoned (logged; the
+# sweep yields only between whole chunks, so it stops between two), never fatal.
+_BACKGROUND_TIMEOUT_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +126,7 @@ class Stage:
         options: ProcessorOptions,
         name: StageName,
         reduce: Reducer,
+        wedge: WedgeHook | None = None,
     ) -> None:
         spec = stage_specs(settings.topics)[name]
         self.app = app
@@ -133,6 +141,9 @@ class Stage:
         self.window_s = options.window_ms / 1000
         self.deadletter = settings.topics.deadletter
         self.max_record_bytes = settings.max_record_bytes
+        # The bound of every send, delivery and window completion (exit past it).
+        self.send_timeout_s = options.send_timeout_s
+        self.wedge = wedge  # test-only fault injection (processors.faults)
         self.stats = StageStats()
         self.table: ExpiringTable = app.tables.add(
             ExpiringTable(
@@ -145,6 +156,7 @@ class Stage:
                 snapshots=snapshot_dir(settings) if options.snapshot_interval_s else None,
                 quiet_s=options.state_quiet_s,
                 cold=cold_dir(settings),
+                send_timeout_s=options.send_timeout_s,
                 help=f"state of the {name} stage",
             )
         )
@@ -159,6 +171,7 @@ class Stage:
         )
         self._stream: StreamT[bytes] | None = None
         self._held: list[EventT] = []  # records whose outputs are in the window
+        self._dead_letters: list[DeadLetter] = []  # theirs, sent with the window
         self._flush_lock = asyncio.Lock()
         self._completing: asyncio.Future[None] | None = None  # the window being delivered
         self.snapshot_interval_s = options.snapshot_interval_s
@@ -167,7 +180,11 @@ class Stage:
         self.agent = app.agent(self.source, name=f"{app_id(settings)}.{name}")(self._run)
 
         async def sweep() -> None:
-            await self.table.expire()
+            try:
+                async with asyncio.timeout(_BACKGROUND_TIMEOUT_S):
+                    await self.table.expire()
+            except TimeoutError:
+                log.warning("stage %s: sweep abandoned after %.0f s", name, _BACKGROUND_TIMEOUT_S)
 
         async def report() -> None:
             log.info("stage %s: %s", name, asdict(self.stats))
@@ -190,19 +207,26 @@ class Stage:
         manual = self._stream = stream.noack()
         event: EventT
         async for event in manual.events():
-            dead_letters = self.reduce(event)
-            if dead_letters:
-                await self._send_dead_letters(dead_letters)
+            self.reduce(event)
+            wedge = self.wedge
+            if wedge is not None and wedge.due("stream", self.stats.records):
+                await wedge.hang(self.name)
+            if wedge is not None and wedge.due("loop", self.stats.records):
+                wedge.block(self.name)
             if self.runner.due(self.window_records, self.window_s):
                 await self._flush_or_exit()
 
-    def reduce(self, event: EventT) -> list[DeadLetter]:
+    def reduce(self, event: EventT) -> None:
         """Reduce one record: write its states, put its outputs in the window and the
-        record among the held ones; its dead letters are returned, to be sent at once.
+        record among the held ones, and its dead letters with them: they are sent with the
+        window, before its records are acknowledged.
 
         Not a coroutine on purpose: a flush between adding the outputs and holding the
         record would send the outputs and never acknowledge the record (a stream that
-        then fell quiet would stall its group's next rebalance)."""
+        then fell quiet would stall its group's next rebalance). Dead letters were once sent
+        at once, after holding the record: a flush while that send waited for buffer room
+        acknowledged the record, Faust committed it, and a worker that died before the send
+        lost the dead letter (``tests/integration/test_liveness.py``, wedged send)."""
         message = event.message
         raw = event.value if event.value is not None else b""
         origin = Origin(message.topic, message.partition, message.offset)
@@ -211,6 +235,7 @@ class Stage:
         for key, state in outcome.writes.items():
             table[key] = state  # its changelog record goes at the flush
         self._held.append(event)  # with its outputs: the window's age is the oldest's
+        self._dead_letters += outcome.dead_letters
         stats = self.stats
         stats.records += 1
         stats.inputs += outcome.inputs
@@ -218,13 +243,17 @@ class Stage:
         stats.duplicates += outcome.duplicates
         stats.unpriced += outcome.unpriced
         stats.poison_records = self.runner.poison_records
-        return outcome.dead_letters
 
     async def _flush_or_exit(self) -> None:
         # A window that can no longer be flushed holds its records unacknowledged, and a
         # rebalance waits for them forever: exit instead, and let redelivery redo them.
+        # Bounded: waiting for the window before (itself bounded) and for buffer room per send.
+        bound_s = 3 * self.send_timeout_s
         try:
-            await self.flush()
+            async with asyncio.timeout(bound_s):
+                await self.flush()
+        except TimeoutError as exc:
+            self._timed_out(exc, "its output window could not be flushed", bound_s)
         except Exception as exc:
             fatal(exc, f"stage {self.name} could not flush its output window")
 
@@ -240,6 +269,7 @@ class Stage:
             # The held records, the window's outputs and the state writes are taken together
             # (no await in between): what is reduced while this flush sends is the next one's.
             held, self._held = self._held, []
+            dead_letters, self._dead_letters = self._dead_letters, []
             flushed = self.runner.flush()
             writes = self.table.take_writes()
             snapshot = self._snapshot_if_due()  # the table exactly as of these writes
@@ -248,14 +278,14 @@ class Stage:
             self.stats.output_records += len(flushed.records)
             self.stats.flushes += 1
             self._completing = asyncio.ensure_future(
-                self._complete(sent, writes, flushed.dead_letters, held, snapshot)
+                self._complete(sent, writes, dead_letters + flushed.dead_letters, held, snapshot)
             )
 
     async def _settle(self) -> None:
         """Wait for the window being completed, if any."""
         completing, self._completing = self._completing, None
-        if completing is not None:
-            await completing
+        if completing is not None:  # bounded by its own timeout (it exits past it); and here
+            await asyncio.wait_for(completing, 2 * self.send_timeout_s)
 
     async def _complete(
         self,
@@ -274,21 +304,23 @@ class Stage:
         in order per partition; a partition this window did not write keeps an earlier
         window's offset, lower than the truth, which recovery survives)."""
         try:
-            if sent:
-                await asyncio.wait_for(asyncio.gather(*sent), _DELIVERY_TIMEOUT_S)
-            written = await self.table.send_writes(writes)
-            if dead_letters:
-                await self._send_dead_letters(dead_letters)
-            if written and snapshot is not None:
-                # The snapshot holds these writes: it may name their offsets only once Kafka
-                # has them (the next window's writes wait for this completion).
-                futures = [batch.future for batch in written]
-                await asyncio.wait_for(asyncio.gather(*futures), _DELIVERY_TIMEOUT_S)
-                self.table.note_durable(written)
-            stream = self._stream
-            if stream is not None:
-                for event in held:
-                    await stream.ack(event)
+            async with asyncio.timeout(self.send_timeout_s):  # the whole completion
+                if sent:
+                    await asyncio.gather(*sent)
+                written = await self.table.send_writes(writes)
+                if dead_letters:
+                    await self._send_dead_letters(dead_letters)
+                if written and snapshot is not None:
+                    # The snapshot holds these writes: it may name their offsets only once
+                    # Kafka has them (the next window's writes wait for this completion).
+                    await asyncio.gather(*(batch.future for batch in written))
+                    self.table.note_durable(written)
+                stream = self._stream
+                if stream is not None:
+                    for event in held:
+                        await stream.ack(event)
+        except TimeoutError as exc:
+            self._timed_out(exc, "its output window was not delivered")
         except Exception as exc:
             # Its records stay unacknowledged, and a rebalance would wait for them forever.
             fatal(exc, f"stage {self.name} could not complete its output window")
@@ -314,13 +346,14 @@ class Stage:
         assert table.snapshots is not None
         began = time.monotonic()
         try:
-            states = await write_partitions(
-                table.snapshots,
-                table.changelog_topic.get_topic_name(),
-                snapshot,
-                offsets,
-                table.owned_partitions(),
-            )
+            async with asyncio.timeout(_BACKGROUND_TIMEOUT_S):
+                states = await write_partitions(
+                    table.snapshots,
+                    table.changelog_topic.get_topic_name(),
+                    snapshot,
+                    offsets,
+                    table.owned_partitions(),
+                )
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
             log.warning("stage %s: snapshot not written (%s)", self.name, reason)
@@ -338,11 +371,21 @@ class Stage:
             await self._send(self.deadletter, value, None)
         self.stats.dead_letters += len(dead_letters)
 
+    def _timed_out(self, exc: BaseException, what: str, bound_s: float | None = None) -> NoReturn:
+        bound_s = self.send_timeout_s if bound_s is None else bound_s
+        fatal(exc, f"stage {self.name}: {what} within {bound_s:g} s")
+
     async def _send(self, topic: str, value: bytes, partition: int | None) -> asyncio.Future[Any]:
         # Waits only for room in the producer's buffer (backpressure), not for delivery
         # (the returned future): Faust flushes the producer before it commits offsets.
         try:
-            fut = await self.app.producer.send(topic, None, value, partition, None, None)
+            async with asyncio.timeout(self.send_timeout_s):
+                wedge = self.wedge
+                if wedge is not None and wedge.due("send", self.stats.records):
+                    await wedge.hang(self.name)
+                fut = await self.app.producer.send(topic, None, value, partition, None, None)
+        except TimeoutError as exc:
+            self._timed_out(exc, "a send did not complete")
         except Exception as exc:
             fatal(exc)
         fut.add_done_callback(check_delivered)
@@ -358,6 +401,10 @@ def install_stages(
 ) -> dict[StageName, Stage]:
     """Add the tables, agents and timers of ``stages`` to ``app``."""
     reducers = reducers or Reducers()
+    wedge = None
+    if options.fault_wedge is not None:  # test-only fault injection
+        marker = options.fault_wedge_marker
+        wedge = WedgeHook(options.fault_wedge, options.fault_wedge_after, marker)
     unknown = set(stages) - set(STAGES)
     if unknown or not stages:
         raise ValueError(f"stages must be some of {', '.join(STAGES)}; got {list(stages)}")
@@ -367,5 +414,5 @@ def install_stages(
             reduce = getattr(reducers, name) or real_reducer(
                 name, max_event_bytes=settings.max_event_bytes
             )
-            installed[name] = Stage(app, settings, options, name, reduce)
+            installed[name] = Stage(app, settings, options, name, reduce, wedge)
     return installed

@@ -45,7 +45,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, Literal, NoReturn
 
 import faust
 import orjson
@@ -128,6 +128,29 @@ class ProcessorOptions(BaseSettings):
         description="Period of the local state snapshots a restarted worker recovers from "
         "(0: none, recover from the whole changelog).",
     )
+    stall_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="A worker whose assigned partitions have work (lag > 0) but whose "
+        "position and committed offset did not move for this long, or whose event loop did "
+        "not run for this long, exits with status 75 (processors.watchdog).",
+    )
+    send_timeout_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="The bound of every send and delivery of the stages (outputs, dead "
+        "letters, changelog writes, a window's completion): past it the worker exits with "
+        "status 70 without committing.",
+    )
+    # Test-only fault injection (processors.faults): a stage wedges on an await that never
+    # returns, once, after this many records.
+    fault_wedge: Literal["stream", "send", "loop"] | None = Field(
+        default=None, description="Test only: where a stage wedges (stream, send or loop)."
+    )
+    fault_wedge_after: int = Field(default=1, ge=0, description="Test only: after N records.")
+    fault_wedge_marker: Path | None = Field(
+        default=None, description="Test only: wedge only if this file does not exist yet."
+    )
 
 
 def app_id(settings: Settings) -> str:
@@ -151,7 +174,7 @@ def make_app(settings: Settings, options: ProcessorOptions | None = None) -> fau
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,
+        topic_replication_factor=1,  # unused: logflume.services.topics creates topics
         topic_allow_declare=False,
         topic_disable_leader=True,
         table_standby_replicas=0,
@@ -204,7 +227,8 @@ def check_delivered(fut: asyncio.Future[Any]) -> None:
 def fatal(exc: BaseException, what: str = "a processor record could not be sent") -> NoReturn:
     """End the worker at once, without committing offsets: Faust would commit the offsets
     of records whose outputs or state were not sent. At-least-once re-runs them."""
-    log.critical("%s (%s: %s); exiting without commit", what, type(exc).__name__, exc)
+    reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    log.critical("%s (%s); exiting without commit", what, reason)
     logging.shutdown()
     os._exit(EX_SOFTWARE)
 
@@ -244,6 +268,7 @@ class ExpiringTable(faust.Table):
         snapshots: Path | None = None,
         quiet_s: float = 0.0,
         cold: Path | None = None,
+        send_timeout_s: float = 30.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(app, key_type=str, **kwargs)
@@ -260,6 +285,7 @@ class ExpiringTable(faust.Table):
         self._stream_time: dict[int, float] = {}  # per partition, the latest last_ts seen
         self._unsent: dict[Any, tuple[int, Any]] = {}  # key -> (partition, value or None)
         self._send_lock = asyncio.Lock()  # the agent and the expiry sweep send in turn
+        self.send_timeout_s = send_timeout_s  # bounds send_writes (waiting for buffer room)
         # Per changelog partition: the offset of the last write of this worker known to be
         # acknowledged, and the offset of the snapshot loaded at the last assignment.
         self.durable_offsets: dict[int, int] = {}
@@ -326,8 +352,10 @@ class ExpiringTable(faust.Table):
         producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
         topic = self.changelog_topic.get_topic_name()
         written: list[WrittenBatch] = []
-        async with self._send_lock:  # keeps the changelog in the order of the writes
-            try:
+        try:
+            # The lock keeps the changelog in the order of the writes; the bound covers the
+            # wait for it and for room in the producer's buffer, not the delivery.
+            async with asyncio.timeout(self.send_timeout_s), self._send_lock:
                 for partition, records in per_partition.items():
                     batch, count = producer.create_batch(), 0
                     for key_bytes, value_bytes in records:
@@ -340,8 +368,10 @@ class ExpiringTable(faust.Table):
                         count += 1
                     fut = await producer.send_batch(batch, topic, partition=partition)
                     written.append(WrittenBatch(fut, count))
-            except Exception as exc:
-                fatal(exc)
+        except TimeoutError as exc:
+            fatal(exc, f"changelog writes of {self.name} not sent within {self.send_timeout_s:g} s")
+        except Exception as exc:
+            fatal(exc)
         for batch_sent in written:
             batch_sent.future.add_done_callback(check_delivered)
         return written

@@ -12,7 +12,8 @@ and checked as by ``logflume up``) and the changelog topics of its tables (compa
 the pipeline's partition count), since Faust itself is not allowed to declare topics. It
 also fixes two ways Faust's consumer loses or stalls records when partitions move
 (:func:`patch_faust_consumer`): without them a failover lost records in about one test run
-in four.
+in four. A watchdog (:mod:`processors.watchdog`) ends a worker that stops making progress,
+whatever the cause, with status 75 for its supervisor to restart.
 """
 
 from __future__ import annotations
@@ -20,13 +21,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn
 
 import faust
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from logflume.logs import LogFormat, apply_format
 from logflume.metrics import instrument_processor
@@ -36,7 +34,9 @@ from logflume.services.topics import ensure_topics
 from logflume.settings import Settings
 from processors.agents import STAGES, Reducers, Stage, StageName, install_stages
 from processors.app import ProcessorOptions, make_app, worker_datadir
+from processors.assignor import patch_faust_assignor
 from processors.codec import RECORD_OVERHEAD_BYTES
+from processors.watchdog import Watchdog
 
 __all__ = [
     "build",
@@ -46,6 +46,7 @@ __all__ = [
     "patch_faust_consumer",
     "prepare_topics",
     "run_worker",
+    "watchdog_for",
 ]
 
 log = logging.getLogger(__name__)
@@ -87,52 +88,12 @@ def changelog_topics(stages: Mapping[StageName, Stage]) -> list[str]:
 
 
 async def prepare_topics(settings: Settings, changelogs: Sequence[str]) -> None:
-    """Ensure the pipeline's topics and the (compacted) changelog topics,
-    all with ``settings.partitions`` partitions; raises :class:`ServiceError` otherwise."""
-    await ensure_topics(settings)
+    """Ensure the pipeline's topics and the (compacted) changelog topics, all with
+    ``settings.partitions`` partitions (the state of a partition lives on the changelog
+    partition of the same number); raises :class:`ServiceError` otherwise."""
     limit = str(settings.max_record_bytes + RECORD_OVERHEAD_BYTES)
     config = {"cleanup.policy": "compact", "max.message.bytes": limit, **CHANGELOG_COMPACTION}
-    wanted = {name: config for name in changelogs}
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    try:
-        await admin.start()
-        existing = set(await admin.list_topics())
-        missing = [name for name in wanted if name not in existing]
-        if missing:
-            response = await admin.create_topics(
-                [
-                    NewTopic(name, settings.partitions, 1, topic_configs=wanted[name])
-                    for name in missing
-                ]
-            )
-            for name, code, *_ in response.topic_errors:
-                if code and for_code(code) is not TopicAlreadyExistsError:
-                    raise ServiceError(f"could not create {name}: {for_code(code).__name__}")
-            log.info("created topics: %s", ", ".join(missing))
-        await _verify_partitions(admin, list(wanted), settings.partitions)
-    except KafkaError as exc:
-        raise ServiceError(f"Kafka failed while preparing processor topics: {exc!r}") from exc
-    finally:
-        await admin.close()
-
-
-async def _verify_partitions(
-    admin: AIOKafkaAdminClient, names: Sequence[str], expected: int, timeout_s: float = 15.0
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:  # a topic just created may be described without partitions for a moment
-        counts = {
-            d["topic"]: len(d["partitions"]) for d in await admin.describe_topics(list(names))
-        }
-        if all(counts.values()) or time.monotonic() > deadline:
-            break
-        await asyncio.sleep(0.2)
-    wrong = [f"{name} has {count}" for name, count in counts.items() if count != expected]
-    if wrong:
-        raise ServiceError(
-            f"processor topics must have {expected} partitions ({'; '.join(wrong)}): the state "
-            "of a partition lives on the changelog partition of the same number"
-        )
+    await ensure_topics(settings, extra={name: config for name in changelogs})
 
 
 def patch_faust_consumer() -> None:
@@ -199,6 +160,22 @@ class _Worker(faust.Worker):
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
 
 
+def watchdog_for(
+    app: faust.App, settings: Settings, options: ProcessorOptions, stages: Mapping[StageName, Stage]
+) -> Watchdog:
+    """The worker's watchdog over the source partitions of ``stages``. A rebalance may wait
+    for the group's other members up to the rebalance timeout, plus the session timeout to
+    notice a dead one: it is stuck only past both (or past ``stall_s``, if longer)."""
+    return Watchdog(
+        app,
+        sources={stage.table.source_topic: name for name, stage in stages.items()},
+        changelogs=set(changelog_topics(stages)),
+        stall_s=options.stall_s,
+        rebalance_bound_s=options.rebalance_timeout_s + options.session_timeout_s,
+        bootstrap_servers=settings.bootstrap_servers,
+    )
+
+
 def run_worker(
     settings: Settings,
     *,
@@ -209,13 +186,24 @@ def run_worker(
     """Run one worker until SIGTERM/SIGINT; exits the process (status 0 on a clean stop)."""
     options = options or ProcessorOptions()
     patch_faust_consumer()
+    patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
     tune_gc()
     worker_datadir(settings, options).parent.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     app, installed = build(settings, stages=stages, options=options, reducers=reducers)
-    loop.run_until_complete(prepare_topics(settings, changelog_topics(installed)))
-    instrument_processor(settings, installed)  # Prometheus /metrics when configured
+    preparing = prepare_topics(settings, changelog_topics(installed))
+    try:
+        loop.run_until_complete(asyncio.wait_for(preparing, settings.startup_timeout_s))
+    except TimeoutError:
+        raise ServiceError(
+            f"Kafka did not answer within {settings.startup_timeout_s:g} s while preparing "
+            "the processor topics"
+        ) from None
+    watchdog = watchdog_for(app, settings, options, installed)
+    # Prometheus /metrics, /healthz and /readyz when configured
+    instrument_processor(settings, installed, watchdog)
+    watchdog.start(loop)
     worker = _Worker(
         app,
         loop=loop,

@@ -22,6 +22,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from logflume.dberrors import UNREACHABLE
 from logflume.settings import Settings
 
 from .batch import Batch
@@ -32,14 +33,7 @@ __all__ = ["RETRYABLE", "BatchReport", "Sink"]
 log = logging.getLogger(__name__)
 
 # Failures of the connection or the server, not of the data: retry the whole batch.
-RETRYABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.OperatorInterventionError,
-    asyncpg.InsufficientResourcesError,
-)
+RETRYABLE: tuple[type[BaseException], ...] = UNREACHABLE
 
 
 @dataclass(frozen=True, slots=True)

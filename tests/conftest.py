@@ -17,6 +17,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="run the fault suite's long form (200,000 events; also LOGFLUME_FAULTS=long)",
     )
+    parser.addoption(
+        "--cluster-faults",
+        action="store_true",
+        default=False,
+        help="run the three-broker fault test (~5 min; also LOGFLUME_FAULTS=cluster)",
+    )
 
 
 # pytest calls a failed session fixture again for every test: fail those fast instead.

@@ -12,6 +12,7 @@ the callers poll Postgres.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -145,6 +146,25 @@ class PipelineProcesses:
                 process.popen.kill()
                 process.popen.wait(timeout=10)
         self.running.clear()
+
+    def dump_stacks(self, into: Path) -> str:
+        """Every running process's Python stacks, with locals (``py-spy dump``), written to
+        ``into``: what a stalled worker was waiting on. Empty when py-spy is not installed."""
+        spy = shutil.which("py-spy")
+        if spy is None:
+            return ""
+        parts = []
+        for process in self.running.values():
+            if process.exited():
+                continue
+            done = subprocess.run(
+                [spy, "dump", "--locals", "--pid", str(process.pid)],
+                capture_output=True, text=True, timeout=60, check=False,
+            )  # fmt: skip
+            parts.append(f"--- {process.name} (pid {process.pid}) ---\n{done.stdout}{done.stderr}")
+        text = "\n".join(parts)
+        into.write_text(text)
+        return text
 
     def logs(self, tail_chars: int = 3000) -> str:
         """The tail of every log file written (for a failing test's report)."""

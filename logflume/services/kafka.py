@@ -1,9 +1,13 @@
-"""A local single-node Apache Kafka (KRaft, combined broker + controller) run from the jars.
+"""A local Apache Kafka run from the jars: one node or a cluster of several, each node a
+KRaft broker and controller at once.
 
-Everything lives under ``<home>/kafka``: ``libs/`` (jars fetched once by Maven from the
-packaged ``pom.xml``), ``server.properties``, ``log4j.properties``, ``data/`` (the log dirs
-and KRaft metadata), ``logs/server.log`` (the broker's own log), ``broker.log`` (the JVM's
-stdout/stderr) and ``broker.pid``. ``stop`` only ever signals the pid written by ``start``.
+Node 1 lives under ``<home>/kafka``, node N under ``<home>/kafka-N``: ``server.properties``,
+``log4j.properties``, ``data/`` (the log dirs and KRaft metadata), ``logs/server.log`` (the
+broker's own log), ``broker.log`` (the JVM's stdout/stderr) and ``broker.pid``. The jars
+are in ``<home>/kafka/libs`` (fetched once by Maven from the packaged ``pom.xml``), and
+``<home>/kafka/cluster.properties`` records the cluster id and node count that ``up``
+formatted, so that later commands find every node. ``stop`` only ever signals the pid
+written by ``start``.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from logflume.services.prerequisites import (
 from logflume.services.topics import kafka_answers
 from logflume.settings import Settings
 
-__all__ = ["KafkaPaths", "LocalKafka"]
+__all__ = ["MAX_NODES", "KafkaPaths", "LocalKafka", "local_nodes", "nodes_on_disk"]
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +44,21 @@ _STORAGE_TOOL = "kafka.tools.StorageTool"
 _children: dict[int, subprocess.Popen[bytes]] = {}
 
 
+MAX_NODES = 9
+
+
 @dataclass(frozen=True, slots=True)
 class KafkaPaths:
     root: Path
+    shared: Path  # node 1's folder: the jars and the cluster file
 
     @property
     def libs(self) -> Path:
-        return self.root / "libs"
+        return self.shared / "libs"
+
+    @property
+    def cluster_file(self) -> Path:
+        return self.shared / "cluster.properties"
 
     @property
     def data(self) -> Path:
@@ -78,16 +90,30 @@ class KafkaPaths:
 
 
 class LocalKafka:
-    """The broker that ``logflume up`` starts and ``logflume down`` stops."""
+    """One node of the cluster that ``logflume up`` starts and ``logflume down`` stops."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, node: int = 1) -> None:
         self.settings = settings
-        self.paths = KafkaPaths(settings.home.expanduser().resolve() / "kafka")
+        self.node = node
+        home = settings.home.expanduser().resolve()
+        folder = "kafka" if node == 1 else f"kafka-{node}"
+        self.paths = KafkaPaths(home / folder, home / "kafka")
         self._started_at = 0.0
 
     @property
+    def port(self) -> int:
+        return self._ports()[0]
+
+    @property
     def address(self) -> str:
-        return f"127.0.0.1:{self.settings.kafka_port}"
+        return f"127.0.0.1:{self.port}"
+
+    def _ports(self) -> tuple[int, int]:
+        step = 100  # as Settings.kafka_node_ports
+        s = self.settings
+        return s.kafka_port + step * (self.node - 1), s.kafka_controller_port + step * (
+            self.node - 1
+        )
 
     # -- state -----------------------------------------------------------------------------
 
@@ -151,23 +177,30 @@ class LocalKafka:
     def write_config(self) -> None:
         """(Re)write ``server.properties`` and ``log4j.properties`` from the settings."""
         s = self.settings
-        ctl = f"127.0.0.1:{s.kafka_controller_port}"
+        nodes = s.local_brokers
+        ctl = f"127.0.0.1:{self._ports()[1]}"
+        voters = ",".join(
+            f"{n}@127.0.0.1:{c}" for n, (_, c) in enumerate(s.kafka_node_ports(), start=1)
+        )
+        # Internal topics (consumer offsets, transactions) replicated like the pipeline's.
+        replicas = str(min(3, nodes))
+        insync = "2" if nodes >= 3 else "1"
         props = {
-            "node.id": "1",
+            "node.id": str(self.node),
             "process.roles": "broker,controller",
             "listeners": f"PLAINTEXT://{self.address},CONTROLLER://{ctl}",
             "advertised.listeners": f"PLAINTEXT://{self.address}",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
-            "controller.quorum.voters": f"1@{ctl}",
+            "controller.quorum.voters": voters,
             "log.dirs": str(self.paths.data),
             "num.partitions": str(s.partitions),
-            "default.replication.factor": "1",
-            "min.insync.replicas": "1",
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
+            "default.replication.factor": replicas,
+            "min.insync.replicas": insync,
+            "offsets.topic.replication.factor": replicas,
+            "transaction.state.log.replication.factor": replicas,
+            "transaction.state.log.min.isr": insync,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",
             "delete.topic.enable": "true",
@@ -181,11 +214,38 @@ class LocalKafka:
         )
         self.paths.log4j.write_text(_LOG4J.format(file=_escape(str(self.paths.server_log))))
 
+    def cluster_id(self) -> str:
+        """The id every node of this home's cluster is formatted with (made once), after
+        checking that the cluster was formatted with as many nodes as the settings ask."""
+        recorded = _read_properties(self.paths.cluster_file)
+        wanted = self.settings.local_brokers
+        formatted = (self.paths.shared / "data" / "meta.properties").exists()
+        brokers = int(recorded.get("brokers", "1")) if (recorded or formatted) else wanted
+        if brokers != wanted:
+            raise ServiceError(
+                f"the local Kafka in {self.paths.shared.parent} was formatted as {brokers} "
+                f"broker(s), not {wanted}; use another LOGFLUME_HOME, or `logflume down` and "
+                f"delete its kafka*/data folders to start a new cluster"
+            )
+        if "cluster.id" in recorded:
+            return recorded["cluster.id"]
+        cluster = (
+            _read_properties(self.paths.shared / "data" / "meta.properties").get("cluster.id")
+            or base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        )
+        self.paths.shared.mkdir(parents=True, exist_ok=True)
+        self.paths.cluster_file.write_text(
+            f"# Written by `logflume up` when it formatted the cluster.\n"
+            f"cluster.id={cluster}\nbrokers={wanted}\n",
+            encoding="utf-8",
+        )
+        return cluster
+
     def format_storage(self, java: Path) -> None:
         """Format the KRaft storage once (only while ``data/meta.properties`` is absent)."""
+        cluster_id = self.cluster_id()
         if (self.paths.data / "meta.properties").exists():
             return
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         log.info("formatting the KRaft storage in %s", self.paths.data)
         proc = subprocess.run(
             [
@@ -215,12 +275,8 @@ class LocalKafka:
         if running is not None:
             return running
         java = require_java()
-        ensure_port_free(self.settings.kafka_port, "Kafka", "LOGFLUME_KAFKA_PORT")
-        ensure_port_free(
-            self.settings.kafka_controller_port,
-            "the KRaft controller",
-            "LOGFLUME_KAFKA_CONTROLLER_PORT",
-        )
+        ensure_port_free(self.port, "Kafka", "LOGFLUME_KAFKA_PORT")
+        ensure_port_free(self._ports()[1], "the KRaft controller", "LOGFLUME_KAFKA_CONTROLLER_PORT")
         self.ensure_jars()
         self.write_config()
         self.format_storage(java)
@@ -238,7 +294,7 @@ class LocalKafka:
             )
         _children[proc.pid] = proc  # keep it referenced so that it can be reaped
         _write_pid_file(self.paths.pid_file, proc.pid)
-        log.info("started the Kafka broker (pid %d) on %s", proc.pid, self.address)
+        log.info("started Kafka node %d (pid %d) on %s", self.node, proc.pid, self.address)
         return proc.pid
 
     async def wait_until_ready(self, pid: int) -> None:
@@ -301,6 +357,27 @@ class LocalKafka:
             if tail:
                 parts.append(f"\n--- last lines of {path} ---\n{tail}")
         return "".join(parts)
+
+
+def local_nodes(settings: Settings) -> list[LocalKafka]:
+    """The nodes of the local cluster the settings describe."""
+    return [LocalKafka(settings, node) for node in range(1, settings.local_brokers + 1)]
+
+
+def nodes_on_disk(settings: Settings) -> list[LocalKafka]:
+    """Every node with a folder in the home (what ``down`` must stop, however many the
+    settings name now)."""
+    found = [LocalKafka(settings, node) for node in range(1, MAX_NODES + 1)]
+    return [n for n in found if n.node == 1 or n.paths.root.is_dir()]
+
+
+def _read_properties(path: Path) -> dict[str, str]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return {}
+    pairs = (line.partition("=") for line in lines if not line.lstrip().startswith("#"))
+    return {key.strip(): value.strip() for key, _, value in pairs if key.strip()}
 
 
 def _escape(value: str) -> str:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from logflume.services.kafka import LocalKafka
+from logflume.services.kafka import local_nodes, nodes_on_disk
 from logflume.services.postgres import (
     LocalPostgres,
     ensure_database,
@@ -116,10 +116,10 @@ def check_prerequisites(settings: Settings) -> None:
     missing: list[MissingPrerequisite] = []
     checks = []
     if not settings.kafka_is_external:
-        kafka = LocalKafka(settings)
-        if not kafka.is_running():
+        nodes = local_nodes(settings)
+        if not all(node.is_running() for node in nodes):
             checks.append(require_java)
-            if not kafka.jars_present():
+            if not nodes[0].jars_present():
                 checks.append(require_maven)
     if not settings.postgres_is_external and not LocalPostgres(settings).is_running():
         checks.append(find_postgres_binaries)
@@ -164,15 +164,25 @@ async def _up_kafka(settings: Settings) -> ServiceAction:
     if settings.kafka_is_external:
         await wait_for_kafka(settings.bootstrap_servers, timeout)
         return ServiceAction(KAFKA, False, settings.bootstrap_servers, "answering")
-    local = LocalKafka(settings)
-    pid = local.pid()
-    if pid is not None:
-        _same_address(KAFKA, local.running_address(), local.address, "LOGFLUME_KAFKA_PORT")
-        await wait_for_kafka(local.address, timeout)  # it may still be starting
-        return ServiceAction(KAFKA, True, local.address, "already running", pid)
-    pid = await asyncio.to_thread(local.start)
-    await local.wait_until_ready(pid)
-    return ServiceAction(KAFKA, True, local.address, "started", pid)
+    nodes = local_nodes(settings)
+    where = settings.bootstrap_servers
+    nodes[0].cluster_id()  # refuses a home formatted with another node count
+    pids = [node.pid() for node in nodes]
+    for node, pid in zip(nodes, pids, strict=True):
+        if pid is not None:
+            _same_address(KAFKA, node.running_address(), node.address, "LOGFLUME_KAFKA_PORT")
+    if all(pid is not None for pid in pids):
+        await wait_for_kafka(where, timeout)  # it may still be starting
+        return ServiceAction(KAFKA, True, where, "already running", pids[0])
+    await asyncio.to_thread(nodes[0].ensure_jars)  # once, before the nodes start together
+    # Every node starts before any is waited for: a KRaft node answers only once a
+    # majority of the controllers has formed the quorum.
+    started = [
+        await asyncio.to_thread(n.start) if p is None else p
+        for n, p in zip(nodes, pids, strict=True)
+    ]
+    await asyncio.gather(*(n.wait_until_ready(p) for n, p in zip(nodes, started, strict=True)))
+    return ServiceAction(KAFKA, True, where, "started", started[0])
 
 
 async def _up_postgres(settings: Settings) -> ServiceAction:
@@ -208,10 +218,13 @@ async def down(settings: Settings, only: Collection[str] | None = None) -> DownR
         if settings.kafka_is_external:
             actions.append(ServiceAction(KAFKA, False, settings.bootstrap_servers, "not touched"))
         else:
-            kafka = LocalKafka(settings)
-            pid = await asyncio.to_thread(kafka.stop)
-            action = "not running" if pid is None else "stopped"
-            actions.append(ServiceAction(KAFKA, True, kafka.address, action, pid))
+            nodes = nodes_on_disk(settings)
+            pids = await asyncio.gather(*(asyncio.to_thread(n.stop) for n in nodes))
+            stopped = [pid for pid in pids if pid is not None]
+            action = "stopped" if stopped else "not running"
+            where = ",".join(n.address for n in nodes)
+            first = stopped[0] if stopped else None
+            actions.append(ServiceAction(KAFKA, True, where, action, first))
     if POSTGRES in names:
         if settings.postgres_is_external:
             actions.append(ServiceAction(POSTGRES, False, settings.redacted_dsn, "not touched"))
@@ -235,11 +248,16 @@ async def _kafka_status(settings: Settings) -> ServiceState:
         answering = await kafka_answers(settings.bootstrap_servers, _PROBE_TIMEOUT_S)
         where = settings.bootstrap_servers
         return ServiceState(KAFKA, False, where, answering, answering)
-    local = LocalKafka(settings)
-    pid = local.pid()
-    answering = pid is not None and await kafka_answers(local.address, _PROBE_TIMEOUT_S)
-    detail = f"files in {local.paths.root}"
-    return ServiceState(KAFKA, True, local.address, pid is not None, answering, pid, detail)
+    nodes = local_nodes(settings)
+    pids = [node.pid() for node in nodes]
+    running = all(pid is not None for pid in pids)
+    where = settings.bootstrap_servers
+    answering = running and await kafka_answers(where, _PROBE_TIMEOUT_S)
+    detail = f"files in {nodes[0].paths.root}"
+    if len(nodes) > 1:
+        up = sum(pid is not None for pid in pids)
+        detail = f"{up} of {len(nodes)} nodes running; files in {nodes[0].paths.root}[-N]"
+    return ServiceState(KAFKA, True, where, running, answering, pids[0], detail)
 
 
 async def _postgres_status(settings: Settings) -> ServiceState:

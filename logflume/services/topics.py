@@ -1,7 +1,7 @@
 """Talking to any Kafka broker (local or external): is it answering, and the pipeline's topics.
 
 ``ensure_topics`` creates the topics of DESIGN section 3 with the configured partition
-count (replication 1; retention of the raw events topic from the settings) and checks that
+count and replication (retention of the raw events topic from the settings) and checks that
 topics which already exist have the expected partition count.
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +25,14 @@ from aiokafka.errors import (
 from logflume.services.prerequisites import ServiceError
 from logflume.settings import Settings
 
-__all__ = ["TopicsReport", "ensure_topics", "kafka_answers", "wait_for_kafka"]
+__all__ = [
+    "TopicsReport",
+    "ensure_topics",
+    "kafka_answers",
+    "min_insync_replicas",
+    "replication",
+    "wait_for_kafka",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,49 +45,101 @@ class TopicsReport:
     existing: list[str] = field(default_factory=list)
 
 
-async def ensure_topics(settings: Settings, *, timeout_s: float = 60.0) -> TopicsReport:
-    """Create the pipeline's topics that are missing; verify the partition count of all."""
-    topics = settings.topics
-    wanted = list(topics.all())
+async def ensure_topics(
+    settings: Settings,
+    *,
+    extra: Mapping[str, Mapping[str, str]] | None = None,
+    timeout_s: float = 60.0,
+) -> TopicsReport:
+    """Create the pipeline's topics that are missing (and the ``extra`` ones, with their own
+    configs: the processors' changelogs); verify the partition count of all. Every topic
+    gets :func:`replication` replicas and :func:`min_insync_replicas`."""
+    extra = dict(extra or {})
+    wanted = [
+        *settings.topics.all(),
+        *(name for name in extra if name not in settings.topics.all()),
+    ]
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
     )
-    report = TopicsReport()
+    deadline = time.monotonic() + timeout_s
     try:
         await admin.start()
-        for attempt in range(_RETRIES):
-            existing = set(await admin.list_topics())
-            missing = [t for t in wanted if t not in existing]
-            if not missing:
-                break
-            new_topics = [
-                NewTopic(
-                    name=name,
-                    num_partitions=settings.partitions,
-                    replication_factor=1,
-                    topic_configs=_topic_configs(settings, name),
-                )
-                for name in missing
-            ]
-            response = await admin.create_topics(new_topics, timeout_ms=int(timeout_s * 1000))
-            retriable = _created(response, report)
-            if not retriable:
-                break
-            log.info("retrying topic creation (%s): %s", attempt + 1, ", ".join(retriable))
-            await asyncio.sleep(0.5 * (attempt + 1))
-        else:
-            raise ServiceError(f"could not create the Kafka topics {', '.join(wanted)}")
-        report.existing = [t for t in wanted if t not in report.created]
-        await _verify_partitions(admin, wanted, settings.partitions)
+        while True:
+            try:
+                return await _ensure(admin, settings, wanted, extra, timeout_s)
+            except KafkaError as exc:
+                # aiokafka's admin client asks one node, picked at random, per request: one
+                # that is down (a cluster losing a broker) is worth asking another.
+                if not getattr(exc, "retriable", False) or time.monotonic() > deadline:
+                    raise
+                log.info("retrying topic checks after %r", exc)
+                await asyncio.sleep(1.0)
     except KafkaError as exc:
         raise ServiceError(
             f"Kafka at {settings.bootstrap_servers} failed while ensuring topics: {exc!r}"
         ) from exc
     finally:
         await admin.close()
+
+
+async def _ensure(
+    admin: AIOKafkaAdminClient,
+    settings: Settings,
+    wanted: list[str],
+    extra: Mapping[str, Mapping[str, str]],
+    timeout_s: float,
+) -> TopicsReport:
+    report = TopicsReport()
+    replicas = replication(settings, len((await admin.describe_cluster())["brokers"]))
+    for attempt in range(_RETRIES):
+        existing = set(await admin.list_topics())
+        missing = [t for t in wanted if t not in existing]
+        if not missing:
+            break
+        new_topics = [
+            NewTopic(
+                name=name,
+                num_partitions=settings.partitions,
+                replication_factor=replicas,
+                topic_configs={
+                    **_topic_configs(settings, name),
+                    "min.insync.replicas": str(min_insync_replicas(replicas)),
+                    **extra.get(name, {}),
+                },
+            )
+            for name in missing
+        ]
+        response = await admin.create_topics(new_topics, timeout_ms=int(timeout_s * 1000))
+        retriable = _created(response, report)
+        if not retriable:
+            break
+        log.info("retrying topic creation (%s): %s", attempt + 1, ", ".join(retriable))
+        await asyncio.sleep(0.5 * (attempt + 1))
+    else:
+        raise ServiceError(f"could not create the Kafka topics {', '.join(wanted)}")
+    report.existing = [t for t in wanted if t not in report.created]
+    await _verify_partitions(admin, wanted, settings.partitions)
     if report.created:
         log.info("created topics: %s", ", ".join(report.created))
     return report
+
+
+def replication(settings: Settings, live_brokers: int) -> int:
+    """Replicas of a new topic: the setting, else 3 when the cluster has 3 brokers or more
+    (one broker may be lost), else every broker. The local cluster's size is known; an
+    external cluster's is the brokers alive now (set LOGFLUME_REPLICATION_FACTOR there, so
+    that a topic created while a broker is down is not created with fewer replicas)."""
+    if settings.replication_factor:
+        return settings.replication_factor
+    brokers = live_brokers if settings.kafka_is_external else settings.local_brokers
+    return min(3, brokers)
+
+
+def min_insync_replicas(replicas: int) -> int:
+    """Acknowledgements an ``acks=all`` write needs: 2 of 3 replicas, so that a broker may
+    be lost without losing an acknowledged record or refusing writes."""
+    return 2 if replicas >= 3 else 1
 
 
 def _topic_configs(settings: Settings, name: str) -> dict[str, str]:

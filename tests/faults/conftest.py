@@ -1,10 +1,11 @@
 """The fault suite's two forms: a short one in every ``pytest`` run, a long one on demand
-(``--long-faults`` or ``LOGFLUME_FAULTS=long``)."""
+(``--long-faults`` or ``LOGFLUME_FAULTS=long``). ``LOGFLUME_FAULTS_SEED`` picks another seed
+(the moments and order of the faults)."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
@@ -56,4 +57,6 @@ LONG = FaultPlan(
 @pytest.fixture
 def fault_plan(request: pytest.FixtureRequest) -> FaultPlan:
     long = request.config.getoption("--long-faults") or os.environ.get("LOGFLUME_FAULTS") == "long"
-    return LONG if long else SHORT
+    plan = LONG if long else SHORT
+    seed = os.environ.get("LOGFLUME_FAULTS_SEED")  # scripts/soak_faults.py varies it per run
+    return replace(plan, seed=int(seed)) if seed else plan

@@ -1,5 +1,6 @@
-"""Services a fault test may stop and start: a Kafka broker and a PostgreSQL cluster of its
-own, in a scratch ``LOGFLUME_HOME`` on free ports, never the session's shared services.
+"""Services a fault test may stop and start: a Kafka broker (or a cluster of several, with
+``kafka_brokers=3``) and a PostgreSQL cluster of its own, in a scratch ``LOGFLUME_HOME`` on
+free ports, never the session's shared services.
 
 The broker jars are linked from an existing home (the repository's ``.logflume`` or the
 session's ``LOGFLUME_HOME``) when one has them, so that no Maven run is needed; otherwise
@@ -10,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import random
 import shutil
+import signal
 import socket
 import tempfile
 from collections.abc import AsyncIterator
@@ -20,23 +23,45 @@ from pathlib import Path
 from typing import Any
 
 from logflume.services import manager
-from logflume.services.kafka import LocalKafka
+from logflume.services.kafka import LocalKafka, local_nodes
 from logflume.services.postgres import LocalPostgres
 from logflume.settings import Settings
 from tests.services import REPO_ROOT, base_settings
 
 __all__ = ["ScratchServices", "scratch_services"]
 
-PORT_RANGE = (47000, 47999)  # the fault suite's own ports (see the README's test section)
+# The fault suite's own ports (see the README's test section), below Linux's ephemeral range
+# (32768-60999): a port there that was free when picked can be taken by any client's
+# outgoing connection before a broker restarts on it ("Address already in use").
+PORT_RANGE = (24000, 31999)
 
 
 @dataclass
 class ScratchServices:
-    """The scratch broker and cluster, with what it takes to restart each."""
+    """The scratch broker(s) and cluster, with what it takes to restart each."""
 
     settings: Settings
-    kafka: LocalKafka
+    kafka: LocalKafka  # node 1
     postgres: LocalPostgres
+    nodes: list[LocalKafka]
+
+    def node(self, node_id: int) -> LocalKafka:
+        return self.nodes[node_id - 1]
+
+    def kill_node(self, node_id: int) -> int:
+        """SIGKILL one Kafka node (no controlled shutdown: its partitions' leaders move only
+        once the controller sees it gone); its pid."""
+        node = self.node(node_id)
+        pid = node.pid()
+        assert pid is not None, f"Kafka node {node_id} is not running"
+        os.kill(pid, signal.SIGKILL)
+        node.stop()  # reaps it and removes its pid file
+        return pid
+
+    async def start_node(self, node_id: int) -> None:
+        node = self.node(node_id)
+        pid = await asyncio.to_thread(node.start)
+        await node.wait_until_ready(pid)
 
     async def restart_kafka(self, down_s: float) -> None:
         """SIGTERM the broker (a controlled shutdown), wait ``down_s``, start it again and
@@ -53,19 +78,28 @@ class ScratchServices:
         await asyncio.to_thread(self.postgres.start)
 
 
-def _free_ports(count: int, rng: random.Random) -> list[int]:
+def _free_ports(count: int, rng: random.Random, nodes: int = 1) -> list[int]:
+    """``count`` free base ports; with ``nodes`` > 1, base + 100 (N - 1) is free for each
+    node N as well (a cluster's node ports, as ``Settings.kafka_node_ports`` places them)."""
     ports: list[int] = []
+    taken: set[int] = set()
     while len(ports) < count:
-        port = rng.randint(*PORT_RANGE)
-        if port in ports:
+        base = rng.randint(PORT_RANGE[0], PORT_RANGE[1] - 100 * (nodes - 1))
+        wanted = {base + 100 * i for i in range(nodes)}
+        if wanted & taken or not all(_port_free(port) for port in wanted):
             continue
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
+        ports.append(base)
+        taken |= wanted
     return ports
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _new_home() -> Path:
@@ -91,7 +125,8 @@ async def scratch_services(**overrides: Any) -> AsyncIterator[ScratchServices]:
     own: migrations and topics included); both are stopped and the home removed at the
     end, whatever happened. The home is a short folder the ``postgres`` OS user can enter
     (pytest's ``tmp_path`` is closed to it, and a unix socket path is at most 107 bytes)."""
-    kafka_port, controller_port, postgres_port = _free_ports(3, random.Random())
+    nodes = int(overrides.get("kafka_brokers") or 1)
+    kafka_port, controller_port, postgres_port = _free_ports(3, random.Random(), nodes)
     home = _new_home()
     settings = Settings(
         kafka_bootstrap_servers=None,  # never the environment's services
@@ -103,11 +138,46 @@ async def scratch_services(**overrides: Any) -> AsyncIterator[ScratchServices]:
         kafka_heap="512m",
         **overrides,
     )
+    keep = False  # a failed run's services, with LOGFLUME_KEEP_SCRATCH=1, to look into
     try:
         await manager.up(settings)
-        yield ScratchServices(settings, LocalKafka(settings), LocalPostgres(settings))
+        cluster = local_nodes(settings)
+        yield ScratchServices(settings, cluster[0], LocalPostgres(settings), cluster)
+    except BaseException:
+        keep = os.environ.get("LOGFLUME_KEEP_SCRATCH") == "1"
+        raise
     finally:
         try:
             await manager.down(settings)
         finally:
-            shutil.rmtree(home, ignore_errors=True)
+            if keep:
+                print(f"scratch services kept (stopped) in {home}: {settings!r}")
+            else:
+                shutil.rmtree(home, ignore_errors=True)
+
+
+async def group_lag(settings: Settings) -> dict[str, int]:
+    """Records not yet committed by each consumer group of the pipeline (the processors'
+    and the sinks'), summed over their partitions: what tells a stall (lag left) from a
+    wrong result (nothing left to read)."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from processors.app import app_id
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    await consumer.start()
+    try:
+        lags: dict[str, int] = {}
+        for group in (app_id(settings), settings.sink_group):
+            committed = await admin.list_consumer_group_offsets(group)
+            # Only the pipeline's own topics: changelogs are read by recovery, not committed.
+            tps = [tp for tp in committed if tp.topic in settings.topics.all()]
+            ends = await consumer.end_offsets(tps) if tps else {}
+            lags[group] = sum(max(0, ends[tp] - committed[tp].offset) for tp in tps)
+        return lags
+    finally:
+        await consumer.stop()
+        await admin.close()

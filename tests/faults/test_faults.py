@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaProducer
 from logflume.synthetic import generate_events, pack_events
 from processors.codec import RECORD_OVERHEAD_BYTES
 from tests.faults.conftest import FaultPlan
-from tests.faults.scratch import ScratchServices, scratch_services
+from tests.faults.scratch import ScratchServices, group_lag, scratch_services
 from tests.integration.sinks.harness import eventually
 from tests.integration.sinks.stream import Oracle, oracle_mismatches, run_stages
 from tests.processes import PipelineProcesses
@@ -231,8 +231,14 @@ async def test_kills_and_restarts_mid_stream_end_at_the_oracle(
                     what="the tables to equal the oracle",
                 )  # fmt: skip
             except AssertionError:
+                # Still running: what each process waits on (the stall's evidence).
+                stacks = processes.dump_stacks(tmp_path / "processes" / "stacks.txt")
+                lag = await group_lag(settings)
+                verdict = "stalled" if any(lag.values()) else "settled wrong"
                 pytest.fail(
-                    f"tables differ from the oracle: {mismatches}\n{timeline}\n{processes.logs()}"
+                    f"tables differ from the oracle ({verdict}: lag {lag}): {mismatches}\n"
+                    f"{timeline}\n"
+                    f"{processes.logs()}\n{stacks}"
                 )
             timeline.note("tables equal the oracle")
             assert conn is not None

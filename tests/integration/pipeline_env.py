@@ -7,6 +7,8 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +16,7 @@ from pathlib import Path
 from prometheus_client.parser import text_string_to_metric_families
 
 from logflume.settings import Settings
-from tests.services import Services, scratch_environment
+from tests.services import REPO_ROOT, Services, scratch_environment
 
 PARTITIONS = 4
 FAST_WORKER = {  # a killed or restarted worker's partitions move on quickly
@@ -50,6 +52,14 @@ def cli_env(settings: Settings, home: Path, **extra: str) -> dict[str, str]:
         **FAST_WORKER,
         **extra,
     }
+
+
+def spawn_run(env: dict[str, str], log: Path, *options: str) -> subprocess.Popen[bytes]:
+    """``logflume run`` (stop timeout 20 s, then ``options``), its output to ``log``."""
+    with log.open("wb") as out:
+        command = [sys.executable, "-m", "logflume", "run", "--stop-timeout", "20", *options]
+        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)  # fmt: skip
 
 
 def free_port() -> int:

@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -29,8 +27,9 @@ from tests.integration.pipeline_env import (
     free_port,
     metric,
     own_pipeline,
+    spawn_run,
 )
-from tests.services import REPO_ROOT, Services
+from tests.services import Services
 
 pytestmark = pytest.mark.integration
 
@@ -97,7 +96,7 @@ async def test_run_restarts_a_killed_stage_exposes_metrics_and_stops_cleanly(
         port, base = free_port(), free_base_port((10, 11, 20))
         env = cli_env(settings, tmp_path / "home", LOGFLUME_GATEWAY_PORT=str(port),
                       LOGFLUME_METRICS_PORT=str(base))  # fmt: skip
-        run = _spawn(env, tmp_path / "run.log")
+        run = spawn_run(env, tmp_path / "run.log")
         seen: set[int] = set()
         try:
             first = await eventually(lambda: _stages(run.pid), "three stages", 60)
@@ -160,13 +159,6 @@ async def test_run_restarts_a_killed_stage_exposes_metrics_and_stops_cleanly(
         assert "sink-1 restarted" in log
         assert not [pid for pid in seen if alive(pid)], log[-3000:]
         assert not children(run.pid)
-
-
-def _spawn(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        command = [sys.executable, "-m", "logflume", "run", "--stop-timeout", "20"]
-        return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)  # fmt: skip
 
 
 def _counted(urls: list[str]) -> list[str] | None:

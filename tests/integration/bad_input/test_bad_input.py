@@ -22,7 +22,7 @@ from producers.contract import pack_record, unpack_record
 from tests.integration.bad_input.cases import BAD_EVENTS, MIB, NASTY_IDS, BadEvent, log_event
 from tests.integration.bad_input.conftest import BadInputPipeline, ExpectedLetter
 from tests.integration.sinks.harness import eventually
-from tests.integration.sinks.stream import oracle_mismatches, run_stages
+from tests.integration.sinks.stream import run_stages, until_oracle
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -255,17 +255,7 @@ async def test_every_valid_event_around_them_landed(bad_pipeline: BadInputPipeli
     oracle.dead_letters.clear()
     conn = await asyncpg.connect(settings.dsn, timeout=30)
     try:
-        mismatches: list[str] = []
-
-        async def landed() -> bool:
-            nonlocal mismatches
-            mismatches = await oracle_mismatches(conn, oracle)
-            return not mismatches
-
-        try:
-            await eventually(landed, timeout_s=180, interval_s=2.0, what="the oracle's rows")
-        except AssertionError:
-            pytest.fail(f"the tables differ from the oracle: {mismatches}")
+        await until_oracle(conn, oracle, timeout_s=180)
         stored = await conn.fetchval(
             "SELECT output FROM logs WHERE id = 'data_ok-nul-text'", timeout=30
         )

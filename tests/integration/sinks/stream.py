@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -262,6 +262,24 @@ async def oracle_mismatches(conn: asyncpg.Connection, oracle: Oracle, limit: int
     if not oracle.dead_letters <= letters:
         problems.append(f"dead_letters: missing {sorted(oracle.dead_letters - letters)[:5]}")
     return problems[:limit]
+
+
+async def until_oracle(
+    conn: asyncpg.Connection,
+    oracle: Oracle,
+    *,
+    timeout_s: float,
+    report: Callable[[], str] = str,
+) -> None:
+    """Wait until the tables equal the oracle; else fail with the differences and
+    ``report()`` (the processes' logs, say)."""
+    mismatches: list[str] = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while mismatches := await oracle_mismatches(conn, oracle):
+        if loop.time() > deadline:
+            raise AssertionError(f"the tables differ from the oracle: {mismatches}\n{report()}")
+        await asyncio.sleep(2.0)
 
 
 def _time(value: str | None) -> datetime | None:
