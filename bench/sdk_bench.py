@@ -241,15 +241,25 @@ def print_paced(paced_results: dict[str, Any], baseline: dict[str, Any] | None) 
         )
 
 
-def sdk_broker_up(bootstrap: str, topic: str, count: int, spool: Path) -> dict[str, Any]:
-    client = Client(bootstrap_servers=bootstrap, topic=topic, project="bench", spool_dir=spool)
+def sdk_broker_up(
+    bootstrap: str, topic: str, count: int, spool: Path, *, fast_validation: bool = True
+) -> dict[str, Any]:
+    client = Client(
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        project="bench",
+        spool_dir=spool,
+        fast_validation=fast_validation,
+    )
     client.log(output="warm-up")  # connects the producer before the clock starts
     client.flush(30)
     start = time.perf_counter()
+    cpu_start = time.process_time()  # every thread of this process: caller, worker, loop
     samples = emit(client, count)
     emitted = time.perf_counter() - start
     delivered = client.flush(120)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     stats = client.stats()
     client.close(10)
     return {
@@ -258,9 +268,54 @@ def sdk_broker_up(bootstrap: str, topic: str, count: int, spool: Path) -> dict[s
         "emit_s": emitted,
         "delivered_all": delivered,
         "events_per_s": count / elapsed if delivered else 0.0,
+        # CPU per event bounds the rate one process can reach (caller and worker share the
+        # GIL): 1e6 / cpu_us_per_event events/s with a core to itself. It is also less
+        # disturbed than events/s by other work on a shared machine.
+        "cpu_us_per_event": cpu / count * 1e6,
         "spooled": stats.spooled,
         "dropped": dict(stats.dropped),
     }
+
+
+def validator_ab(bootstrap: str, topic: str, count: int, rounds: int) -> list[dict[str, Any]]:
+    """The tight loop, broker up, with the contract's models only and with the msgspec
+    mirror first, alternating in ``rounds`` rounds: a before/after ratio from one run."""
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="logflume-sdk-bench-") as tmp:
+        for i in range(rounds):
+            for fast in (False, True):
+                gc.collect()
+                spool = Path(tmp) / f"ab-{i}-{fast}"
+                row = sdk_broker_up(bootstrap, topic, count, spool, fast_validation=fast)
+                runs.append({"round": i, "fast_validation": fast, **row})
+    return runs
+
+
+def print_ab(runs: list[dict[str, Any]]) -> None:
+    header = f"{'validation':28} {'round':>5} {'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9}"
+    header += f" {'events/s':>9} {'CPU µs/event':>13}"
+    print(header)
+    print("-" * len(header))
+    for row in runs:
+        label = "mirror first (default)" if row["fast_validation"] else "contract's models only"
+        print(
+            f"{label:28} {row['round']:>5} {fmt(row['p50_us'], 2):>8} {fmt(row['p99_us'], 2):>8}"
+            f" {fmt(row['p999_us']):>9} {fmt(row['events_per_s'], 0):>9}"
+            f" {fmt(row['cpu_us_per_event'], 2):>13}"
+        )
+    pairs = [(a, b) for a, b in zip(runs[::2], runs[1::2], strict=True)]
+    rate = sorted(b["events_per_s"] / a["events_per_s"] for a, b in pairs if a["events_per_s"])
+    cpu = sorted(b["cpu_us_per_event"] / a["cpu_us_per_event"] for a, b in pairs)
+    if rate and cpu:
+        rates = ", ".join(f"x{r:.2f}" for r in rate)
+        cpus = ", ".join(f"x{r:.2f}" for r in cpu)
+        print(f"mirror first / contract only, per round: events/s {rates}; CPU/event {cpus}")
+    best = min(row["cpu_us_per_event"] for row in runs if row["fast_validation"])
+    print(
+        f"best CPU per event with the defaults: {best:.2f} µs = {1e6 / best:,.0f} events/s "
+        "from one process with a core to itself (goal 100,000)"
+    )
+    print()
 
 
 def closed_port() -> int:
@@ -426,6 +481,12 @@ def main() -> None:
         "--paced-calls", type=int, default=1_000_000, help="calls per paced run (0: none)"
     )
     parser.add_argument("--rate", type=int, default=50_000, help="calls/s of the paced runs")
+    parser.add_argument(
+        "--ab-rounds",
+        type=int,
+        default=0,
+        help="rounds of the validator comparison (contract only vs mirror first; 0: none)",
+    )
     parser.add_argument("--save", type=Path, help="write the results as JSON here")
     parser.add_argument("--baseline", type=Path, help="compare against a saved JSON run")
     args = parser.parse_args()
@@ -443,6 +504,9 @@ def main() -> None:
             )
         gc.collect()
         results["naive"] = asyncio.run(naive(args.bootstrap, topic, args.naive_events))
+        ab_runs: list[dict[str, Any]] = []
+        if args.ab_rounds > 0:
+            ab_runs = validator_ab(args.bootstrap, topic, args.events, args.ab_rounds)
         paced_results: dict[str, Any] = {}
         if args.paced_calls > 0:
             with tempfile.TemporaryDirectory(prefix="logflume-sdk-bench-") as tmp:
@@ -458,8 +522,11 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "results": results,
         "paced": paced_results,
+        "validator_ab": ab_runs,
     }
     print_table(results, baseline)
+    if ab_runs:
+        print_ab(ab_runs)
     if paced_results:
         print_paced(paced_results, baseline)
     if args.save:
