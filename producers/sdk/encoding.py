@@ -113,6 +113,7 @@ _IDENTITY: Final[dict[str, Callable[[Any], str]]] = {
     "delete": _ref_or_id,
 }
 
+_TYPE_BYTES: Final = {name: name.encode() for name in _BODY_MODELS}
 _ENVELOPE: Final = b'{"event_id":"%b","type":"%b","ts":"%b","project":"%b","body":%b}'
 
 
@@ -186,8 +187,8 @@ class EventEncoder:
         """The routing key and wire bytes of a serialized body (the worker's part);
         raises ContractError naming fields."""
         data = _ENVELOPE % (
-            new_id("evt_").encode(),
-            etype.encode(),
+            b"evt_%032x" % (_getrandbits(128) & _UUID4_CLEAR | _UUID4_SET),  # new_id, as bytes
+            _TYPE_BYTES[etype],
             self._iso(ts),
             self._project,
             body_bytes,

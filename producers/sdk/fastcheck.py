@@ -8,8 +8,9 @@ those bodies that decodes the same bytes in ~1-2 µs, used in one direction only
 
 * **accept**: the mirror accepts only bodies the contract accepts. Where a rule is awkward to
   mirror exactly it is made *stricter* here (ids of at most 512 characters, which always fit
-  the contract's 2,048 UTF-8 bytes; timestamps in one RFC 3339 form; no path segment starting
-  with a dot; finite floats below 1e300), so a body it accepts is always valid;
+  the contract's 2,048 UTF-8 bytes; timestamps in one RFC 3339 form; paths of printable
+  characters with no segment starting with a dot; finite floats below 1e300; no string
+  holding U+0000), so a body it accepts is always valid;
 * **anything else** (a body the mirror rejects, or one it cannot judge) goes to the contract's
   own ``validate_json``, which accepts it or names the fields exactly as before.
 
@@ -37,13 +38,9 @@ __all__ = ["FAST_TYPES", "fast_identity"]
 _Id = Annotated[str, Meta(min_length=1, max_length=512)]
 _Name = Annotated[str, Meta(max_length=1024)]
 _Short = Annotated[str, Meta(max_length=256)]
-# The contract's PromptPath: no control characters, at most 512, no empty, "." or ".."
-# segment. Stricter here: no segment starts with "." at all (\Z, not $: Python's $ also
-# matches before a final newline).
-_Path = Annotated[
-    str,
-    Meta(max_length=512, pattern=r"^(?![/.])(?!.*//)(?!.*/\.)[^\x00-\x1f]*[^\x00-\x1f/]\Z"),
-]
+# The contract's PromptPath (no control characters, at most 512, no empty, "." or ".."
+# segment): the length here, the rest in _path_ok, stricter.
+_Path = Annotated[str, Meta(max_length=512)]
 # AwareDatetime: only the form SDK callers and ``datetime.isoformat()`` produce, with an
 # offset; the value itself is checked with datetime.fromisoformat.
 _Time = Annotated[
@@ -180,7 +177,22 @@ def _times_ok(body: _LogFields, created_at: str | None = None) -> bool:
     return start is None or end is None or end >= start
 
 
+def _path_ok(path: str) -> bool:
+    """Stricter than the contract's PromptPath: printable characters only (so none of
+    U+0000-U+001F), and no segment empty or starting with "." (a regular expression for the
+    same costs ~0.3 µs more per log)."""
+    return (
+        path.isprintable()
+        and path[:1] not in "/."  # also the empty path
+        and path[-1] != "/"
+        and "//" not in path
+        and "/." not in path
+    )
+
+
 def _log_identity(body: _LogBody) -> str | None:
+    if body.path is not None and not _path_ok(body.path):
+        return None
     if body.session_id is not None and body.session_reference_id is not None:
         return None
     if body.parent_id is not None and body.parent_reference_id is not None:
