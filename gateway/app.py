@@ -32,6 +32,7 @@ from .deferred import Deferred
 from .errors import JsonResponse, install_handlers
 from .held import HeldLines, MemoryHeldLines, PgHeldLines
 from .ingest import AcceptedLogs, Ingest
+from .log_index import LogIndex, MemoryLogIndex, PgLogIndex
 from .nodes import NodeIndex, PgNodeIndex
 from .outage import DatabaseWatch
 from .publisher import Publisher
@@ -49,7 +50,8 @@ from .unsaved import MemoryUnsavedIndex, PgUnsavedIndex, UnsavedIndex
 __all__ = ["Components", "create_app", "kafka_transport", "open_spool"]
 
 _DESCRIPTION = """\
-logflume's HTTP gateway. **Write**: Humanloop-compatible logs (`/v5/prompts/log`, `/logs`),
+logflume's HTTP gateway. **Write**: Humanloop-compatible logs (`/v5/prompts/log`,
+`/v5/flows/log`, `/v5/tools/log`, `/v5/evaluators/log`, `/logs`),
 Maxim-compatible commit lines (`/api/sdk/v3/log`) and the native batch (`/v1/events`); a
 2xx means the events are acknowledged by Kafka or durably spooled. **Read**: logs, traces
 and sessions as the pipeline stored them. Every request needs an API key (`X-API-KEY`,
@@ -68,6 +70,7 @@ class Components:
     store: ReadStore | None = None
     held: HeldLines = field(default_factory=MemoryHeldLines)
     unsaved: UnsavedIndex = field(default_factory=MemoryUnsavedIndex)
+    logs: LogIndex = field(default_factory=MemoryLogIndex)  # Humanloop logs' traces, refs
     # The dead-letter topic's (one record per dead letter, :mod:`gateway.deadletters`).
     dead_letter_transport: Transport = field(default_factory=lambda: MemoryTransport(packed=False))
     dead_letter_spool: Spool | None = None
@@ -137,6 +140,7 @@ def create_app(
                 store=ReadStore(pool, timeout_s=timeout_s),
                 held=PgHeldLines(pool, timeout_s=timeout_s),
                 unsaved=PgUnsavedIndex(pool, timeout_s=timeout_s, watch=watch),
+                logs=PgLogIndex(pool, timeout_s=timeout_s, watch=watch),
                 dead_letter_transport=kafka_transport(settings, options, dead_letters=True),
                 dead_letter_spool=open_spool(settings, options, dead_letters=True),
                 deferred_spool=open_spool(settings, options, deferred=True),
@@ -162,7 +166,7 @@ def create_app(
         app.state.keys = parts.keys
         deferred = Deferred(parts.deferred_spool)
         gateway = Gateway(settings, options, ingest, parts.store, parts.nodes, parts.held, letters,
-                          deferred, parts.watch)  # fmt: skip
+                          deferred, parts.watch, parts.logs)  # fmt: skip
         app.state.gateway = gateway
         sweeper = None
         if options.held_sweep_s > 0:

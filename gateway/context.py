@@ -25,6 +25,7 @@ from .deferred import Deferred
 from .errors import PayloadTooLarge, ValidationFailed
 from .held import HeldLines
 from .ingest import Ingest
+from .log_index import LogIndex, MemoryLogIndex
 from .nodes import NodeIndex
 from .outage import DatabaseWatch
 from .settings import GatewaySettings
@@ -59,6 +60,7 @@ class Gateway:
     # Work kept on disk while PostgreSQL is unreachable, and whether it is (gateway.outage).
     deferred: Deferred = field(default_factory=lambda: Deferred(None))
     watch: DatabaseWatch = field(default_factory=DatabaseWatch)
+    logs: LogIndex = field(default_factory=MemoryLogIndex)  # Humanloop logs
 
 
 def _gateway(request: Request) -> Gateway:

@@ -6,7 +6,8 @@ of its traces and of its logs). Each member gets a ``delete`` event routed with 
 member's other events (``producers.contract.deletion``). A stored log is deleted under both
 its id and its reference id (stage 1 keys a log by its reference id when it has one).
 Members that the pipeline has not stored yet (still in flight when the deletion is asked)
-are not found, and a name that matches nothing stored is still deleted as given.
+are not found, and a name that matches nothing stored is still deleted as given. The
+evaluator logs judging a deleted log are deleted with it (as its feedback is).
 """
 
 from __future__ import annotations
@@ -74,4 +75,10 @@ async def resolve(
         nodes = await store.trace_nodes(project, trace_ids) if store else []
         for node in nodes:
             targets.add(node["kind"], node["id"], node["reference_id"])
+    if store is not None:  # a log's judgments (evaluator logs) go with it, as its feedback
+        logs = [body for (kind, _, _), body in targets.bodies.items() if kind == "log"]
+        judged_ids = [body["id"] for body in logs if "id" in body]
+        judged_refs = [body["reference_id"] for body in logs if "reference_id" in body]
+        for row in await store.judgments_of(project, judged_ids, judged_refs):
+            targets.add("log", row["id"], row["reference_id"])
     return targets

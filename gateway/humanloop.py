@@ -3,8 +3,11 @@
 The official ``humanloop`` SDK (0.8) sends ``POST prompts/log`` with Humanloop's names:
 ``id`` is the *Prompt's* id, ``log_id`` the log's own, ``trace_parent_id`` the parent log
 in a trace. On the wire ``id`` is the log's own id (``data_...``, generated here when not
-given) and the Prompt's is ``prompt_id`` (README, "The wire contract"). Fields the SDK
-sends that logflume does not keep (``run_id``, ``log_status``) are accepted and ignored;
+given) and the Prompt's is ``prompt_id`` (README, "The wire contract"). ``flows/log``,
+``tools/log`` and ``evaluators/log`` send the same fields for a Flow, a Tool or an
+Evaluator (:data:`KINDS`): ``id`` is then that File's id, and its details (``flow``,
+``tool``, an Evaluator's ``spec``) become ``file``. Fields the SDK
+sends that logflume does not keep (``run_id``, ``trial_id``) are accepted and ignored;
 any other unknown field is refused by the contract with its name. A ``null`` in a create
 means "not given" (the SDK sends one for every argument passed as ``None``); in an update
 it clears the field. Naive timestamps are taken as UTC, as Humanloop does.
@@ -23,7 +26,9 @@ from producers.sdk.encoding import new_id
 
 __all__ = [
     "IGNORED_FIELDS",
+    "KINDS",
     "feedback_bodies",
+    "kind_log_body",
     "legacy_log_body",
     "log_body",
     "session_of",
@@ -31,7 +36,9 @@ __all__ = [
 ]
 
 # Sent by the Humanloop SDK, meaningful only inside Humanloop: accepted, not stored.
-IGNORED_FIELDS = frozenset({"run_id", "log_status", "trial_id"})
+IGNORED_FIELDS = frozenset({"run_id", "trial_id"})
+# Log kind -> the request field holding its File's details (a Prompt's stay in ``prompt``).
+KINDS = {"flow": "flow", "tool": "tool", "evaluator": "spec"}
 _TIME_FIELDS = ("start_time", "end_time", "created_at")
 # The update endpoints may also be given the log's identity fields; they address the log.
 _UPDATE_ADDRESS = frozenset({"id", "log_id", "reference_id"})
@@ -66,6 +73,18 @@ def log_body(request: dict[str, Any], *, environment: str | None = None) -> dict
     if environment is not None:
         body.setdefault("environment", environment)
     _times(body)
+    return body
+
+
+def kind_log_body(
+    kind: str, request: dict[str, Any], *, environment: str | None = None
+) -> dict[str, Any]:
+    """A ``log`` body from a ``flows/log``, ``tools/log`` or ``evaluators/log`` request."""
+    body = log_body(request, environment=environment)
+    details = body.pop(KINDS[kind], None)
+    if details is not None:
+        body["file"] = details
+    body["log_kind"] = kind
     return body
 
 

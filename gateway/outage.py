@@ -33,8 +33,8 @@ class DatabaseAway(ConnectionError):
 
 class DatabaseWatch:
     """Whether the database was away at the last attempt, and the fallbacks taken by what
-    (``api_key``, ``version``, ``reference``, ``unsaved``, ``maxim_nodes``, ``maxim_hold``,
-    ``maxim_release``, ``sweep``); a bounded label set, kept for the metric.
+    (``api_key``, ``version``, ``reference``, ``unsaved``, ``humanloop_logs``, ``maxim_nodes``,
+    ``maxim_hold``, ``maxim_release``, ``sweep``); a bounded label set, kept for the metric.
 
     For ``retry_s`` after a failure the write paths do not ask again (:meth:`check`): they
     fall back at once, so that a database that hangs rather than refuses costs a request at

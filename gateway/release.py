@@ -174,10 +174,11 @@ async def sweep(
     """Release what became resolvable and expire what waited too long:
     ``(released, expired)``. First writes what was deferred while PostgreSQL was away
     (nodes, save=false handles, held lines, versions). Also forgets the save=false handles
-    older than ``unsaved_ttl_s`` (:mod:`gateway.unsaved`; by then the pipeline stored their
-    logs)."""
+    and the Humanloop log index's rows older than ``unsaved_ttl_s`` (:mod:`gateway.unsaved`,
+    :mod:`gateway.log_index`; by then the pipeline stored their logs)."""
     await gw.nodes.flush()
     await gw.ingest.unsaved.flush()
+    await gw.logs.flush()
     await drain_deferred(gw)
     by_project: dict[str, list[str]] = {}
     for node in await gw.held.resolvable(limit):
@@ -188,6 +189,7 @@ async def sweep(
     expired = await gw.held.expire(ttl_s)
     if unsaved_ttl_s is not None:
         await gw.ingest.unsaved.expire(unsaved_ttl_s)
+        await gw.logs.expire(unsaved_ttl_s)  # by then, as the handles, stored in `logs`
     if expired:
         log.warning("%d held Maxim lines expired into dead_letters (their node never came)",
                     expired)  # fmt: skip

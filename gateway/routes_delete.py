@@ -34,9 +34,14 @@ _Ids = Annotated[IdList | None, Query(max_length=1000)]
 async def _publish(gw: GatewayDep, project: str, targets: Targets) -> JsonResponse:
     envelopes = [envelope("delete", project, body) for body in targets.bodies.values()]
     events = await gw.ingest.accept_all(envelopes)
+    forgotten = []
     for body in targets.bodies.values():
         if body["kind"] == "log":
             gw.ingest.accepted.forget(project, body.get("id"), body.get("reference_id"))
+            if body.get("id") is not None:
+                forgotten.append(body["id"])
+    if forgotten:  # the gateway's record of their traces and reference ids
+        await gw.logs.forget(project, forgotten)
     answer = DeletionAccepted(deleted=targets.counts(), event_ids=[e.event_id for e in events])
     return JsonResponse(answer.model_dump(mode="json"))
 

@@ -16,13 +16,16 @@ from producers.contract.types import EntityId, JsonObject, PromptPath
 
 __all__ = [
     "BatchAnswer",
+    "EvaluatorLogRequest",
     "EventVerdict",
     "FieldProblem",
+    "FlowLogRequest",
     "LegacyLogRequest",
     "LogUpdateRequest",
     "MaximAnswer",
     "NativeBatch",
     "PromptLogRequest",
+    "ToolLogRequest",
 ]
 
 
@@ -41,7 +44,35 @@ class PromptLogRequest(LogFields):
     created_at: AwareDatetime | None = None
     save: bool | None = None
     run_id: str | None = Field(default=None, description="Accepted and ignored.")
-    log_status: str | None = Field(default=None, description="Accepted and ignored.")
+
+
+class FlowLogRequest(PromptLogRequest):
+    """Humanloop's "Log to a Flow" request: the root of a trace (``log_status``
+    ``incomplete`` until ``flows.update_log`` marks it ``complete``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="FlowLogRequest")
+
+    prompt: None = None
+    flow: JsonObject | None = Field(default=None, description="The Flow's kernel.")
+
+
+class ToolLogRequest(PromptLogRequest):
+    """Humanloop's "Log to a Tool" request."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="ToolLogRequest")
+
+    prompt: None = None
+    tool: JsonObject | None = Field(default=None, description="The Tool's kernel.")
+
+
+class EvaluatorLogRequest(PromptLogRequest):
+    """Humanloop's evaluator log: a judgment on the log ``parent_id``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, title="EvaluatorLogRequest")
+
+    prompt: None = None
+    parent_id: EntityId
+    spec: JsonObject | None = Field(default=None, description="The Evaluator's spec.")
 
 
 class LegacyLogRequest(PromptLogRequest):

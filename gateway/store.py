@@ -158,6 +158,31 @@ class ReadStore:
             reference_id,
         )
 
+    async def judgments(
+        self, project: str, log_id: str, reference_id: str | None
+    ) -> list[dict[str, Any]]:
+        """The evaluator logs judging a log (by its id or its reference id), oldest first."""
+        return await self._all(
+            "SELECT * FROM logs WHERE project = $1 AND log_kind = 'evaluator'"
+            " AND (parent_id = $2 OR ($3::text IS NOT NULL AND parent_reference_id = $3))"
+            " ORDER BY coalesce(created_at, stored_at), id",
+            project,
+            log_id,
+            reference_id,
+        )
+
+    async def judgments_of(
+        self, project: str, ids: list[str], reference_ids: list[str]
+    ) -> list[dict[str, Any]]:
+        """``id`` and ``reference_id`` of the stored evaluator logs judging these logs."""
+        return await self._all(
+            "SELECT id, reference_id FROM logs WHERE project = $1 AND log_kind = 'evaluator'"
+            " AND (parent_id = ANY($2::text[]) OR parent_reference_id = ANY($3::text[]))",
+            project,
+            ids,
+            reference_ids,
+        )
+
     async def logs_page(
         self,
         project: str,

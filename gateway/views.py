@@ -19,6 +19,7 @@ from producers.contract import LogResponse
 from producers.contract.types import JsonObject
 
 __all__ = [
+    "CreateKindLogResponse",
     "DeletionAccepted",
     "LogPage",
     "LogUpdateAccepted",
@@ -44,7 +45,26 @@ class LogView(LogResponse):
     path: str | None = None
     prompt: JsonObject | None = Field(default=None, description="The Prompt version's details.")
     trace_parent_id: str | None = Field(default=None, description="= trace_parent_log_id.")
-    evaluator_logs: list[JsonObject] = Field(default_factory=list)
+    evaluator_logs: list[JsonObject] = Field(
+        default_factory=list, description="The evaluator logs judging this log."
+    )
+    flow: JsonObject | None = Field(default=None, description="A Flow log's Flow.")
+    tool: JsonObject | None = Field(default=None, description="A Tool log's Tool.")
+    evaluator: JsonObject | None = Field(default=None, description="An Evaluator log's.")
+
+
+class CreateKindLogResponse(BaseModel):
+    """Answer to logging to a Flow, a Tool or an Evaluator (Humanloop's
+    ``CreateFlowLogResponse``, ``CreateToolLogResponse``, ``CreateEvaluatorLogResponse``)."""
+
+    id: str
+    version_id: str | None = None
+    session_id: str | None = None
+    flow_id: str | None = None
+    tool_id: str | None = None
+    evaluator_id: str | None = None
+    parent_id: str | None = None
+    log_status: Literal["incomplete", "complete"] | None = None
 
 
 class LogUpdateAccepted(BaseModel):
@@ -91,6 +111,7 @@ class TraceNode(BaseModel):
     model_config = ConfigDict(defer_build=True)
 
     kind: Literal["span", "generation", "log"]
+    log_kind: Literal["prompt", "flow", "tool", "evaluator"] | None = None
     id: str
     parent_id: str | None = None
     name: str | None = None
@@ -159,11 +180,19 @@ def _int(value: Any) -> int:
     return int(value) if value is not None else 0
 
 
-_LOG_DROP = {"stored_at", "is_partial", "version", "listed_at", "path", "payload_carried"}
+_LOG_DROP = {
+    "stored_at", "is_partial", "version", "listed_at", "path", "payload_carried", "file"
+}  # fmt: skip
 
 
-def log_view(row: dict[str, Any], feedback: list[dict[str, Any]] | None = None) -> LogView:
-    """A stored ``logs`` row (and its feedback) as the API shows it."""
+def log_view(
+    row: dict[str, Any],
+    feedback: list[dict[str, Any]] | None = None,
+    judgments: list[dict[str, Any]] | None = None,
+) -> LogView:
+    """A stored ``logs`` row (its feedback, and the evaluator logs judging it) as the API
+    shows it. A Flow's, Tool's or Evaluator's log names its File under that kind
+    (``flow``, ``tool``, ``evaluator``), as Humanloop's log responses do."""
     data = {k: v for k, v in row.items() if k not in _LOG_DROP and v is not None}
     for name in ("prompt_cost", "output_cost", "cost"):
         if name in data:
@@ -174,11 +203,16 @@ def log_view(row: dict[str, Any], feedback: list[dict[str, Any]] | None = None) 
     data["project_id"] = row["project"]
     data["observability_status"] = "completed"
     data["trace_parent_id"] = row.get("trace_parent_log_id")
-    prompt = data.pop("prompt", None)
-    if prompt is not None or row.get("prompt_id") or row.get("path"):
-        data["prompt"] = {**(prompt or {}), "id": row.get("prompt_id"), "path": row.get("path"),
-                          "version_id": row.get("version_id")}  # fmt: skip
+    kind = row.get("log_kind") or "prompt"
+    details = data.pop("prompt", None) if kind == "prompt" else row.get("file")
+    if details is not None or row.get("prompt_id") or row.get("path"):
+        data[kind] = {**(details or {}), "id": row.get("prompt_id"), "path": row.get("path"),
+                      "version_id": row.get("version_id")}  # fmt: skip
+        if kind != "prompt":
+            data[kind]["type"] = kind
     data["path"] = row.get("path")
+    if judgments:
+        data["evaluator_logs"] = [log_view(j).model_dump(mode="json") for j in judgments]
     if feedback:
         data["feedback"] = [
             {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in f.items()
@@ -227,7 +261,9 @@ def _node(kind: Literal["span", "generation", "log"], row: dict[str, Any], paren
           usage: Totals) -> TraceNode:  # fmt: skip
     return TraceNode(
         kind=kind, id=row["id"], parent_id=parent, name=row.get("name") or row.get("path"),
-        status=row.get("status"), provider=row.get("provider"), model=row.get("model"),
+        log_kind=(row.get("log_kind") or "prompt") if kind == "log" else None,
+        status=row.get("status") or row.get("log_status"),
+        provider=row.get("provider"), model=row.get("model"),
         start_time=row.get("start_time") or row.get("created_at"), end_time=row.get("end_time"),
         partial=bool(row.get("is_partial")), usage=usage, subtree=usage,
     )  # fmt: skip
@@ -242,7 +278,7 @@ def trace_view(
 ) -> TraceView:
     """The tree of a trace; each node's subtree totals are summed here, the trace's come
     from the pipeline's rollup when it is there."""
-    root_log = any(log["id"] == trace_id for log in logs)
+    root_log = next((log for log in logs if log["id"] == trace_id), None)
     nodes: list[TraceNode] = [_node("span", s, s.get("parent_id"), Totals()) for s in spans]
     nodes += [
         _node("generation", g, g.get("parent_id"), _totals(g, output="completion_tokens"))
@@ -250,7 +286,7 @@ def trace_view(
     ]
     for log in logs:
         parent = log.get("trace_parent_log_id") or log.get("parent_id")
-        if parent is None and root_log and log["id"] != trace_id:
+        if parent is None and root_log is not None and log["id"] != trace_id:
             parent = trace_id
         nodes.append(_node("log", log, parent, _totals(log, total="tokens")))
     by_id = {node.id: node for node in nodes}
@@ -268,7 +304,8 @@ def trace_view(
     row = trace or {}
     rolled_up = bool(row.get("rollup_version"))
     return TraceView(
-        id=trace_id, name=row.get("name"), status=row.get("status"),
+        id=trace_id, name=row.get("name") or (root_log or {}).get("path"),
+        status=row.get("status"),
         session_id=row.get("session_id") or row.get("rollup_session_id"),
         start_time=row.get("start_time") or row.get("first_seen"),
         end_time=row.get("end_time") or row.get("last_seen"), duration=row.get("duration"),

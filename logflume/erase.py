@@ -8,6 +8,7 @@ from gateway import GatewaySettings
 from gateway.app import kafka_transport
 from gateway.deletion import Targets, resolve
 from gateway.ingest import encode_envelope, envelope
+from gateway.log_index import PgLogIndex
 from gateway.store import ReadStore, connect_pool
 from logflume.settings import Settings
 
@@ -30,6 +31,8 @@ async def erase(
             ReadStore(pool), project, log_ids=log_ids, reference_ids=reference_ids,
             trace_ids=trace_ids, session_ids=session_ids,
         )  # fmt: skip
+        logs = [b["id"] for b in targets.bodies.values() if b["kind"] == "log" and "id" in b]
+        await PgLogIndex(pool).forget(project, logs)  # the gateways' record of them
     finally:
         await pool.close()
     encoded = [

@@ -1,7 +1,9 @@
 """A realistic synthetic event stream (tests, benchmarks, replay history), encoded as on the wire.
 
 :func:`generate_events` builds Maxim traces (spans, generations, results and errors) and
-Humanloop logs (creates, updates before and after their create, feedback), with re-sent
+Humanloop logs (creates, updates before and after their create, feedback; Flow logs that
+open a trace as incomplete and are mostly completed later, Tool logs in traces, evaluator
+logs judging a log), with re-sent
 duplicates, local reordering, save=false, caller-given costs and a few invalid events.
 :func:`pack_events` packs them into raw-topic records the way the SDK does (``pack_record``,
 one partition per record from the murmur2 partition of each event's routing key).
@@ -227,13 +229,27 @@ def _humanloop_log(gen: _Gen, n: int, parents: list[tuple[str, str]]) -> None:
     if rng.random() < 0.1:
         body.update(prompt_cost=0.0012, output_cost=0.0034)  # a caller-given cost wins
     same_project = [p for p in parents if p[0] == project]
+    kind = rng.random()  # Humanloop's other log kinds: a Flow opens a trace, a Tool joins one
     if same_project and rng.random() < 0.2:
         _, root = rng.choice(same_project[-10:])
         body.update(trace_id=root, trace_parent_log_id=root)
+        if kind < 0.3:
+            _as_kind(body, "tool", "tools/lookup", {"function": {"name": "lookup"}})
     else:
         parents.append((project, log_id))
+        if kind < 0.2:
+            _as_kind(body, "flow", "flows/support", {"attributes": {"v": n % 3}})
+            body["log_status"] = "incomplete"
     gen.emit("log", project, body, created)
     target = {"reference_id": reference} if reference else {"id": log_id}
+    if body.get("log_status") == "incomplete" and rng.random() < 0.8:
+        gen.emit("log_update", project, {**target, "log_status": "complete"}, gen.tick())
+    if rng.random() < 0.1:  # an evaluator's judgment on the log
+        parent = {"parent_reference_id": reference} if reference else {"parent_id": log_id}
+        judgment = {"id": f"data_{n}_eval", "log_kind": "evaluator", "path": "evals/helpful",
+                    "file": {"return_type": "boolean"}, "judgment": rng.random() < 0.7,
+                    **parent}  # fmt: skip
+        gen.emit("log", project, judgment, gen.tick())
     for u in range(rng.choice([0, 0, 1, 2, 3])):
         update: dict[str, Any] = {**target}
         if rng.random() < 0.6:
@@ -258,6 +274,13 @@ def _humanloop_log(gen: _Gen, n: int, parents: list[tuple[str, str]]) -> None:
         }
         fb.update({"reference_id": reference} if reference else {"log_id": log_id})
         gen.emit("feedback", project, fb)
+
+
+def _as_kind(body: dict[str, Any], kind: str, path: str, details: dict[str, Any]) -> None:
+    """A Flow's or Tool's log instead of a prompt's: its File, no prompt and no usage."""
+    for name in ("prompt", "prompt_tokens", "output_tokens", "prompt_cost", "output_cost"):
+        body.pop(name, None)
+    body.update(log_kind=kind, path=path, file=details)
 
 
 def _invalid(gen: _Gen, n: int) -> bytes:

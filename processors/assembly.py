@@ -41,7 +41,9 @@ __all__ = [
 TOKEN_FIELDS = ("prompt_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "tokens")
 COST_UNIT = 10_000_000_000  # cost totals are kept in 1e-10 dollars: exact integer sums
 # Integer totals that are the sum of the members' contributions.
-_SUMMED = (*TOKEN_FIELDS, "cost_units", "priced", "errors", "unpriced", "version")
+_SUMMED = (
+    *TOKEN_FIELDS, "cost_units", "priced", "errors", "unpriced", "incomplete", "version"
+)  # fmt: skip
 
 
 def _utc(value: str | None) -> str | None:
@@ -71,6 +73,7 @@ def entity_summary(entity: dict[str, Any]) -> dict[str, Any]:
         **{name: entity.get(name) or 0 for name in TOKEN_FIELDS},
         "cost": entity.get("cost"),
         "error": bool(error) or entity.get("status") == "error",
+        "incomplete": int(entity.get("log_status") == "incomplete"),
         "start": _utc(entity.get("start_time") or entity.get("created_at")),
         "end": _utc(entity.get("end_time")),
         "session_id": entity.get("session_id") or entity.get("session_reference_id"),
@@ -95,6 +98,7 @@ def _contribution(summary: dict[str, Any]) -> dict[str, Any]:
         "priced": summary.get("priced", int(cost is not None)),
         "errors": int(summary.get("error_count", int(bool(summary.get("error"))))),
         "unpriced": int(unpriced),
+        "incomplete": int(summary.get("incomplete") or 0),
         "start": summary.get("start"),
         "end": summary.get("end"),
         "session_id": summary.get("session_id"),
@@ -139,8 +143,8 @@ def _updated_totals(
     """The group's totals with ``old`` replaced by ``new``; ``span`` is the recomputed
     (start, end) when a retraction may have shrunk it."""
     totals = dict(group["totals"]) if group else _empty_totals()
-    for name in _SUMMED:
-        totals[name] += new[name] - (old[name] if old else 0)
+    for name in _SUMMED:  # .get: a total or contribution written before "incomplete"
+        totals[name] = totals.get(name, 0) + new[name] - (old.get(name, 0) if old else 0)
     was_present = old["present"] if old else 0
     if new["present"] != was_present:
         counts = dict(totals["counts"])
@@ -222,11 +226,14 @@ def add_detached_member(
 
 
 def _trace_status(totals: dict[str, Any]) -> str:
-    """error if any node failed; with a Maxim trace node, completed once it has ended and
-    running before; Humanloop logs are records of finished calls, so a trace of logs only
-    is completed."""
+    """error if any node failed; running while a log in it is ``incomplete`` (a Humanloop
+    Flow log opened as incomplete and not yet marked complete); with a Maxim trace node,
+    completed once it has ended and running before; Humanloop logs are otherwise records of
+    finished calls, so a trace of logs only is completed."""
     if totals["errors"]:
         return "error"
+    if totals.get("incomplete"):
+        return "running"
     if totals["root"] is not None:
         return "completed" if totals["root"]["end"] else "running"
     return "completed" if set(totals["counts"]) <= {"log"} else "running"

@@ -51,6 +51,8 @@ __all__ = [
     "canonical_entity",
     "carried_fields",
     "entity_key",
+    "file_id_for_path",
+    "file_version_id",
     "prompt_id_for_path",
     "prompt_version_id",
     "state_key",
@@ -66,6 +68,8 @@ _LOG_IMMUTABLE = frozenset(
         "prompt_id",
         "prompt",
         "version_id",
+        "log_kind",
+        "file",
         "trace_id",
         "trace_parent_log_id",
         "created_at",
@@ -202,23 +206,54 @@ def prompt_id_for_path(path: str) -> str:
     return f"pr_{hashlib.sha256(path.encode()).hexdigest()[:24]}"
 
 
+# Humanloop's id prefixes of a File and of its versions, per log kind.
+_FILE_PREFIX = {"prompt": "pr", "flow": "fl", "tool": "tl", "evaluator": "ev"}
+
+
+def file_id_for_path(kind: str | None, path: str) -> str:
+    """The id of a log's File (a Prompt, Flow, Tool or Evaluator) named only by path:
+    stable per path (a path names one File, whatever its kind)."""
+    if kind in (None, "prompt"):
+        return prompt_id_for_path(path)
+    return f"{_FILE_PREFIX[kind]}_{hashlib.sha256(path.encode()).hexdigest()[:24]}"
+
+
+def file_version_id(kind: str | None, details: dict[str, Any]) -> str:
+    """The version of a File by the hash of its details (a prompt's: :func:`prompt_version_id`;
+    a Flow's or Tool's kernel, an Evaluator's spec)."""
+    if kind in (None, "prompt"):
+        return prompt_version_id(details)
+    digest = hashlib.sha256(orjson.dumps(details, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"{_FILE_PREFIX[kind]}v_{digest[:24]}"
+
+
 def _ts(value: str | None) -> datetime | None:
     return datetime.fromisoformat(value) if value else None
+
+
+def _file_version(values: dict[str, Any]) -> None:
+    """The version id from the File's details (prompt or kernel) when none was given."""
+    kind = values["log_kind"]
+    details = values.get("prompt") if kind == "prompt" else values.get("file")
+    if details is not None and not values.get("version_id"):
+        values["version_id"] = file_version_id(kind, details)
 
 
 def _log_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
     values.pop("target_id", None)
     values.pop("target_reference_id", None)
+    kind = values["log_kind"] = values.get("log_kind") or "prompt"
     prompt = values.get("prompt")
-    if prompt is not None and not values.get("version_id"):
-        values["version_id"] = prompt_version_id(prompt)
+    _file_version(values)
     if values.get("path") and not values.get("prompt_id"):
-        values["prompt_id"] = prompt_id_for_path(values["path"])
+        values["prompt_id"] = file_id_for_path(kind, values["path"])
     prompt_tokens = values.get("prompt_tokens") or 0
     output_tokens = values.get("output_tokens") or 0
     values["tokens"] = prompt_tokens + output_tokens
     if values.get("prompt_cost") is not None or values.get("output_cost") is not None:
         values["cost_source"] = "provided"  # a caller-given cost always wins
+    elif kind != "prompt" and not values["tokens"]:
+        values["cost_source"] = None  # a flow, tool or evaluator call with nothing to price
     else:
         model = prompt.get("model") if prompt else None
         provider = prompt.get("provider") if prompt else None
@@ -237,7 +272,7 @@ def _log_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]
         else:
             values.update(prompt_cost=price.prompt, output_cost=price.output)
             values["cost_source"] = "computed"
-    if values["cost_source"] == "unknown":
+    if values["cost_source"] in ("unknown", None):
         values["cost"] = None
     else:
         values["cost"] = (values.get("prompt_cost") or 0.0) + (values.get("output_cost") or 0.0)
@@ -324,9 +359,8 @@ def _deleted_entity(key: str, state: dict[str, Any]) -> dict[str, Any] | None:
     values = field_values(state)
     kind = state["kind"]
     if kind == "log":
-        prompt = values.get("prompt")
-        if prompt is not None and not values.get("version_id"):
-            values["version_id"] = prompt_version_id(prompt)
+        values["log_kind"] = values.get("log_kind") or "prompt"
+        _file_version(values)
         values["trace_root"] = values.get("trace_id") or values.get("id")
         values["save"] = state["save"]
     elif kind == "trace":

@@ -172,7 +172,9 @@ def process_entities(entities: list[dict[str, Any]], lookup: Lookup, outcome: Ou
         summary = entity_summary(entity)
         trace_key = f"trace:{project_key(project, entity['trace_root'])}"
         groups.add(trace_key, entity["key"], summary, last_ts)
-        if entity["kind"] == "log" and entity.get("version_id"):
+        # A prompt version's totals are its prompt logs' (not a Flow's, Tool's, Evaluator's).
+        prompt_log = entity["kind"] == "log" and entity.get("log_kind", "prompt") == "prompt"
+        if prompt_log and entity.get("version_id"):
             outcome.regroup.append(
                 _contribution(
                     "prompt_version", project, entity["version_id"], entity["key"], summary, last_ts

@@ -97,7 +97,7 @@ async def prepare_topics(settings: Settings, changelogs: Sequence[str]) -> None:
 
 
 def patch_faust_consumer() -> None:
-    """Two fixes to faust-streaming 0.15.3's consumer without which a failover loses
+    """Three fixes to faust-streaming 0.15.3's consumer without which a failover loses
     records or hangs (found by ``tests/integration/processors``; idempotent).
 
     1. A fetch in flight when the group rebalances was handed Faust's *live* set of active
@@ -109,6 +109,14 @@ def patch_faust_consumer() -> None:
        skips the seek when there is no commit (or it is 0), leaving the position wherever
        discarded fetches moved it; the skipped offsets later look like a gap that Faust
        acknowledges. Never-committed source partitions are now rewound to their beginning.
+    3. A batch fetched before a seek could still be handed to the streams after it: Faust
+       reads the group generation only once the fetch has returned, and a fetch started
+       before the seek carries records from the old position. The stream then got, say,
+       offset 148 right after the seek to 147, and Faust, which takes an acknowledged
+       offset one past the committed one as contiguous, committed past 147 unprocessed
+       (the fault soak's "settled wrong": one record of ~20 events lost, lag 0). A batch is
+       now dropped when a seek or a new generation happened while it was fetched; the
+       fetcher reads it again from the new position (:func:`fresh_records_only`).
     """
     from faust.transport import consumer as faust_consumer
     from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -136,9 +144,36 @@ def patch_faust_consumer() -> None:
         if never:
             await self._thread.seek_to_beginning(*never)
 
+    async def perform_seek_counted(self: Any) -> None:
+        # Counted before and after: a batch whose fetch overlaps any part of the seek holds
+        # records from the old positions.
+        self._logflume_seeks = getattr(self, "_logflume_seeks", 0) + 1
+        try:
+            await perform_seek(self)
+        finally:
+            self._logflume_seeks += 1
+
     thread_cls.getmany = getmany
-    consumer_cls.perform_seek = perform_seek
+    consumer_cls.perform_seek = perform_seek_counted
+    consumer_cls._wait_next_records = fresh_records_only(consumer_cls._wait_next_records)
     consumer_cls._logflume_patched = True
+
+
+def fresh_records_only(wait_next_records: Any) -> Any:
+    """Faust's ``Consumer._wait_next_records``, except that a batch fetched while the
+    consumer was sought (``perform_seek``) or the group moved to a new generation comes
+    back empty: its records are from positions that no longer hold (fix 3 above)."""
+
+    async def wait(self: Any, timeout: float) -> Any:
+        before = (self.app.consumer_generation_id, getattr(self, "_logflume_seeks", 0))
+        records, active = await wait_next_records(self, timeout)
+        after = (self.app.consumer_generation_id, getattr(self, "_logflume_seeks", 0))
+        if records and after != before:
+            log.info("dropped a batch fetched across a seek (%d partitions)", len(records))
+            return {}, active
+        return records, active
+
+    return wait
 
 
 class _Worker(faust.Worker):

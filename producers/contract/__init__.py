@@ -28,7 +28,7 @@ from .events import (
     parse_event,
     validate_event,
 )
-from .log import FeedbackBody, LogBody, LogFields, LogUpdateBody, PromptKernel
+from .log import LOG_KINDS, FeedbackBody, LogBody, LogFields, LogUpdateBody, PromptKernel
 from .maxim import (
     ChatCompletion,
     ChatCompletionChoice,
@@ -59,6 +59,7 @@ __all__ = [
     "DELETABLE_KINDS",
     "EVENT_ADAPTER",
     "EVENT_TYPES",
+    "LOG_KINDS",
     "LOG_TYPES",
     "PAYLOAD_FIELDS",
     "ChatCompletion",

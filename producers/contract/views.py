@@ -48,4 +48,5 @@ class LogResponse(LogFields):
     version_id: EntityId | None = None
     trace_id: EntityId | None = None
     trace_parent_log_id: EntityId | None = None
+    log_kind: Literal["prompt", "flow", "tool", "evaluator"] = "prompt"
     cost_source: Literal["provided", "computed", "unknown"] | None = None

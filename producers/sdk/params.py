@@ -66,11 +66,14 @@ class LogFieldParams(TypedDict, total=False):
     session_reference_id: str | None
     parent_id: str | None
     parent_reference_id: str | None
+    log_status: str | None  # "incomplete" | "complete"
+    marked_completed: bool | None
 
 
 class LogParams(LogFieldParams, total=False):
-    """``client.log(...)``: Humanloop's "Log to a Prompt". ``id`` is the log's own id
-    (generated when absent); the Prompt's id is ``prompt_id``."""
+    """``client.log(...)``: Humanloop's "Log to a Prompt" (or to a Flow, Tool or Evaluator:
+    ``log_kind``). ``id`` is the log's own id (generated when absent); the Prompt's id is
+    ``prompt_id``. A log in a trace names the trace's root in ``trace_id``."""
 
     id: str
     reference_id: str | None
@@ -78,6 +81,8 @@ class LogParams(LogFieldParams, total=False):
     prompt_id: str | None
     prompt: JsonObject | Any | None
     version_id: str | None
+    log_kind: str | None  # "prompt" (the default) | "flow" | "tool" | "evaluator"
+    file: JsonObject | None  # a Flow's or Tool's kernel, an Evaluator's spec
     trace_id: str | None
     trace_parent_log_id: str | None
     created_at: datetime | str | None

@@ -32,9 +32,10 @@ from logflume.synthetic import generate_events, pack_events
 from processors.codec import RECORD_OVERHEAD_BYTES
 from producers.sdk import Client
 from tests.faults.scratch import ScratchServices, scratch_services
+from tests.faults.settle import settle_at_oracle
 from tests.faults.test_faults import Timeline, _chunks, _send, _supervise
 from tests.integration.sinks.harness import eventually
-from tests.integration.sinks.stream import oracle_mismatches, run_stages
+from tests.integration.sinks.stream import run_stages
 from tests.processes import PipelineProcesses
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1200)]
@@ -239,31 +240,12 @@ async def test_losing_a_broker_of_three_and_a_rolling_restart_end_at_the_oracle(
             assert app.slowest_s < SDK_CALL_BOUND_S, f"an SDK call took {app.slowest_s:.3f} s"
 
             oracle = run_stages(settings, await _read_events_topic(settings)).oracle
-            mismatches: list[str] = []
-
-            async def settled() -> bool:
-                nonlocal conn, mismatches
-                try:
-                    if conn is None or conn.is_closed():
-                        conn = await asyncpg.connect(settings.dsn, timeout=10)
-                    mismatches = await oracle_mismatches(conn, oracle)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    mismatches = [f"cannot read the tables yet: {exc}"]
-                return not mismatches
-
             started = time.monotonic()
-            try:
-                await eventually(
-                    settled, timeout_s=300, interval_s=2.0, what="the tables to equal the oracle"
-                )
-            except AssertionError:
-                stacks = processes.dump_stacks(tmp_path / "processes" / "stacks.txt")
-                pytest.fail(
-                    f"tables differ from the oracle: {mismatches}\n{timeline}\n"
-                    f"{processes.logs()}\n{stacks}"
-                )
+            conn = await settle_at_oracle(
+                settings, oracle, processes, timeline, tmp_path / "processes" / "stacks.txt",
+                timeout_s=300, interval_s=2.0,
+            )  # fmt: skip
             timeline.note(f"tables equal the oracle ({time.monotonic() - started:.0f} s after)")
-            assert conn is not None
             logs = await conn.fetchval(
                 "SELECT count(*) FROM logs WHERE project = 'cluster'", timeout=60
             )

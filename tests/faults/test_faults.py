@@ -30,9 +30,9 @@ from aiokafka import AIOKafkaProducer
 from logflume.synthetic import generate_events, pack_events
 from processors.codec import RECORD_OVERHEAD_BYTES
 from tests.faults.conftest import FaultPlan
-from tests.faults.scratch import ScratchServices, group_lag, scratch_services
-from tests.integration.sinks.harness import eventually
-from tests.integration.sinks.stream import Oracle, oracle_mismatches, run_stages
+from tests.faults.scratch import ScratchServices, scratch_services
+from tests.faults.settle import settle_at_oracle
+from tests.integration.sinks.stream import Oracle, run_stages
 from tests.processes import PipelineProcesses
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
@@ -213,35 +213,11 @@ async def test_kills_and_restarts_mid_stream_end_at_the_oracle(
             await asyncio.gather(*background)
             timeline.note("every record sent and every fault done; waiting for the oracle")
 
-            mismatches: list[str] = []
-
-            async def settled() -> bool:
-                nonlocal conn, mismatches
-                try:
-                    if conn is None or conn.is_closed():
-                        conn = await asyncpg.connect(settings.dsn, timeout=10)
-                    mismatches = await oracle_mismatches(conn, oracle)
-                except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                    mismatches = [f"cannot read the tables yet: {exc}"]
-                return not mismatches
-
-            try:
-                await eventually(
-                    settled, timeout_s=fault_plan.settle_timeout_s, interval_s=3.0,
-                    what="the tables to equal the oracle",
-                )  # fmt: skip
-            except AssertionError:
-                # Still running: what each process waits on (the stall's evidence).
-                stacks = processes.dump_stacks(tmp_path / "processes" / "stacks.txt")
-                lag = await group_lag(settings)
-                verdict = "stalled" if any(lag.values()) else "settled wrong"
-                pytest.fail(
-                    f"tables differ from the oracle ({verdict}: lag {lag}): {mismatches}\n"
-                    f"{timeline}\n"
-                    f"{processes.logs()}\n{stacks}"
-                )
+            conn = await settle_at_oracle(
+                settings, oracle, processes, timeline, tmp_path / "processes" / "stacks.txt",
+                timeout_s=fault_plan.settle_timeout_s,
+            )  # fmt: skip
             timeline.note("tables equal the oracle")
-            assert conn is not None
             letters = await conn.fetchval("SELECT count(*) FROM dead_letters", timeout=60)
             assert letters == len(oracle.dead_letters) > 0
             stored, expected = await _stored_totals(conn), _oracle_totals(oracle)
