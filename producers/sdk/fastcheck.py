@@ -142,6 +142,8 @@ class _LogFields(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     session_reference_id: _Id | None = None
     parent_id: _Id | None = None
     parent_reference_id: _Id | None = None
+    log_status: Literal["incomplete", "complete"] | None = None
+    marked_completed: bool | None = None
 
 
 class _LogBody(_LogFields, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -151,6 +153,8 @@ class _LogBody(_LogFields, frozen=True, forbid_unknown_fields=True, kw_only=True
     prompt_id: _Id | None = None
     prompt: _PromptKernel | None = None
     version_id: _Id | None = None
+    log_kind: Literal["prompt", "flow", "tool", "evaluator"] | None = None
+    file: _Object | None = None
     trace_id: _Id | None = None
     trace_parent_log_id: _Id | None = None
     created_at: _Time | None = None
@@ -196,6 +200,13 @@ def _log_identity(body: _LogBody) -> str | None:
     if body.session_id is not None and body.session_reference_id is not None:
         return None
     if body.parent_id is not None and body.parent_reference_id is not None:
+        return None
+    kind = body.log_kind or "prompt"  # the contract's rules of a log's kind
+    if kind != "prompt" and body.prompt is not None:
+        return None
+    if kind == "prompt" and body.file is not None:
+        return None
+    if kind == "evaluator" and body.parent_id is None and body.parent_reference_id is None:
         return None
     if (
         body.start_time is not None or body.end_time is not None or body.created_at is not None

@@ -32,8 +32,8 @@ MIRRORS: dict[str, type[msgspec.Struct]] = {
 }
 # Reviewed against the mirror; a contract change makes this fail (see the module docstring).
 SCHEMA_SHA256 = {
-    "log": "133b38506370bf762324e7efdbc37eea7ac0831948bdeeb1b07a851eebefa9db",
-    "log_update": "5fdea1359c45f8df11fc73c13948ba9c828f6bf2f86747a86813e7d082bc5d18",
+    "log": "0387d7482f6a7640bedd697abed69dd49d38deb841340aaedc6adac2f24f4555",
+    "log_update": "b914088aa195d721e1444c3bb263c363b2c52bddf624765802dd287a89530b3f",
 }
 
 MESSAGES = [
@@ -88,7 +88,15 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("log", {"id": "x" * 512, "judgment": True, "tool_choice": "auto"}),
     ("log", {"id": "ünïcødé/id", "judgment": 0.5, "output_message": MESSAGES[2]}),
     ("log", {"id": "d", "messages": None, "inputs": {}, "path": None}),
+    (
+        "log",
+        {"id": "f", "log_kind": "flow", "file": {"attributes": {}}, "log_status": "incomplete"},
+    ),
+    ("log", {"id": "t", "log_kind": "tool", "trace_parent_log_id": "f"}),
+    ("log", {"id": "e", "log_kind": "evaluator", "parent_id": "d", "marked_completed": True}),
+    ("log", {"id": "p", "log_kind": "prompt", "prompt": PROMPT}),
     ("log_update", {"reference_id": "r", "output": "done", "provider_latency": 0.5}),
+    ("log_update", {"reference_id": "r", "log_status": "complete"}),
     ("log_update", {"id": "data_1", "messages": MESSAGES, "judgment": "good"}),
     ("log_update", {"id": "data_1", "reference_id": "r", "metadata": None}),
 ]
@@ -139,6 +147,13 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("log", {"id": "d", "created_at": "2026-01-01T25:00:00Z"}),
     ("log", {"id": "d", "batches": ["ok", ""]}),
     ("log", {"id": "d", "finish_reason": "x" * 1025}),
+    ("log", {"id": "d", "log_kind": "flow", "prompt": {"model": "m"}}),
+    ("log", {"id": "d", "file": {"x": 1}}),
+    ("log", {"id": "d", "log_kind": "prompt", "file": {}}),
+    ("log", {"id": "d", "log_kind": "evaluator"}),
+    ("log", {"id": "d", "log_kind": "agent"}),
+    ("log", {"id": "d", "log_status": "done"}),
+    ("log", {"id": "d", "marked_completed": "yes"}),
     ("log_update", {}),
     ("log_update", {"output": "no target"}),
     ("log_update", {"id": "d", "save": False}),
