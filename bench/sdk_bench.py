@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import gc
 import json
 import os
@@ -35,6 +36,7 @@ import platform
 import socket
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from array import array
@@ -134,7 +136,8 @@ def paced_scenario(
     name: str, bootstrap: str, topic: str, count: int, rate: int, spool: Path
 ) -> dict[str, Any]:
     """One paced run: ``null`` (a no-op function), ``up``/``up_gc_off`` (broker up, the
-    collector on/off) or ``down`` (nothing listens: every event goes to the spool)."""
+    collector on/off), ``up_contract`` (broker up, validation by the contract's models only,
+    as before the msgspec mirror) or ``down`` (nothing listens: every event goes to the spool)."""
     if name == "null":
         start = time.perf_counter()
         samples = paced(lambda **kwargs: None, count, rate)
@@ -145,7 +148,12 @@ def paced_scenario(
         }
     server = f"127.0.0.1:{closed_port()}" if name == "down" else bootstrap
     client = Client(
-        bootstrap_servers=server, topic=topic, project="bench", spool_dir=spool, send_timeout_s=2
+        bootstrap_servers=server,
+        topic=topic,
+        project="bench",
+        spool_dir=spool,
+        send_timeout_s=2,
+        fast_validation=name != "up_contract",
     )
     if name != "down":
         client.log(output="warm-up")
@@ -154,18 +162,24 @@ def paced_scenario(
     if name == "up_gc_off":
         gc.disable()
     pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
-    began = [0]
+    pauses_cpu: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    began = [0, 0]
 
     def on_gc(phase: str, info: dict[str, int]) -> None:
+        # Wall time and CPU time of the pass: a pass that takes milliseconds of wall time
+        # and microseconds of CPU is a thread the OS descheduled, not the collector's work.
         if phase == "start":
-            began[0] = time.perf_counter_ns()
+            began[0], began[1] = time.perf_counter_ns(), time.thread_time_ns()
         else:
             pauses[info["generation"]].append((time.perf_counter_ns() - began[0]) / 1000)
+            pauses_cpu[info["generation"]].append((time.thread_time_ns() - began[1]) / 1000)
 
     gc.callbacks.append(on_gc)
+    steps = WorkerSteps()
     try:
         start = time.perf_counter()
-        samples = paced(client.log, count, rate)
+        with steps:
+            samples = paced(client.log, count, rate)
         elapsed = time.perf_counter() - start
     finally:
         gc.callbacks.remove(on_gc)
@@ -181,14 +195,82 @@ def paced_scenario(
         "spooled": stats.spooled,
         "dropped": dict(stats.dropped),
         "gc": {
-            f"gen{g}": {"passes": len(p), "max_us": max(p, default=0.0)} for g, p in pauses.items()
+            f"gen{g}": {
+                "passes": len(p),
+                "max_us": max(p, default=0.0),
+                "max_cpu_us": max(pauses_cpu[g], default=0.0),
+            }
+            for g, p in pauses.items()
         },
+        "worker_steps": steps.summary(),
     }
+
+
+class WorkerSteps:
+    """CPU and wall time of each step of the worker's event loop (``Handle._run``: one
+    callback or one slice of a coroutine), measured on that thread. A step's CPU time bounds
+    how long the worker holds the GIL at once (less what C code inside it runs without the
+    GIL: zstd, socket writes), which is how long a calling thread can wait for it; a step
+    whose wall time is far above its CPU time is the OS scheduler's doing."""
+
+    def __init__(self) -> None:
+        self._cpu: list[int] = []
+        self._wall: list[int] = []
+        self._long: collections.Counter[str] = collections.Counter()
+        self._original: Callable[..., Any] | None = None
+
+    def __enter__(self) -> WorkerSteps:
+        original = self._original = asyncio.events.Handle._run
+        cpu, wall, long_steps = self._cpu, self._wall, self._long
+        main = threading.main_thread()
+
+        def timed(handle: asyncio.events.Handle) -> None:
+            if threading.current_thread() is main:
+                return original(handle)  # type: ignore[no-any-return]
+            c0, w0 = time.thread_time_ns(), time.perf_counter_ns()
+            try:
+                original(handle)
+            finally:
+                spent = time.thread_time_ns() - c0
+                cpu.append(spent)
+                wall.append(time.perf_counter_ns() - w0)
+                if spent > 1_000_000:
+                    long_steps[_step_name(handle)] += 1
+
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.events.Handle._run = self._original  # type: ignore[method-assign]
+
+    def summary(self) -> dict[str, Any]:
+        if not self._cpu:
+            return {"steps": 0}
+        cpu = sorted(self._cpu)
+        return {
+            "steps": len(cpu),
+            "cpu_p99_us": cpu[int(len(cpu) * 0.99)] / 1000,
+            "cpu_max_us": cpu[-1] / 1000,
+            "cpu_over_1ms": sum(1 for c in cpu if c > 1_000_000),
+            "cpu_over_50us": sum(1 for c in cpu if c > 50_000),
+            "wall_max_us": max(self._wall) / 1000,
+            "over_1ms_by_step": dict(self._long.most_common(5)),
+        }
+
+
+def _step_name(handle: asyncio.events.Handle) -> str:
+    """What a loop step ran: the coroutine of a task's step, else the callback."""
+    callback = getattr(handle, "_callback", None)
+    task = getattr(callback, "__self__", None)
+    if isinstance(task, asyncio.Task):
+        return str(task.get_coro().__qualname__)  # type: ignore[union-attr]
+    return str(getattr(callback, "__qualname__", callback))
 
 
 PACED = [
     ("no-op function (floor)", "null"),
     ("sdk, broker up", "up"),
+    ("sdk, up, contract models only", "up_contract"),
     ("sdk, broker up, gc off", "up_gc_off"),
     ("sdk, broker down (spool)", "down"),
 ]
@@ -219,16 +301,27 @@ def print_paced(paced_results: dict[str, Any], baseline: dict[str, Any] | None) 
             f"{row['over_1ms']:>6}",
         ]
         print(" ".join(cells))
-    for key in ("up", "up_gc_off", "down"):
+    for key in ("up", "up_contract", "up_gc_off", "down"):
         row = paced_results.get(key)
         if row is None:
             continue
         collector = ", ".join(
             f"{gen}: {v['passes']} passes, longest {v['max_us'] / 1000:.1f} ms"
+            f" (CPU at most {v.get('max_cpu_us', 0) / 1000:.2f} ms)"
             for gen, v in row["gc"].items()
             if v["passes"]
         )
         print(f"collector during {key}: {collector or 'no pass'}")
+        steps = row.get("worker_steps", {})
+        if steps.get("steps"):
+            print(
+                f"worker loop steps during {key}: {steps['steps']:,}, CPU p99 "
+                f"{steps['cpu_p99_us']:,.0f} µs, max {steps['cpu_max_us']:,.0f} µs "
+                f"({steps['cpu_over_50us']:,} over 50 µs, {steps['cpu_over_1ms']} over 1 ms); "
+                f"longest in wall time {steps['wall_max_us'] / 1000:,.1f} ms"
+            )
+            if steps.get("over_1ms_by_step"):
+                print(f"  steps over 1 ms of CPU: {steps['over_1ms_by_step']}")
     for key in ("up", "up_gc_off", "down"):
         row = paced_results.get(key)
         if row is None:
@@ -241,15 +334,25 @@ def print_paced(paced_results: dict[str, Any], baseline: dict[str, Any] | None) 
         )
 
 
-def sdk_broker_up(bootstrap: str, topic: str, count: int, spool: Path) -> dict[str, Any]:
-    client = Client(bootstrap_servers=bootstrap, topic=topic, project="bench", spool_dir=spool)
+def sdk_broker_up(
+    bootstrap: str, topic: str, count: int, spool: Path, *, fast_validation: bool = True
+) -> dict[str, Any]:
+    client = Client(
+        bootstrap_servers=bootstrap,
+        topic=topic,
+        project="bench",
+        spool_dir=spool,
+        fast_validation=fast_validation,
+    )
     client.log(output="warm-up")  # connects the producer before the clock starts
     client.flush(30)
     start = time.perf_counter()
+    cpu_start = time.process_time()  # every thread of this process: caller, worker, loop
     samples = emit(client, count)
     emitted = time.perf_counter() - start
     delivered = client.flush(120)
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu_start
     stats = client.stats()
     client.close(10)
     return {
@@ -258,9 +361,54 @@ def sdk_broker_up(bootstrap: str, topic: str, count: int, spool: Path) -> dict[s
         "emit_s": emitted,
         "delivered_all": delivered,
         "events_per_s": count / elapsed if delivered else 0.0,
+        # CPU per event bounds the rate one process can reach (caller and worker share the
+        # GIL): 1e6 / cpu_us_per_event events/s with a core to itself. It is also less
+        # disturbed than events/s by other work on a shared machine.
+        "cpu_us_per_event": cpu / count * 1e6,
         "spooled": stats.spooled,
         "dropped": dict(stats.dropped),
     }
+
+
+def validator_ab(bootstrap: str, topic: str, count: int, rounds: int) -> list[dict[str, Any]]:
+    """The tight loop, broker up, with the contract's models only and with the msgspec
+    mirror first, alternating in ``rounds`` rounds: a before/after ratio from one run."""
+    runs: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="logflume-sdk-bench-") as tmp:
+        for i in range(rounds):
+            for fast in (False, True):
+                gc.collect()
+                spool = Path(tmp) / f"ab-{i}-{fast}"
+                row = sdk_broker_up(bootstrap, topic, count, spool, fast_validation=fast)
+                runs.append({"round": i, "fast_validation": fast, **row})
+    return runs
+
+
+def print_ab(runs: list[dict[str, Any]]) -> None:
+    header = f"{'validation':28} {'round':>5} {'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>9}"
+    header += f" {'events/s':>9} {'CPU µs/event':>13}"
+    print(header)
+    print("-" * len(header))
+    for row in runs:
+        label = "mirror first (default)" if row["fast_validation"] else "contract's models only"
+        print(
+            f"{label:28} {row['round']:>5} {fmt(row['p50_us'], 2):>8} {fmt(row['p99_us'], 2):>8}"
+            f" {fmt(row['p999_us']):>9} {fmt(row['events_per_s'], 0):>9}"
+            f" {fmt(row['cpu_us_per_event'], 2):>13}"
+        )
+    pairs = [(a, b) for a, b in zip(runs[::2], runs[1::2], strict=True)]
+    rate = sorted(b["events_per_s"] / a["events_per_s"] for a, b in pairs if a["events_per_s"])
+    cpu = sorted(b["cpu_us_per_event"] / a["cpu_us_per_event"] for a, b in pairs)
+    if rate and cpu:
+        rates = ", ".join(f"x{r:.2f}" for r in rate)
+        cpus = ", ".join(f"x{r:.2f}" for r in cpu)
+        print(f"mirror first / contract only, per round: events/s {rates}; CPU/event {cpus}")
+    best = min(row["cpu_us_per_event"] for row in runs if row["fast_validation"])
+    print(
+        f"best CPU per event with the defaults: {best:.2f} µs = {1e6 / best:,.0f} events/s "
+        "from one process with a core to itself (goal 100,000)"
+    )
+    print()
 
 
 def closed_port() -> int:
@@ -426,6 +574,12 @@ def main() -> None:
         "--paced-calls", type=int, default=1_000_000, help="calls per paced run (0: none)"
     )
     parser.add_argument("--rate", type=int, default=50_000, help="calls/s of the paced runs")
+    parser.add_argument(
+        "--ab-rounds",
+        type=int,
+        default=0,
+        help="rounds of the validator comparison (contract only vs mirror first; 0: none)",
+    )
     parser.add_argument("--save", type=Path, help="write the results as JSON here")
     parser.add_argument("--baseline", type=Path, help="compare against a saved JSON run")
     args = parser.parse_args()
@@ -443,6 +597,9 @@ def main() -> None:
             )
         gc.collect()
         results["naive"] = asyncio.run(naive(args.bootstrap, topic, args.naive_events))
+        ab_runs: list[dict[str, Any]] = []
+        if args.ab_rounds > 0:
+            ab_runs = validator_ab(args.bootstrap, topic, args.events, args.ab_rounds)
         paced_results: dict[str, Any] = {}
         if args.paced_calls > 0:
             with tempfile.TemporaryDirectory(prefix="logflume-sdk-bench-") as tmp:
@@ -458,8 +615,11 @@ def main() -> None:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "results": results,
         "paced": paced_results,
+        "validator_ab": ab_runs,
     }
     print_table(results, baseline)
+    if ab_runs:
+        print_ab(ab_runs)
     if paced_results:
         print_paced(paced_results, baseline)
     if args.save:

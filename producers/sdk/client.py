@@ -95,7 +95,11 @@ class Client:
             settings = SDKSettings.model_validate({**settings.model_dump(), **overrides})
         self.settings = settings
         self._strict = settings.strict
-        self._encoder = EventEncoder(settings.project, max_event_bytes=settings.max_event_bytes)
+        self._encoder = EventEncoder(
+            settings.project,
+            max_event_bytes=settings.max_event_bytes,
+            fast=settings.fast_validation,
+        )
         self._unsaved = UnsavedLogs(settings.unsaved_capacity, settings.unsaved_ttl_s)
         self._given_transport = transport
         self._closed = False

@@ -57,6 +57,14 @@ class SDKSettings(BaseSettings):
         default=False,
         description="Validate at the call and raise ValueError naming the field (slower calls).",
     )
+    fast_validation: bool = Field(
+        default=True,
+        description=(
+            "Check log and log_update bodies with the SDK's msgspec mirror of the contract "
+            "first (~4x cheaper); what it does not accept is judged by the contract's own "
+            "models. False: the contract's models only."
+        ),
+    )
 
     # -- the producer -------------------------------------------------------------------------
     compression: Compression = Field(

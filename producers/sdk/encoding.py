@@ -11,8 +11,11 @@ mode) turns that into an :data:`Encoded` pair, ``(routing key, event bytes)``
    is the call's snapshot (a caller may mutate its dicts afterwards), and the queue holds
    nothing the garbage collector must traverse (queued dicts made the collector's full
    passes last up to ~150 ms at 50k calls/s, each one a pause of the calling thread);
-2. those exact bytes are validated by the contract's body model (``validate_json``), so
-   every caller-supplied field is checked, and checked on the bytes that travel;
+2. those exact bytes are validated, so every caller-supplied field is checked, and checked
+   on the bytes that travel: ``log`` and ``log_update`` bodies first by the SDK's msgspec
+   mirror of the contract (:mod:`producers.sdk.fastcheck`, ~1.5 µs against ~6 µs), which
+   only ever accepts what the contract accepts; everything it does not accept, and every
+   other type, by the contract's body model (``validate_json``);
 3. the envelope around them is built by hand: ``event_id``, ``ts`` and ``project`` are made
    here (or validated once, for the project), so validating them per event would only
    cost time. Measured on this machine for a typical log (2 messages, tokens, output):
@@ -50,6 +53,8 @@ from producers.contract import (
     parse_event,
 )
 from producers.contract.keys import key_part
+
+from .fastcheck import fast_identity
 
 __all__ = ["PRE_ENCODED", "Encoded", "EventEncoder", "Item", "new_id", "to_jsonable"]
 
@@ -108,6 +113,7 @@ _IDENTITY: Final[dict[str, Callable[[Any], str]]] = {
     "delete": _ref_or_id,
 }
 
+_TYPE_BYTES: Final = {name: name.encode() for name in _BODY_MODELS}
 _ENVELOPE: Final = b'{"event_id":"%b","type":"%b","ts":"%b","project":"%b","body":%b}'
 
 
@@ -143,8 +149,9 @@ def to_jsonable(obj: Any) -> Any:
 class EventEncoder:
     """Encodes items for one project; used by the worker and by strict-mode calls."""
 
-    def __init__(self, project: str, *, max_event_bytes: int) -> None:
+    def __init__(self, project: str, *, max_event_bytes: int, fast: bool = True) -> None:
         self._project = project.encode()
+        self._fast = fast
         self._key_prefix = project + "/"
         self._max_bytes = max_event_bytes
         self._second: tuple[int, bytes] = (-1, b"")  # one reference: safe across threads
@@ -180,19 +187,22 @@ class EventEncoder:
         """The routing key and wire bytes of a serialized body (the worker's part);
         raises ContractError naming fields."""
         data = _ENVELOPE % (
-            new_id("evt_").encode(),
-            etype.encode(),
+            b"evt_%032x" % (_getrandbits(128) & _UUID4_CLEAR | _UUID4_SET),  # new_id, as bytes
+            _TYPE_BYTES[etype],
             self._iso(ts),
             self._project,
             body_bytes,
         )
-        try:
-            model = _VALIDATORS[etype].validate_json(body_bytes)
-        except ValidationError:
-            raise _contract_error(data) from None
+        identity = fast_identity(etype, body_bytes) if self._fast else None
+        if identity is None:
+            try:
+                model = _VALIDATORS[etype].validate_json(body_bytes)
+            except ValidationError:
+                raise _contract_error(data) from None
+            identity = _IDENTITY[etype](model)
         if len(data) > self._max_bytes:
             raise _contract_error(data, self._max_bytes)
-        return (self._key_prefix + key_part(_IDENTITY[etype](model))).encode(), data
+        return (self._key_prefix + key_part(identity)).encode(), data
 
     def encode(
         self, etype: str, ts: float, body: dict[str, Any], stamp: tuple[str, ...]
