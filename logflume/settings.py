@@ -160,13 +160,15 @@ class Settings(BaseSettings):
             return self.kafka_brokers
         return recorded_brokers(self.home)
 
+    def kafka_node_port(self, node: int) -> tuple[int, int]:
+        """``(broker port, controller port)`` of local node ``node`` (1-based): the base
+        ports + 100 (node - 1)."""
+        step = 100 * (node - 1)
+        return self.kafka_port + step, self.kafka_controller_port + step
+
     def kafka_node_ports(self) -> list[tuple[int, int]]:
         """``(broker port, controller port)`` of each local node, node 1 first."""
-        step = 100
-        return [
-            (self.kafka_port + step * i, self.kafka_controller_port + step * i)
-            for i in range(self.local_brokers)
-        ]
+        return [self.kafka_node_port(node) for node in range(1, self.local_brokers + 1)]
 
     @property
     def dsn(self) -> str:

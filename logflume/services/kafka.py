@@ -31,7 +31,7 @@ from logflume.services.prerequisites import (
     require_maven,
     tail_file,
 )
-from logflume.services.topics import kafka_answers
+from logflume.services.topics import kafka_answers, min_insync_replicas, replication
 from logflume.settings import Settings
 
 __all__ = ["MAX_NODES", "KafkaPaths", "LocalKafka", "local_nodes", "nodes_on_disk"]
@@ -109,11 +109,7 @@ class LocalKafka:
         return f"127.0.0.1:{self.port}"
 
     def _ports(self) -> tuple[int, int]:
-        step = 100  # as Settings.kafka_node_ports
-        s = self.settings
-        return s.kafka_port + step * (self.node - 1), s.kafka_controller_port + step * (
-            self.node - 1
-        )
+        return self.settings.kafka_node_port(self.node)
 
     # -- state -----------------------------------------------------------------------------
 
@@ -177,14 +173,13 @@ class LocalKafka:
     def write_config(self) -> None:
         """(Re)write ``server.properties`` and ``log4j.properties`` from the settings."""
         s = self.settings
-        nodes = s.local_brokers
         ctl = f"127.0.0.1:{self._ports()[1]}"
         voters = ",".join(
             f"{n}@127.0.0.1:{c}" for n, (_, c) in enumerate(s.kafka_node_ports(), start=1)
         )
         # Internal topics (consumer offsets, transactions) replicated like the pipeline's.
-        replicas = str(min(3, nodes))
-        insync = "2" if nodes >= 3 else "1"
+        replicas = replication(s, None)  # a local cluster: its size is known
+        insync = str(min_insync_replicas(replicas))
         props = {
             "node.id": str(self.node),
             "process.roles": "broker,controller",
@@ -196,10 +191,10 @@ class LocalKafka:
             "controller.quorum.voters": voters,
             "log.dirs": str(self.paths.data),
             "num.partitions": str(s.partitions),
-            "default.replication.factor": replicas,
+            "default.replication.factor": str(replicas),
             "min.insync.replicas": insync,
-            "offsets.topic.replication.factor": replicas,
-            "transaction.state.log.replication.factor": replicas,
+            "offsets.topic.replication.factor": str(replicas),
+            "transaction.state.log.replication.factor": str(replicas),
             "transaction.state.log.min.isr": insync,
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "false",

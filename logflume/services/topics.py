@@ -91,7 +91,10 @@ async def _ensure(
     timeout_s: float,
 ) -> TopicsReport:
     report = TopicsReport()
-    replicas = replication(settings, len((await admin.describe_cluster())["brokers"]))
+    live = None  # the cluster is asked only when its size decides (external, no setting)
+    if settings.kafka_is_external and not settings.replication_factor:
+        live = len((await admin.describe_cluster())["brokers"])
+    replicas = replication(settings, live)
     for attempt in range(_RETRIES):
         existing = set(await admin.list_topics())
         missing = [t for t in wanted if t not in existing]
@@ -125,15 +128,16 @@ async def _ensure(
     return report
 
 
-def replication(settings: Settings, live_brokers: int) -> int:
+def replication(settings: Settings, live_brokers: int | None) -> int:
     """Replicas of a new topic: the setting, else 3 when the cluster has 3 brokers or more
     (one broker may be lost), else every broker. The local cluster's size is known; an
     external cluster's is the brokers alive now (set LOGFLUME_REPLICATION_FACTOR there, so
     that a topic created while a broker is down is not created with fewer replicas)."""
     if settings.replication_factor:
         return settings.replication_factor
-    brokers = live_brokers if settings.kafka_is_external else settings.local_brokers
-    return min(3, brokers)
+    if settings.kafka_is_external and live_brokers is not None:
+        return min(3, live_brokers)
+    return min(3, settings.local_brokers)
 
 
 def min_insync_replicas(replicas: int) -> int:
