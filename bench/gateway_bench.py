@@ -41,8 +41,8 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway.auth import create_key, revoke_key
-from logflume.services.topics import ensure_topics
-from logflume.settings import Settings
+from kernel.settings import Settings
+from kernel.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
 

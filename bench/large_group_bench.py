@@ -38,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the process helpers live with the tests
     sys.path.insert(0, str(ROOT))
 
-from logflume.settings import Settings  # noqa: E402
+from kernel.settings import Settings  # noqa: E402
 from processors.app import app_id  # noqa: E402
 from processors.topology import STAGES, stage_specs  # noqa: E402
 from producers.sdk import Client  # noqa: E402

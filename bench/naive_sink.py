@@ -24,7 +24,7 @@ if str(ROOT) not in sys.path:
 
 import sinks.writer  # noqa: E402
 from bench.sink_bench import NAIVE_DEAD_LETTER, naive_sql  # noqa: E402
-from logflume.settings import Settings  # noqa: E402
+from kernel.settings import Settings  # noqa: E402
 from sinks.batch import Batch  # noqa: E402
 from sinks.tables import TableSpec, removes, spec_for  # noqa: E402
 

@@ -60,7 +60,7 @@ if str(ROOT) not in sys.path:  # the oracle and process helpers live with the te
     sys.path.insert(0, str(ROOT))
 
 from bench.processors_bench import regressions  # noqa: E402  (events/s lost vs a baseline)
-from logflume.settings import Settings  # noqa: E402
+from kernel.settings import Settings  # noqa: E402
 from logflume.synthetic import generate_events, pack_events  # noqa: E402
 from processors.codec import RECORD_OVERHEAD_BYTES  # noqa: E402
 from producers.contract import pack_record, partition_for  # noqa: E402

@@ -39,7 +39,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from processors.agents import Reducer, Reducers
 from processors.app import app_id
 from processors.outcome import Lookup, Origin, Outcome, Output

@@ -48,11 +48,11 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # the live-pipeline helpers live with the tests
     sys.path.insert(0, str(ROOT))
 
+from kernel.settings import Settings  # noqa: E402
+from kernel.topics import ensure_topics  # noqa: E402
 from logflume.history.database import prepare_database  # noqa: E402
 from logflume.history.replay import Replay  # noqa: E402
 from logflume.history.verify import verify  # noqa: E402
-from logflume.services.topics import ensure_topics  # noqa: E402
-from logflume.settings import Settings  # noqa: E402
 from tests.integration.replay.history import LivePipeline, produce_history  # noqa: E402
 from tests.services import with_database  # noqa: E402
 

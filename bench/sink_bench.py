@@ -49,8 +49,8 @@ if str(ROOT) not in sys.path:  # the shared stream generator lives with the test
     sys.path.insert(0, str(ROOT))
 
 import sinks.writer  # noqa: E402
-from logflume.services.topics import ensure_topics  # noqa: E402
-from logflume.settings import Settings  # noqa: E402
+from kernel.settings import Settings  # noqa: E402
+from kernel.topics import ensure_topics  # noqa: E402
 from logflume.synthetic import generate_events, pack_events  # noqa: E402
 from sinks import sql  # noqa: E402
 from sinks.batch import Batch, DeadLetterRow  # noqa: E402

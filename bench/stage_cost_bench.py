@@ -37,8 +37,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from logflume.runtime import tune_gc  # noqa: E402
-from logflume.settings import Settings  # noqa: E402
+from kernel.runtime import tune_gc  # noqa: E402
+from kernel.settings import Settings  # noqa: E402
 from logflume.synthetic import generate_events, pack_events  # noqa: E402
 from processors.sequential import SequentialStages  # noqa: E402
 from processors.topology import STAGES  # noqa: E402

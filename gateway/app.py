@@ -21,8 +21,7 @@ from typing import Any
 from aiokafka import codec
 from fastapi import FastAPI
 
-from logflume.metrics import instrument_gateway
-from logflume.settings import Settings
+from kernel.settings import GatewaySettings, Settings
 from producers.sdk import KafkaTransport, MemoryTransport, SDKSettings, Spool, Transport
 
 from .auth import KeyStore, PgKeyStore
@@ -33,6 +32,7 @@ from .errors import JsonResponse, install_handlers
 from .held import HeldLines, MemoryHeldLines, PgHeldLines
 from .ingest import AcceptedLogs, Ingest
 from .log_index import LogIndex, MemoryLogIndex, PgLogIndex
+from .metrics import instrument_gateway
 from .nodes import NodeIndex, PgNodeIndex
 from .outage import DatabaseWatch
 from .publisher import Publisher
@@ -43,7 +43,6 @@ from .routes_humanloop import humanloop_router
 from .routes_maxim import maxim_router
 from .routes_prompts import prompts_router
 from .routes_read import read_router
-from .settings import GatewaySettings
 from .store import ReadStore, connect_pool
 from .unsaved import MemoryUnsavedIndex, PgUnsavedIndex, UnsavedIndex
 

@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.openapi.utils import get_openapi
 from pydantic import StringConstraints, TypeAdapter
 
-from logflume.settings import Settings
+from kernel.settings import GatewaySettings, Settings
 from producers.contract import FieldError
 from producers.contract.types import ID_PATTERN, MAX_ID_LENGTH
 
@@ -28,7 +28,6 @@ from .ingest import Ingest
 from .log_index import LogIndex, MemoryLogIndex
 from .nodes import NodeIndex
 from .outage import DatabaseWatch
-from .settings import GatewaySettings
 from .store import ReadStore
 
 __all__ = [

@@ -3,15 +3,16 @@
 A client's data is never answered 2xx and then dropped. What the gateway acknowledges but
 cannot turn into a contract event (a Maxim line of an entity logflume does not model, or
 one the contract refuses: :mod:`gateway.maxim`) is published on the pipeline's dead-letter
-topic in the processors' record format (:func:`processors.outcome.encode_dead_letter`: one
-JSON object per record with origin, reason and the raw text), so the sink stores it in
+topic in the contract's dead-letter format
+(:func:`producers.contract.deadletters.encode_dead_letter`: one JSON object per record with
+origin, reason and the raw text), so the sink stores it in
 ``dead_letters`` like any other dead letter.
 
 They get the events' promise: a :class:`~gateway.publisher.Publisher` of their own (a
 transport that sends one record per dead letter, and a spool of their own) returns only
 once Kafka acknowledged them or the spool has them on disk, and the request waits for it.
 :attr:`DeadLetters.counts` counts them by labels (for Maxim lines: entity, action and
-kind), read by ``logflume_gateway_maxim_dead_letters_total`` (:mod:`logflume.metrics`).
+kind), read by ``logflume_gateway_maxim_dead_letters_total`` (:mod:`gateway.metrics`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from processors.outcome import DeadLetter, encode_dead_letter
+from producers.contract.deadletters import DeadLetter, encode_dead_letter
 
 from .publisher import Delivery, Publisher
 

@@ -40,8 +40,8 @@ from typing import Any
 
 import orjson
 
-from processors.outcome import DeadLetter, Origin
 from producers.contract import FieldError
+from producers.contract.deadletters import DeadLetter, Origin
 
 from .deadletters import Kept
 

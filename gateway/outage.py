@@ -15,7 +15,7 @@ import logging
 import time
 from collections import Counter
 
-from logflume.dberrors import UNREACHABLE
+from kernel.dberrors import UNREACHABLE
 
 __all__ = ["RETRY_AFTER_S", "UNAVAILABLE", "DatabaseAway", "DatabaseWatch"]
 

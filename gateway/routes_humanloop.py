@@ -20,8 +20,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from processors.entities import file_id_for_path, file_version_id
 from producers.contract import CreateLogResponse, Event, FieldError, LogEvent
+from producers.contract.ids import file_id_for_path, file_version_id
 from producers.sdk.encoding import Encoded
 
 from . import humanloop

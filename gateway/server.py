@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 
 from .app import create_app
-from .settings import GatewaySettings
 
 __all__ = ["app"]
 
 
 def app() -> FastAPI:
-    return create_app(Settings(), GatewaySettings())
+    settings = Settings()
+    return create_app(settings, settings.gateway)

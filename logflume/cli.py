@@ -12,57 +12,27 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Coroutine
-from typing import Any, NoReturn, TypeVar
+from typing import Any
 
 import asyncpg
 import click
-from aiokafka.errors import KafkaError
 from pydantic import ValidationError
-from rich.console import Console
 from rich.logging import RichHandler
 from rich.markup import escape
 
-from logflume.logs import json_handler
-from logflume.metrics import instrument_sink
-from logflume.runtime import tune_gc
+from kernel.logs import json_handler
+from kernel.runtime import tune_gc
+from kernel.settings import Settings, export_for_children
+from logflume.console import EXPECTED_ERRORS, console, err_console, fail, run
+from logflume.demo.command import demo
+from logflume.history.commands import COMMANDS
+from logflume.runner import run_pipeline
 from logflume.services import manager
-from logflume.services.prerequisites import ServiceError
-from logflume.settings import Settings
 from producers.contract import event_json_schema
 from sinks.consumer import Sink
-from sinks.migrations import MigrationError
+from sinks.metrics import instrument_sink
 
 __all__ = ["main", "run"]
-
-T = TypeVar("T")
-
-console = Console()
-err_console = Console(stderr=True)
-
-# Failures that deserve one clear line, not a stack trace.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
-    ServiceError,
-    MigrationError,
-    KafkaError,
-    asyncpg.PostgresError,
-    asyncpg.InterfaceError,
-    OSError,
-    TimeoutError,
-)
-
-
-def fail(message: str) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] [red]{escape(message)}[/]", soft_wrap=True)
-    raise SystemExit(1)
-
-
-def run(coro: Coroutine[Any, Any, T]) -> T:
-    """Run one command's coroutine; expected failures print one red line and exit 1."""
-    try:
-        return asyncio.run(coro)
-    except EXPECTED_ERRORS as exc:
-        fail(str(exc) or type(exc).__name__)
 
 
 @click.group()
@@ -225,19 +195,17 @@ def _print_action(svc: manager.ServiceAction) -> None:
 @click.pass_obj
 def gateway(settings: Settings, host: str | None, port: int | None, workers: int) -> None:
     """Serve the HTTP gateway (Humanloop- and Maxim-compatible, /v1/events, read API)."""
-    import os
-
     import uvicorn
 
-    from gateway import GatewaySettings, create_app
+    from gateway import create_app
 
     # JSON logs: uvicorn's loggers propagate to the root handler instead of its own.
     log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    options = GatewaySettings(**overrides)
+    options = settings.gateway.model_copy(update=overrides)
     console.print(f"gateway on http://{options.host}:{options.port} (docs at /docs)")
     if workers > 1:  # each process builds its own app from the same environment
-        os.environ.update({f"LOGFLUME_GATEWAY_{k.upper()}": str(v) for k, v in overrides.items()})
+        export_for_children({f"LOGFLUME_GATEWAY_{k.upper()}": str(v) for k, v in overrides.items()})
         uvicorn.run(
             "gateway.server:app",
             host=options.host,
@@ -357,16 +325,11 @@ def keys_revoke(settings: Settings, key_id: str) -> None:
 
 
 # -- the whole pipeline: `run` (logflume/runner.py) and `demo` (logflume/demo/) ---------------
-from logflume.demo.command import demo  # noqa: E402
-from logflume.runner import run_pipeline  # noqa: E402
-
 main.add_command(run_pipeline, name="run")
 main.add_command(demo)
 
 
 # -- replay, export, import, verify (logflume/history) --------------------------------------
-
-from logflume.history.commands import COMMANDS  # noqa: E402  (uses fail/run defined above)
 
 for _command in COMMANDS:
     main.add_command(_command)

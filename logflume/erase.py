@@ -4,13 +4,12 @@ PostgreSQL; one ``delete`` event per entity is published to the raw topic)."""
 
 from __future__ import annotations
 
-from gateway import GatewaySettings
 from gateway.app import kafka_transport
 from gateway.deletion import Targets, resolve
 from gateway.ingest import encode_envelope, envelope
 from gateway.log_index import PgLogIndex
 from gateway.store import ReadStore, connect_pool
-from logflume.settings import Settings
+from kernel.settings import Settings
 
 __all__ = ["erase"]
 
@@ -39,7 +38,7 @@ async def erase(
         encode_envelope(envelope("delete", project, body), settings.max_event_bytes)[1]
         for body in targets.bodies.values()
     ]
-    transport = kafka_transport(settings, GatewaySettings())
+    transport = kafka_transport(settings, settings.gateway)
     try:
         await transport.send(encoded)
     finally:

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import click
 
+from kernel.errors import ServiceError
+from kernel.settings import Settings
+from kernel.topics import kafka_answers
+from logflume.console import console, run
 from logflume.services.postgres import postgres_problem
-from logflume.services.prerequisites import ServiceError
-from logflume.services.topics import kafka_answers
-from logflume.settings import Settings
 from logflume.supervisor import ChildSpec, Supervisor, logflume_argv
 
 __all__ = ["pipeline_specs", "preflight", "run_pipeline", "supervise"]
@@ -124,7 +125,6 @@ def run_pipeline(
     the processors, then the sinks (SIGTERM, then SIGKILL after --stop-timeout). Exit status
     0 after a requested stop, 1 if a stage kept failing or the services do not answer.
     """
-    from logflume.cli import console, run  # the CLI imports this module: import late
 
     logging.getLogger("logflume.supervisor").setLevel(logging.INFO)  # starts, restarts, stops
     run(preflight(settings))

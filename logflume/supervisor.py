@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import os
 import signal
 import sys
 import time
@@ -36,6 +35,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+
+from kernel.settings import child_environment
 
 __all__ = ["Child", "ChildSpec", "Supervisor", "logflume_argv"]
 
@@ -165,7 +166,7 @@ class Supervisor:
 
     async def _start(self, child: Child) -> None:
         spec = child.spec
-        env = {**os.environ, **spec.env}
+        env = child_environment(spec.env)
         out: IO[bytes] | None = None
         path = self.log_path(spec.name)
         if path is not None:

@@ -49,7 +49,7 @@ from typing import Any, NoReturn
 import faust
 from faust.types import EventT, StreamT
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from processors.app import (
     ExpiringTable,
     ProcessorOptions,

@@ -39,23 +39,21 @@ import asyncio
 import gc
 import logging
 import os
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, NoReturn
 
 import faust
 import orjson
 from aiokafka.structs import RecordMetadata
+from faust.serializers.codecs import Codec
 from faust.types import TP, EventT
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from logflume.settings import Settings
-from processors.codec import RECORD_OVERHEAD_BYTES, OrjsonCodec
+from kernel.settings import ProcessorOptions, Settings
+from processors.codec import RECORD_OVERHEAD_BYTES
 from processors.cold import ColdStore
 from processors.snapshots import TableSnapshot, load_partition, remove_temporaries
 
@@ -78,89 +76,24 @@ _SWEEP_CHUNK = 5000  # keys examined between two yields to the event loop
 EX_SOFTWARE = 70  # exit status of a worker ended by a failed send
 
 
-class ProcessorOptions(BaseSettings):
-    """Options of a processor worker (``LOGFLUME_PROCESSOR_*``)."""
+class OrjsonCodec(Codec):
+    """Faust codec for table values: JSON via orjson (dicts in, dicts out)."""
 
-    model_config = SettingsConfigDict(env_prefix="LOGFLUME_PROCESSOR_", frozen=True, extra="ignore")
+    def _dumps(self, s: Any) -> bytes:
+        return orjson.dumps(s)
 
-    state_ttl_s: float = Field(default=7 * 24 * 3600.0, gt=0, description="State TTL.")
-    state_quiet_s: float = Field(
-        default=300.0,
-        ge=0,
-        description="A state quiet this long leaves memory for the worker's disk "
-        "(processors.cold) until its TTL; 0 keeps every state in memory.",
-    )
-    ttl_sweep_interval_s: float = Field(
-        default=60.0, gt=0, description="Period of the sweep that moves and expires states."
-    )
-    worker_name: str = Field(
-        default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}",
-        pattern=r"^[A-Za-z0-9._-]{1,100}$",
-        description="Names the worker's data folder and Kafka client id.",
-    )
-    static_membership: bool = Field(
-        default=False,
-        description="Join the group as a static member (KIP-345) named by worker_name: a "
-        "worker restarted under the same name within the session timeout gets its partitions "
-        "back without a rebalance. The name must then be stable and unique per worker (a "
-        "second worker of the same name is fenced).",
-    )
-    web_port: int | None = Field(
-        default=None, ge=1, le=65535, description="Faust's web server port; unset disables it."
-    )
-    log_level: str = Field(default="warning", description="Level of the worker's logging.")
-    session_timeout_s: float = Field(
-        default=10.0, ge=1, description="A silent (killed) worker loses its partitions after this."
-    )
-    heartbeat_interval_s: float = Field(default=1.0, gt=0, description="Group heartbeat period.")
-    rebalance_timeout_s: float = Field(default=30.0, gt=0, description="Rejoin deadline.")
-    commit_interval_s: float = Field(default=2.0, gt=0, description="Offset commit period.")
-    producer_linger_s: float = Field(default=0.005, ge=0, description="Producer batching delay.")
-    window_records: int = Field(
-        default=500, ge=1, description="A stage flushes its outputs after this many records..."
-    )
-    window_ms: float = Field(
-        default=50.0, gt=0, description="...or this long after the window's first record."
-    )
-    snapshot_interval_s: float = Field(
-        default=30.0,
-        ge=0,
-        description="Period of the local state snapshots a restarted worker recovers from "
-        "(0: none, recover from the whole changelog).",
-    )
-    stall_s: float = Field(
-        default=60.0,
-        gt=0,
-        description="A worker whose assigned partitions have work (lag > 0) but whose "
-        "position and committed offset did not move for this long, or whose event loop did "
-        "not run for this long, exits with status 75 (processors.watchdog).",
-    )
-    send_timeout_s: float = Field(
-        default=30.0,
-        gt=0,
-        description="The bound of every send and delivery of the stages (outputs, dead "
-        "letters, changelog writes, a window's completion): past it the worker exits with "
-        "status 70 without committing.",
-    )
-    # Test-only fault injection (processors.faults): a stage wedges on an await that never
-    # returns, once, after this many records.
-    fault_wedge: Literal["stream", "send", "loop"] | None = Field(
-        default=None, description="Test only: where a stage wedges (stream, send or loop)."
-    )
-    fault_wedge_after: int = Field(default=1, ge=0, description="Test only: after N records.")
-    fault_wedge_marker: Path | None = Field(
-        default=None, description="Test only: wedge only if this file does not exist yet."
-    )
+    def _loads(self, s: bytes) -> Any:
+        return orjson.loads(s)
 
 
 def app_id(settings: Settings) -> str:
     """The Faust app id: the consumer group and the prefix of the changelog topics."""
-    return f"{settings.topic_prefix}.processors"
+    return settings.processors_group
 
 
 def make_app(settings: Settings, options: ProcessorOptions | None = None) -> faust.App:
     """The processors' app, configured from the settings; agents are added by the stages."""
-    options = options or ProcessorOptions()
+    options = options or settings.processor
     brokers = [f"kafka://{h.strip()}" for h in settings.bootstrap_servers.split(",") if h.strip()]
     datadir = worker_datadir(settings, options)
     return faust.App(
@@ -174,7 +107,7 @@ def make_app(settings: Settings, options: ProcessorOptions | None = None) -> fau
         key_serializer="raw",
         value_serializer="raw",
         topic_partitions=settings.partitions,
-        topic_replication_factor=1,  # unused: logflume.services.topics creates topics
+        topic_replication_factor=1,  # unused: kernel.topics creates topics
         topic_allow_declare=False,
         topic_disable_leader=True,
         table_standby_replicas=0,

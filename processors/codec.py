@@ -1,12 +1,12 @@
 """Bytes at the processors' Kafka edges: table values, output records, dead letters.
 
-Table values are plain JSON dicts encoded with orjson (:class:`OrjsonCodec`, handed to the
-tables as their value serializer; the app's own serializer stays ``raw``). Outputs leave in
-batch records: :func:`pack_outputs` groups them by destination partition (Kafka's murmur2
-partitioner on each output's key, as in the wire contract) and packs one record per
-partition, split so that no record exceeds the record size limit. An output too large for
-any record cannot be sent and is returned apart, to be dead-lettered. Dead-letter records
-are encoded by :func:`processors.outcome.encode_dead_letter` (re-exported here), which the
+Table values are plain JSON dicts encoded with orjson (:class:`processors.app.OrjsonCodec`,
+the Faust side; this module imports no Faust). Outputs leave in batch records:
+:func:`pack_outputs` groups them by destination partition (Kafka's murmur2 partitioner on
+each output's key, as in the wire contract) and packs one record per partition, split so
+that no record exceeds the record size limit. An output too large for any record cannot be
+sent and is returned apart, to be dead-lettered. Dead-letter records are encoded by
+:func:`producers.contract.deadletters.encode_dead_letter` (re-exported here), which the
 gateway shares without importing Faust.
 """
 
@@ -14,31 +14,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 import orjson
-from faust.serializers.codecs import Codec
 
 from processors.outcome import RECORD_OVERHEAD_BYTES, Output, encode_dead_letter
 from producers.contract import pack_record, partition_for
 
 __all__ = [
     "RECORD_OVERHEAD_BYTES",
-    "OrjsonCodec",
     "PackedOutputs",
     "encode_dead_letter",
     "pack_outputs",
 ]
-
-
-class OrjsonCodec(Codec):
-    """Faust codec for table values: JSON via orjson (dicts in, dicts out)."""
-
-    def _dumps(self, s: Any) -> bytes:
-        return orjson.dumps(s)
-
-    def _loads(self, s: bytes) -> Any:
-        return orjson.loads(s)
 
 
 @dataclass(slots=True)

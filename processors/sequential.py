@@ -34,7 +34,7 @@ from typing import Any
 
 import orjson
 
-from logflume.settings import Settings, Topics
+from kernel.settings import Settings, Topics
 
 from .codec import encode_dead_letter
 from .outcome import DeadLetter, Origin, Outcome

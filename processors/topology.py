@@ -35,7 +35,7 @@ from typing import Any, Literal
 
 import orjson
 
-from logflume.settings import Topics
+from kernel.settings import Topics
 from producers.contract import merge_carried
 
 from .codec import pack_outputs

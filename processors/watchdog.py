@@ -21,7 +21,7 @@ Two parts:
 
 Its state also answers the worker's ``/healthz`` (liveness) and ``/readyz`` (assigned and
 recovered) and the metrics ``logflume_stage_stalled``, ``logflume_stage_seconds_without_
-progress`` and ``logflume_stage_partition_lag`` (:mod:`logflume.metrics`).
+progress`` and ``logflume_stage_partition_lag`` (:mod:`processors.metrics`).
 """
 
 from __future__ import annotations

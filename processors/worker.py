@@ -26,16 +26,16 @@ from typing import Any, NoReturn
 
 import faust
 
-from logflume.logs import LogFormat, apply_format
-from logflume.metrics import instrument_processor
-from logflume.runtime import tune_gc
-from logflume.services.prerequisites import ServiceError
-from logflume.services.topics import ensure_topics
-from logflume.settings import Settings
+from kernel.errors import ServiceError
+from kernel.logs import LogFormat, apply_format
+from kernel.runtime import tune_gc
+from kernel.settings import Settings
+from kernel.topics import ensure_topics
 from processors.agents import STAGES, Reducers, Stage, StageName, install_stages
 from processors.app import ProcessorOptions, make_app, worker_datadir
 from processors.assignor import patch_faust_assignor
 from processors.codec import RECORD_OVERHEAD_BYTES
+from processors.metrics import instrument_processor
 from processors.watchdog import Watchdog
 
 __all__ = [
@@ -62,7 +62,7 @@ def build(
     reducers: Reducers | None = None,
 ) -> tuple[faust.App, dict[StageName, Stage]]:
     """The app with the given stages installed (not started)."""
-    options = options or ProcessorOptions()
+    options = options or settings.processor
     app = make_app(settings, options)
     return app, install_stages(app, settings, options, stages, reducers)
 
@@ -184,7 +184,7 @@ def run_worker(
     reducers: Reducers | None = None,
 ) -> NoReturn:
     """Run one worker until SIGTERM/SIGINT; exits the process (status 0 on a clean stop)."""
-    options = options or ProcessorOptions()
+    options = options or settings.processor
     patch_faust_consumer()
     patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
     tune_gc()

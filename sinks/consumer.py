@@ -22,8 +22,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
-from logflume.dberrors import UNREACHABLE
-from logflume.settings import Settings
+from kernel.dberrors import UNREACHABLE
+from kernel.settings import Settings
 
 from .batch import Batch
 from .writer import WriteResult, write_batch

@@ -3,7 +3,7 @@
 
 A :class:`PipelineProcesses` starts Faust workers (``python -m processors.worker``) and
 sinks (``python -m tests.sink_main``: what ``logflume sink`` runs) against one
-:class:`~logflume.settings.Settings`, each with a log file of its own; it SIGKILLs one by
+:class:`~kernel.settings.Settings`, each with a log file of its own; it SIGKILLs one by
 name (no goodbye to its consumer group, no flush: the crash the pipeline must survive) and,
 like a process supervisor, restarts the ones that exited. Nothing here waits for results:
 the callers poll Postgres.
@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from tests.services import REPO_ROOT
 
 __all__ = ["WORKER_ENV", "PipelineProcesses", "Process"]

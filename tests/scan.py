@@ -12,7 +12,7 @@ import zstandard
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 
 __all__ = ["archive_text", "files_bytes", "table_texts", "topic_bytes"]
 

@@ -27,11 +27,11 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 from aiokafka.admin import AIOKafkaAdminClient
 
+from kernel.settings import Settings
+from kernel.topics import ensure_topics
 from logflume.services import manager
 from logflume.services.kafka import LocalKafka
 from logflume.services.postgres import LocalPostgres
-from logflume.services.topics import ensure_topics
-from logflume.settings import Settings
 from sinks.migrations import apply_migrations
 
 log = logging.getLogger(__name__)

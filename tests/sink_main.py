@@ -8,8 +8,8 @@ import asyncio
 import logging
 import signal
 
-from logflume.runtime import tune_gc
-from logflume.settings import Settings
+from kernel.runtime import tune_gc
+from kernel.settings import Settings
 from sinks.consumer import Sink
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from logflume.settings import Settings
+from kernel.settings import Settings
+from logflume.console import console, run
 
 __all__ = ["demo"]
 
@@ -65,7 +66,6 @@ def demo(
     summary_json: Path | None,
 ) -> None:
     """Run the pipeline on a synthetic customer-support workload and check the totals."""
-    from logflume.cli import console, run  # the CLI imports this module: import late
     from logflume.demo.session import DemoOptions, run_demo
 
     if duration is not None:

@@ -13,8 +13,8 @@ from decimal import Decimal
 
 import asyncpg
 
-from logflume.lag import LagReader, pipeline_groups
-from logflume.settings import Settings
+from kernel.lag import LagReader, pipeline_groups
+from kernel.settings import Settings
 
 from .workload import Totals
 

@@ -40,10 +40,10 @@ from rich.markup import escape
 
 from gateway import GatewaySettings
 from gateway.auth import create_key
-from logflume.lag import LagReader
+from kernel.lag import LagReader
+from kernel.settings import Settings
 from logflume.runner import pipeline_specs
 from logflume.services import manager
-from logflume.settings import Settings
 from logflume.supervisor import Supervisor
 from producers.sdk import Client
 
@@ -134,7 +134,7 @@ async def _with_pipeline(
     plan: Plan,
     key: str,
 ) -> int:
-    gateway = GatewaySettings()
+    gateway = settings.gateway
     reuse_gateway = _port_open(gateway.host, gateway.port)
     log_dir = settings.home.expanduser().resolve() / "logs" / f"demo-{plan.run_id}"
     specs = pipeline_specs(

@@ -39,7 +39,7 @@ import orjson
 import zstandard
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from processors.codec import RECORD_OVERHEAD_BYTES
 from producers.contract import (
     ContractError,

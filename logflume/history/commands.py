@@ -24,8 +24,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from logflume.cli import console, err_console, fail, run
-from logflume.settings import Settings, redact_dsn
+from kernel.settings import Settings, redact_dsn
+from logflume.console import console, err_console, fail, run
 
 from .archive import ArchiveError, export_archive, import_archive
 from .replay import Replay, ReplayProgress

@@ -39,8 +39,8 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from logflume.runtime import tune_gc
-from logflume.settings import Settings
+from kernel.runtime import tune_gc
+from kernel.settings import Settings
 from processors.codec import encode_dead_letter
 from processors.sequential import Emitted, SequentialStages
 from sinks.batch import Batch

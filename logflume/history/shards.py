@@ -25,8 +25,8 @@ from typing import Any
 
 import orjson
 
-from logflume.runtime import tune_gc
-from logflume.settings import Topics
+from kernel.runtime import tune_gc
+from kernel.settings import Topics
 from processors.outcome import DeadLetter
 from processors.sequential import SequentialStages
 

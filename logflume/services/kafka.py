@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from kernel.settings import Settings
+from kernel.topics import kafka_answers, min_insync_replicas, replication
 from logflume.services.prerequisites import (
     ServiceError,
     ensure_port_free,
@@ -31,8 +33,6 @@ from logflume.services.prerequisites import (
     require_maven,
     tail_file,
 )
-from logflume.services.topics import kafka_answers, min_insync_replicas, replication
-from logflume.settings import Settings
 
 __all__ = ["MAX_NODES", "KafkaPaths", "LocalKafka", "local_nodes", "nodes_on_disk"]
 

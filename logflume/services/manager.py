@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
+from kernel.settings import Settings
+from kernel.topics import TopicsReport, ensure_topics, kafka_answers, wait_for_kafka
 from logflume.services.kafka import local_nodes, nodes_on_disk
 from logflume.services.postgres import (
     LocalPostgres,
@@ -32,8 +34,6 @@ from logflume.services.prerequisites import (
     require_maven,
     require_postgres_os_user,
 )
-from logflume.services.topics import TopicsReport, ensure_topics, kafka_answers, wait_for_kafka
-from logflume.settings import Settings
 from sinks.migrations import apply_migrations
 
 __all__ = [

@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
+from kernel.settings import LOCAL_DB_USER, Settings, redact_dsn
 from logflume.services.prerequisites import (
     MissingPrerequisite,
     PostgresBinaries,
@@ -30,7 +31,6 @@ from logflume.services.prerequisites import (
     require_postgres_os_user,
     tail_file,
 )
-from logflume.settings import LOCAL_DB_USER, Settings, redact_dsn
 
 __all__ = [
     "LocalPostgres",

@@ -17,6 +17,8 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from kernel.errors import ServiceError
+
 __all__ = [
     "JAVA_PACKAGE",
     "MAVEN_PACKAGE",
@@ -43,13 +45,6 @@ POSTGRES_OS_USER = "postgres"
 MIN_JAVA_MAJOR = 11  # Kafka 3.9 brokers run on Java 11+; 17 is what the machines have.
 _POSTGRES_TOOLS = ("initdb", "pg_ctl", "postgres")
 _DEBIAN_POSTGRES_BINS = "/usr/lib/postgresql/*/bin"
-
-
-class ServiceError(RuntimeError):
-    """A local or external service could not be prepared, started, stopped or reached.
-
-    The message is meant for a human and never contains a password.
-    """
 
 
 class MissingPrerequisite(ServiceError):

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from humanloop import Humanloop
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from producers.sdk import Client
 from tests.e2e.conftest import Pipeline
 from tests.integration.replay.history import logflume_ok

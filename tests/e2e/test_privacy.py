@@ -23,7 +23,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from humanloop import Humanloop
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from producers.contract import pack_record, partition_for
 from producers.sdk import Client
 from tests.e2e.conftest import Pipeline, eventually

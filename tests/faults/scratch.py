@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kernel.settings import Settings
 from logflume.services import manager
 from logflume.services.kafka import LocalKafka, local_nodes
 from logflume.services.postgres import LocalPostgres
-from logflume.settings import Settings
 from tests.services import REPO_ROOT, base_settings
 
 __all__ = ["ScratchServices", "scratch_services"]

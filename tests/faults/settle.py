@@ -8,7 +8,7 @@ from typing import Protocol
 import asyncpg
 import pytest
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from tests.faults.scratch import group_lag
 from tests.integration.sinks.harness import eventually
 from tests.integration.sinks.stream import Oracle, oracle_mismatches

@@ -27,7 +27,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from logflume.synthetic import generate_events, pack_events
 from processors.codec import RECORD_OVERHEAD_BYTES
 from producers.sdk import Client

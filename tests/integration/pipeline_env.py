@@ -15,7 +15,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from tests.services import REPO_ROOT, Services, scratch_environment
 
 PARTITIONS = 4

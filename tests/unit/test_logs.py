@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from logflume.logs import JsonFormatter, apply_format, redact
+from kernel.logs import JsonFormatter, apply_format, redact
 
 
 def _logger(stream: io.StringIO) -> logging.Logger:

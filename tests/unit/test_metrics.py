@@ -15,13 +15,15 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from gateway import Components, GatewaySettings, create_app
 from gateway.nodes import MemoryNodeIndex
-from logflume.metrics import SINK_REGISTRY, StageCollector, observe_sink_batch, role_port
-from logflume.settings import Settings
+from kernel.metrics import SINK_REGISTRY, role_port
+from kernel.settings import Settings
 from processors.agents import StageStats
+from processors.metrics import StageCollector
 from processors.outcome import Origin
 from processors.stage2 import process_groups_record
 from producers.sdk import MemoryTransport, Spool
 from sinks.consumer import BatchReport
+from sinks.metrics import observe_sink_batch
 from tests.integration.pipeline_env import metric
 
 

@@ -7,9 +7,9 @@ import sys
 
 from click.testing import CliRunner
 
+from kernel.settings import Settings
 from logflume.cli import main
 from logflume.runner import GATEWAY_ORDER, PROCESS_ORDER, SINK_ORDER, pipeline_specs
-from logflume.settings import Settings
 
 
 def test_children_and_their_stop_order() -> None:

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from gateway import GatewaySettings, create_app
 from gateway.auth import create_key
-from logflume.settings import Settings
+from kernel.settings import Settings
 from tests.services import Services, scratch_environment
 
 PARTITIONS = 4

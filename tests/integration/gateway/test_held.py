@@ -18,7 +18,7 @@ import pytest
 from gateway import GatewaySettings, create_app
 from gateway.held import EXPIRED_TOPIC, HeldLine, PgHeldLines
 from gateway.maxim import event_id, parse_lines
-from logflume.settings import Settings
+from kernel.settings import Settings
 from tests.integration.gateway.helpers import Env, own_env, raw_events
 from tests.services import Services
 

@@ -14,7 +14,7 @@ import pytest
 
 from gateway import GatewaySettings, create_app
 from gateway.auth import revoke_key
-from logflume.settings import Settings
+from kernel.settings import Settings
 from tests.integration.gateway.helpers import Env, own_env, raw_events
 from tests.services import Services
 

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import GenerationMode
 
 from gateway import GatewaySettings, create_app
-from logflume.settings import Settings
+from kernel.settings import Settings
 from tests.integration.gateway.helpers import ServedGateway, own_env
 from tests.services import Services
 

@@ -26,8 +26,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 
-from logflume.services.topics import ensure_topics
-from logflume.settings import Settings
+from kernel.settings import Settings
+from kernel.topics import ensure_topics
 from processors.app import app_id
 from producers.contract import pack_record, partition_for
 from tests.services import REPO_ROOT, Services

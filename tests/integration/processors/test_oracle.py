@@ -22,8 +22,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from logflume.metrics import ROLE_OFFSETS
-from logflume.settings import Settings
+from kernel.metrics import ROLE_OFFSETS
+from kernel.settings import Settings
 from logflume.synthetic import BASE, generate_events, pack_events
 from processors.app import app_id
 from processors.outcome import Origin

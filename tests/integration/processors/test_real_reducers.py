@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import orjson
 import pytest
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from producers.contract import encode_event, pack_record, partition_for, routing_key, validate_event
 from tests.integration.processors.conftest import Consumed, Workers, consume, produce_records
 

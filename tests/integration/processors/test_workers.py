@@ -14,7 +14,7 @@ from collections import Counter
 import orjson
 import pytest
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from processors.app import app_id
 from producers.contract import pack_record, partition_for
 from tests.integration.processors.conftest import (

@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from tests.integration.replay.history import LivePipeline, produce_history
 from tests.services import Services, scratch_environment, with_database
 

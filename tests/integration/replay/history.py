@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from logflume.synthetic import generate_events, pack_events
 from processors.app import app_id
 from processors.codec import RECORD_OVERHEAD_BYTES

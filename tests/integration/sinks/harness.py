@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from sinks.consumer import BatchReport, Sink
 
 __all__ = ["RunningSink", "SinkEnv", "eventually", "running_sink"]

@@ -25,7 +25,7 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from processors.codec import RECORD_OVERHEAD_BYTES
 from processors.sequential import Emitted, SequentialStages
 from producers.contract import merge_carried

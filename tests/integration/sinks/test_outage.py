@@ -16,8 +16,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 import sinks.consumer
+from kernel.settings import Settings
 from logflume.services.postgres import LocalPostgres
-from logflume.settings import Settings
 from logflume.synthetic import generate_events, pack_events
 from sinks.batch import Batch
 from sinks.consumer import Sink

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from gateway import Components, GatewaySettings, create_app
 from gateway.held import MemoryHeldLines
 from gateway.nodes import MemoryNodeIndex
-from logflume.settings import Settings
+from kernel.settings import Settings
 from producers.sdk import MemoryTransport, Spool
 
 KEYS = {"key-a": "proj-a", "key-b": "proj-b"}

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from gateway import Components, GatewaySettings, create_app
 from gateway.nodes import MemoryNodeIndex
-from logflume.settings import Settings
+from kernel.settings import Settings
 from producers.sdk import MemoryTransport, Spool
 from sinks.batch import Batch, DeadLetterRow
 from tests.integration.pipeline_env import metric

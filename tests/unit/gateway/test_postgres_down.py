@@ -23,8 +23,8 @@ from gateway.outage import DatabaseWatch
 from gateway.release import drain_deferred
 from gateway.store import ReadStore
 from gateway.unsaved import PgUnsavedIndex
-from logflume.settings import Settings
-from processors.entities import prompt_id_for_path
+from kernel.settings import Settings
+from producers.contract.ids import prompt_id_for_path
 from producers.sdk import MemoryTransport, Spool
 
 KEY = "lf_key-a"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from kernel.settings import Settings
 from logflume.history.shards import Stage1Shards
-from logflume.settings import Settings
 from logflume.synthetic import generate_events, pack_events
 from processors.sequential import SequentialStages
 

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from processors.sequential import SequentialStages
 from producers.contract import partition_for, routing_key, validate_event
 from sinks.tables import removes, spec_for

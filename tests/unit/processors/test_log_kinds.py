@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from logflume.settings import Settings
-from processors.entities import file_id_for_path, file_version_id, prompt_version_id
+from kernel.settings import Settings
 from processors.sequential import SequentialStages
 from producers.contract import ContractError, validate_event
+from producers.contract.ids import file_id_for_path, file_version_id, prompt_version_id
 from sinks.batch import Batch
 
 PROMPT = {"model": "gpt-4o", "provider": "openai"}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from logflume.synthetic import generate_events, pack_events
 from processors.outcome import Origin, Outcome, Output
 from processors.sequential import Emitted, SequentialStages

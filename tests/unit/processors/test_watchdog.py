@@ -14,7 +14,8 @@ import pytest
 from faust.types import TP
 from prometheus_client import CollectorRegistry, generate_latest
 
-from logflume.metrics import LivenessCollector, _with_probes
+from kernel.metrics import with_probes as _with_probes
+from processors.metrics import LivenessCollector
 from processors.watchdog import REBALANCE, Watchdog
 from tests.integration.pipeline_env import metric
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiokafka import TopicPartition
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from sinks.consumer import Sink
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import orjson
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 from sinks.batch import Batch
 from sinks.consumer import Sink
 from sinks.tables import LOGS, TRACE_ROLLUPS, TRACES

@@ -22,7 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from logflume.settings import Settings
+from kernel.settings import Settings
 
 __all__ = ["GroupTopics", "LagMonitor", "LagReader", "pipeline_groups"]
 
@@ -39,12 +39,11 @@ class GroupTopics:
 
 def pipeline_groups(settings: Settings) -> list[GroupTopics]:
     """The pipeline's groups: the Faust app (one group, a stage per source topic), the sinks."""
-    from processors.app import app_id  # the group id is the Faust app id
-
     t = settings.topics
     return [
         GroupTopics(
-            app_id(settings), {t.events: "entities", t.entities: "traces", t.groups: "groups"}
+            settings.processors_group,
+            {t.events: "entities", t.entities: "traces", t.groups: "groups"},
         ),
         GroupTopics(
             settings.sink_group, {t.entities: "sink", t.rollups: "sink", t.deadletter: "sink"}

@@ -22,8 +22,8 @@ from aiokafka.errors import (
     for_code,
 )
 
-from logflume.services.prerequisites import ServiceError
-from logflume.settings import Settings
+from kernel.errors import ServiceError
+from kernel.settings import Settings
 
 __all__ = [
     "TopicsReport",
