@@ -17,6 +17,8 @@ from typing import Any, Literal
 import asyncpg
 import orjson
 
+from kernel.clients import pg_pool
+
 from .errors import BadRequest
 
 __all__ = ["Cursor", "LogFilter", "ReadStore", "connect_pool"]
@@ -36,11 +38,10 @@ async def connect_pool(dsn: str, *, max_size: int, timeout_s: float) -> asyncpg.
     """The gateway's pool: JSON columns decoded to Python objects."""
     # min_size=0: while the database is down, asyncpg would otherwise retry the connection
     # floor in the background and log a traceback for every attempt.
-    pool = await asyncpg.create_pool(
+    pool = await pg_pool(
         dsn, min_size=0, max_size=max_size, timeout=timeout_s, command_timeout=timeout_s * 3,
         init=_init_connection,
     )  # fmt: skip
-    assert pool is not None
     return pool
 
 

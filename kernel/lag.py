@@ -18,10 +18,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
+from kernel.clients import kafka_admin, kafka_consumer
 from kernel.settings import Settings
 
 __all__ = ["GroupTopics", "LagMonitor", "LagReader", "pipeline_groups"]
@@ -57,11 +57,9 @@ class LagReader:
     def __init__(self, settings: Settings, *, timeout_s: float = 10.0) -> None:
         self._partitions = settings.partitions
         ms = int(timeout_s * 1000)
-        self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=ms
-        )
-        self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=settings.bootstrap_servers,
+        self._admin = kafka_admin(settings, request_timeout_ms=ms)
+        self._consumer = kafka_consumer(
+            settings,
             enable_auto_commit=False,
             request_timeout_ms=ms,
         )

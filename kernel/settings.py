@@ -36,7 +36,7 @@ LOCAL_DB_NAME = "logflume"
 
 @dataclass(frozen=True, slots=True)
 class Topics:
-    """Names of the Kafka topics the pipeline uses (DESIGN section 3)."""
+    """Names of the Kafka topics the pipeline uses (architecture section 3)."""
 
     events: str
     entities: str

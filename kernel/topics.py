@@ -1,6 +1,6 @@
 """Talking to any Kafka broker (local or external): is it answering, and the pipeline's topics.
 
-``ensure_topics`` creates the topics of DESIGN section 3 with the configured partition
+``ensure_topics`` creates the topics of architecture section 3 with the configured partition
 count and replication (retention of the raw events topic from the settings) and checks that
 topics which already exist have the expected partition count.
 """
@@ -22,6 +22,7 @@ from aiokafka.errors import (
     for_code,
 )
 
+from kernel.clients import kafka_admin
 from kernel.errors import ServiceError
 from kernel.settings import Settings
 
@@ -59,9 +60,7 @@ async def ensure_topics(
         *settings.topics.all(),
         *(name for name in extra if name not in settings.topics.all()),
     ]
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=settings.bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
-    )
+    admin = kafka_admin(settings, request_timeout_ms=int(timeout_s * 1000))
     deadline = time.monotonic() + timeout_s
     try:
         await admin.start()
@@ -205,9 +204,7 @@ async def kafka_answers(bootstrap_servers: str, timeout_s: float = 5.0) -> bool:
     hosts = [h.strip() for h in bootstrap_servers.split(",") if h.strip()]
     if not any([await _tcp_open(h, timeout_s) for h in hosts]):
         return False  # Skip aiokafka while nothing listens: it logs every refused connection.
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap_servers, request_timeout_ms=int(timeout_s * 1000)
-    )
+    admin = kafka_admin(bootstrap_servers, request_timeout_ms=int(timeout_s * 1000))
     try:
         async with asyncio.timeout(timeout_s):
             await admin.start()

@@ -14,12 +14,12 @@ import logging
 import signal
 from typing import Any
 
-import asyncpg
 import click
 from pydantic import ValidationError
 from rich.logging import RichHandler
 from rich.markup import escape
 
+from kernel.clients import pg_connect
 from kernel.logs import json_handler
 from kernel.runtime import tune_gc
 from kernel.settings import Settings, export_for_children
@@ -268,7 +268,7 @@ def keys_create(settings: Settings, project: str, name: str | None) -> None:
     from gateway.auth import create_key
 
     async def create() -> tuple[Any, str]:
-        conn = await asyncpg.connect(settings.dsn, timeout=10)
+        conn = await pg_connect(settings, timeout=10)
         try:
             return await create_key(conn, project, name)
         finally:
@@ -290,7 +290,7 @@ def keys_list(settings: Settings, project: str | None) -> None:
     from gateway.auth import list_keys
 
     async def listing() -> list[Any]:
-        conn = await asyncpg.connect(settings.dsn, timeout=10)
+        conn = await pg_connect(settings, timeout=10)
         try:
             return await list_keys(conn, project)
         finally:
@@ -313,7 +313,7 @@ def keys_revoke(settings: Settings, key_id: str) -> None:
     from gateway.auth import revoke_key
 
     async def revoke() -> bool:
-        conn = await asyncpg.connect(settings.dsn, timeout=10)
+        conn = await pg_connect(settings, timeout=10)
         try:
             return await revoke_key(conn, key_id)
         finally:

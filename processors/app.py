@@ -1,6 +1,6 @@
 """The one Faust app of the processors, its options, and the expiring state table.
 
-Choices (DESIGN sections 3-4; the report of issue 4 gives the evidence):
+Choices (architecture sections 3-4; the report of issue 4 gives the evidence):
 
 - Processing guarantee ``at_least_once``. Faust's ``exactly_once`` is not reliable with
   faust-streaming 0.15 (crash at startup, duplicates despite transactions, crashes on
@@ -189,7 +189,7 @@ class ExpiringTable(faust.Table):
     state touched by many records of a window costs one changelog record, not one per
     record. The sends go straight to the producer instead of through Faust's producer
     buffer, which costs a future, a queue hop and a wake-up per write and made table writes
-    the bottleneck (DESIGN section 4). Faust flushes the producer before committing offsets.
+    the bottleneck (architecture section 4). Faust flushes the producer before committing offsets.
     """
 
     def __init__(

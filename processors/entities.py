@@ -53,7 +53,7 @@ __all__ = [
     "to_change",
 ]
 
-# Fields a log keeps from its first create (DESIGN section 2: immutable).
+# Fields a log keeps from its first create (architecture section 2: immutable).
 _LOG_IMMUTABLE = frozenset(
     {
         "id",

@@ -43,6 +43,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 from faust.types import TP
 
+from kernel.clients import kafka_consumer
 from processors.liveness import PartitionState, Progress, StallTracker, partition_lag
 
 __all__ = ["EX_STALLED", "Health", "Watchdog"]
@@ -199,8 +200,8 @@ class Watchdog:
         timeout_s = max(1.0, min(10.0, self.stall_s / 4))
         try:
             if reader is None:
-                reader = AIOKafkaConsumer(
-                    bootstrap_servers=self.bootstrap_servers,
+                reader = kafka_consumer(
+                    self.bootstrap_servers,
                     enable_auto_commit=False,
                     request_timeout_ms=int(timeout_s * 1000),
                 )

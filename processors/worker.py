@@ -146,7 +146,7 @@ class _Worker(faust.Worker):
 
     At WARN and above, Faust's worker sets the root logger to DEBUG and adds a handler that
     turns the spinner on every record: every ``log.debug`` of every library then builds a
-    LogRecord just to drop it (the ~20% of DESIGN section 4).
+    LogRecord just to drop it (the ~20% the measurements of architecture section 4 found).
     """
 
     log_format: LogFormat = "text"

@@ -1,4 +1,4 @@
-"""Where the integration tests get a real Kafka and PostgreSQL (DESIGN section 5).
+"""Where the integration tests get a real Kafka and PostgreSQL (architecture section 5).
 
 In order of preference, for each service:
 

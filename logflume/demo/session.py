@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.live import Live
@@ -40,6 +39,7 @@ from rich.markup import escape
 
 from gateway import GatewaySettings
 from gateway.auth import create_key
+from kernel.clients import kafka_producer, pg_connect
 from kernel.lag import LagReader
 from kernel.settings import Settings
 from logflume.runner import pipeline_specs
@@ -111,7 +111,7 @@ async def run_demo(settings: Settings, opts: DemoOptions, console: Console) -> i
     migrations = ", ".join(report.migrations_applied) or "up to date"
     console.print(f"  migrations: {escape(migrations)}", soft_wrap=True)
 
-    conn = await asyncpg.connect(settings.dsn, timeout=30)
+    conn = await pg_connect(settings)
     try:
         _record, key = await create_key(conn, project, f"demo {run_id}")
         plan = await asyncio.to_thread(
@@ -164,7 +164,7 @@ async def _with_pipeline(
         spool_dir=settings.home.expanduser() / "demo-spool",
         max_event_bytes=settings.max_event_bytes,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+    producer = kafka_producer(settings, acks="all")
     try:
         await producer.start()
         emitter = Emitter(client, producer, settings.topics.events, settings.partitions)

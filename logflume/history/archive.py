@@ -37,8 +37,9 @@ from typing import Any, BinaryIO
 
 import orjson
 import zstandard
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from kernel.clients import kafka_consumer, kafka_producer
 from kernel.settings import Settings
 from processors.codec import RECORD_OVERHEAD_BYTES
 from producers.contract import (
@@ -169,8 +170,8 @@ def _json_line(path: Path, line: bytes, number: int) -> Any:
 
 
 def _consumer(settings: Settings) -> AIOKafkaConsumer:
-    return AIOKafkaConsumer(
-        bootstrap_servers=settings.bootstrap_servers,
+    return kafka_consumer(
+        settings,
         group_id=None,  # like replay: no group, nothing committed
         enable_auto_commit=False,
         client_id="logflume-export",
@@ -289,8 +290,8 @@ async def import_archive(
     report = ImportReport()
     lines = read_archive(path)
     first = next(lines, None)  # open and check the header before connecting
-    producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers,
+    producer = kafka_producer(
+        settings,
         acks="all",
         enable_idempotence=True,
         linger_ms=5,

@@ -8,8 +8,7 @@ live one (the same :func:`~logflume.services.postgres.ensure_database`).
 
 from __future__ import annotations
 
-import asyncpg
-
+from kernel.clients import pg_connect
 from logflume.services.postgres import ensure_database
 from sinks.migrations import apply_migrations
 
@@ -19,7 +18,7 @@ __all__ = ["prepare_database"]
 async def prepare_database(dsn: str) -> list[str]:
     """Create the database of ``dsn`` if missing, apply the migrations; the ones applied."""
     await ensure_database(dsn)
-    conn = await asyncpg.connect(dsn, timeout=30)
+    conn = await pg_connect(dsn)
     try:
         return await apply_migrations(conn)
     finally:

@@ -39,6 +39,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from kernel.clients import kafka_consumer, pg_connect
 from kernel.runtime import tune_gc
 from kernel.settings import Settings
 from processors.codec import encode_dead_letter
@@ -175,8 +176,8 @@ class Replay:
         s = self._settings
         started = time.perf_counter()
         await prepare_database(self._dsn)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.bootstrap_servers,
+        consumer = kafka_consumer(
+            s,
             group_id=None,  # no group: nothing to join, nothing committed (isolation)
             enable_auto_commit=False,
             client_id=_CLIENT_ID,
@@ -193,7 +194,7 @@ class Replay:
             self.report.window_records = window.records
             if self._on_window is not None:
                 self._on_window(window)
-            conn = await asyncpg.connect(self._dsn, timeout=30, command_timeout=600)
+            conn = await pg_connect(self._dsn, command_timeout=600)
             await self._replay(consumer, conn, window)
         finally:
             await consumer.stop()

@@ -33,6 +33,8 @@ from typing import Any
 import asyncpg
 import orjson
 
+from kernel.clients import pg_connect
+
 __all__ = [
     "TABLES",
     "Difference",
@@ -184,9 +186,9 @@ async def verify_table(
 
 async def verify(dsn_a: str, dsn_b: str, *, events_topic: str, show: int = 5) -> VerifyResult:
     """Compare every pipeline table of the two databases (read in one snapshot each)."""
-    a = await asyncpg.connect(dsn_a, timeout=30)
+    a = await pg_connect(dsn_a)
     try:
-        b = await asyncpg.connect(dsn_b, timeout=30)
+        b = await pg_connect(dsn_b)
         try:
             results = []
             async with (

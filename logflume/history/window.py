@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+
+from kernel.clients import kafka_admin
 
 __all__ = ["EARLIEST", "Window", "parse_time", "resolve_window", "topic_partitions"]
 
@@ -64,7 +65,7 @@ def _ms(moment: datetime) -> int:
 async def topic_partitions(bootstrap_servers: str, topic: str) -> list[int]:
     """The partitions of ``topic``; ValueError when it does not exist. (The consumer's own
     ``partitions_for_topic`` only knows topics it has fetched metadata for.)"""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = kafka_admin(bootstrap_servers)
     await admin.start()
     try:
         (described,) = await admin.describe_topics([topic])

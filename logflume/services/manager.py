@@ -1,4 +1,4 @@
-"""``up`` / ``down`` / ``status`` of the services the pipeline needs (DESIGN section 5).
+"""``up`` / ``down`` / ``status`` of the services the pipeline needs (architecture section 5).
 
 For each of Kafka and PostgreSQL: when the environment points at a running service
 (``KAFKA_BOOTSTRAP_SERVERS``, ``DATABASE_URL``) it is external: ``up`` only waits for it to
@@ -15,8 +15,7 @@ import os
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
-import asyncpg
-
+from kernel.clients import pg_connect
 from kernel.settings import Settings
 from kernel.topics import TopicsReport, ensure_topics, kafka_answers, wait_for_kafka
 from logflume.services.kafka import local_nodes, nodes_on_disk
@@ -152,7 +151,7 @@ async def up(settings: Settings) -> UpReport:
 
 async def migrate(settings: Settings) -> list[str]:
     """Apply the migrations not yet recorded; returns the names applied."""
-    conn = await asyncpg.connect(settings.dsn, timeout=30)
+    conn = await pg_connect(settings)
     try:
         return await apply_migrations(conn)
     finally:

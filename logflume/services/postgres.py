@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 
 import asyncpg
 
+from kernel.clients import pg_connect
 from kernel.settings import LOCAL_DB_USER, Settings, redact_dsn
 from logflume.services.prerequisites import (
     MissingPrerequisite,
@@ -237,7 +238,7 @@ def _quote_conf(value: str) -> str:
 
 
 async def _connect(dsn: str, timeout_s: float, database: str | None = None) -> asyncpg.Connection:
-    return await asyncpg.connect(dsn, timeout=timeout_s, database=database)
+    return await pg_connect(dsn, timeout=timeout_s, database=database)
 
 
 async def postgres_problem(dsn: str, timeout_s: float = 5.0) -> str | None:

@@ -5,7 +5,7 @@ where identity is the log's reference_id when it has one, else the entity's id, 
 as a key part (``producers.contract.keys``: a project never holds ``/`` and the id's own
 ``/`` is encoded, so keys of different projects or ids never collide).
 
-Packing (DESIGN sections 3-4): one Kafka record carries a JSON array of events that all
+Packing (architecture sections 3-4): one Kafka record carries a JSON array of events that all
 route to the record's partition, computed with Kafka's own murmur2 partitioner on each
 event's routing key. The per-record cost of the stream processor is then paid once per
 batch, and an entity's events still always meet on one partition. A record may also hold

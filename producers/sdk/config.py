@@ -47,7 +47,7 @@ class SDKSettings(BaseSettings):
     topic: str = Field(
         default="logflume.events",
         pattern=r"^[A-Za-z0-9._-]{1,249}$",
-        description="The raw events topic (DESIGN section 3).",
+        description="The raw events topic (architecture section 3).",
     )
     project: Annotated[str, Field(pattern=PROJECT_PATTERN, max_length=MAX_PROJECT_LENGTH)] = Field(
         default="default", description="Project stamped on every event."

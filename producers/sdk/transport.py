@@ -1,6 +1,6 @@
 """Where encoded events go: a two-method Protocol, the aiokafka transport and in-memory twins.
 
-``send(events)`` packs events into records the way DESIGN sections 3-4 describe (each
+``send(events)`` packs events into records the way architecture sections 3-4 describe (each
 record holds events that route, by Kafka's murmur2 on their routing key, to the record's
 partition; the value is ``pack_record(...)``) and returns once Kafka acknowledged every
 record. The transport builds the records because it is what knows the topic's partition

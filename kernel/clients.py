@@ -1,0 +1,63 @@
+"""Every Kafka client and PostgreSQL connection of logflume's services, built in one place.
+
+Callers pass the :class:`~kernel.settings.Settings` (or, where only an address is at hand,
+the bootstrap servers or the DSN as a string) and the options of their use (a group, fetch
+sizes, acks); what every client of a cluster needs (its addresses today; TLS, SASL or
+``sslmode`` tomorrow) is added here, so such a change is one edit. The SDK builds its own
+producer from its own settings (:mod:`producers.sdk.transport`): it runs inside
+applications, not as a logflume service.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+from kernel.settings import Settings
+
+__all__ = [
+    "kafka_admin",
+    "kafka_consumer",
+    "kafka_options",
+    "kafka_producer",
+    "pg_connect",
+    "pg_pool",
+]
+
+
+def kafka_options(cluster: Settings | str) -> dict[str, Any]:
+    """The options every Kafka client of the cluster takes."""
+    servers = cluster if isinstance(cluster, str) else cluster.bootstrap_servers
+    return {"bootstrap_servers": servers}
+
+
+def kafka_producer(cluster: Settings | str, **options: Any) -> AIOKafkaProducer:
+    return AIOKafkaProducer(**kafka_options(cluster), **options)
+
+
+def kafka_consumer(cluster: Settings | str, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(*topics, **kafka_options(cluster), **options)
+
+
+def kafka_admin(cluster: Settings | str, **options: Any) -> AIOKafkaAdminClient:
+    return AIOKafkaAdminClient(**kafka_options(cluster), **options)
+
+
+def _dsn(database: Settings | str) -> str:
+    return database if isinstance(database, str) else database.dsn
+
+
+async def pg_connect(
+    database: Settings | str, *, timeout: float = 30, **options: Any
+) -> asyncpg.Connection:
+    """One connection (the DSN is a secret: errors name the host, never the password)."""
+    return await asyncpg.connect(_dsn(database), timeout=timeout, **options)
+
+
+async def pg_pool(database: Settings | str, **options: Any) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(_dsn(database), **options)
+    assert pool is not None  # None only when the pool is not awaited
+    return pool
