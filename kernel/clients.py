@@ -46,18 +46,19 @@ def kafka_admin(cluster: Settings | str, **options: Any) -> AIOKafkaAdminClient:
     return AIOKafkaAdminClient(**kafka_options(cluster), **options)
 
 
-def _dsn(database: Settings | str) -> str:
-    return database if isinstance(database, str) else database.dsn
+def _dsn(target: Settings | str) -> str:
+    return target if isinstance(target, str) else target.dsn
 
 
 async def pg_connect(
-    database: Settings | str, *, timeout: float = 30, **options: Any
+    target: Settings | str, *, timeout: float = 30, **options: Any
 ) -> asyncpg.Connection:
-    """One connection (the DSN is a secret: errors name the host, never the password)."""
-    return await asyncpg.connect(_dsn(database), timeout=timeout, **options)
+    """One connection to the settings' database or a DSN (a secret: never log it);
+    ``options`` are asyncpg's (``database`` picks another database of the cluster)."""
+    return await asyncpg.connect(_dsn(target), timeout=timeout, **options)
 
 
-async def pg_pool(database: Settings | str, **options: Any) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(_dsn(database), **options)
+async def pg_pool(target: Settings | str, **options: Any) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(_dsn(target), **options)
     assert pool is not None  # None only when the pool is not awaited
     return pool

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from producers.contract.keys import from_key_part, key_part, member_key, project_key
+from producers.contract.stage_records import Contribution, MemberSummary
 
 from .assembly import TOKEN_FIELDS, add_detached_member, add_member, entity_summary, group_rollup
 from .outcome import DeadLetter, Lookup, Origin, Outcome, Output, load_record
@@ -34,7 +35,7 @@ ENTITY_KEYS = {"kind", "key", "project", "version", "trace_root"}
 # but the session's time span only widens here: the sink recomputes it from the traces it
 # stores (sinks.writer).
 DETACHED_GROUPS = ("prompt_version:", "trace:", "session:")
-_CONTRIBUTION_KEYS = {"group", "project", "id", "member", "summary", "last_ts"}
+_CONTRIBUTION_KEYS = set(Contribution.__required_keys__)
 
 
 def _select(
@@ -137,10 +138,10 @@ class _Groups:
 
 
 def _contribution(
-    group: str, project: str, group_id: str, member: str, summary: dict[str, Any], last_ts: float
+    group: str, project: str, group_id: str, member: str, summary: MemberSummary, last_ts: float
 ) -> Output:
     """A member's summary for the groups step, routed by the group's key."""
-    value = {
+    value: Contribution = {
         "group": group,
         "project": project,
         "id": group_id,

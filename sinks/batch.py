@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from producers.contract import merge_carried
+from producers.contract.deadletters import DeadLetter
 
 from .tables import TableSpec, spec_for
 
@@ -94,19 +95,19 @@ class Batch:
             )
 
     def add_dead_letter(self, topic: str, partition: int, offset: int, value: bytes) -> None:
-        """A dead-letter record of the processors (JSON with reason and origin)."""
+        """A dead-letter record (``producers.contract.stage_records.DeadLetterRecord``)."""
         try:
-            letter = orjson.loads(value)
+            letter = DeadLetter.from_json(orjson.loads(value))
             row = DeadLetterRow(
-                str(letter["topic"]),
-                int(letter["partition"]),
-                int(letter["offset"]),
-                int(letter.get("index", -1)),
-                letter.get("event_id"),
-                str(letter["reason"]),
-                str(letter.get("raw", "")).encode(),
+                letter.origin.topic,
+                letter.origin.partition,
+                letter.origin.offset,
+                letter.index,
+                letter.event_id,
+                letter.reason,
+                letter.raw,
             )
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             reason = f"bad dead letter: {exc}"
             row = DeadLetterRow(topic, partition, offset, -1, None, reason, value)
         self.dead_letters.append(row)

@@ -5,9 +5,10 @@ the processors, replay and the gateway, and stored by the sink in ``dead_letters
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
+
+from .stage_records import DeadLetterRecord
 
 __all__ = ["RECORD_OVERHEAD_BYTES", "DeadLetter", "Origin", "encode_dead_letter"]
 
@@ -36,7 +37,21 @@ class DeadLetter:
     raw: bytes
     event_id: str | None = None
 
-    def to_json(self) -> dict[str, Any]:
+    @classmethod
+    def from_json(cls, data: DeadLetterRecord) -> DeadLetter:
+        """The dead letter a record of the dead-letter topic holds (KeyError, TypeError or
+        ValueError when it is not one)."""
+        origin = Origin(str(data["topic"]), int(data["partition"]), int(data["offset"]))
+        event_id = data.get("event_id")
+        return cls(
+            origin,
+            int(data.get("index", -1)),
+            str(data["reason"]),
+            str(data.get("raw", "")).encode(),
+            event_id if isinstance(event_id, str) else None,
+        )
+
+    def to_json(self) -> DeadLetterRecord:
         return {
             "topic": self.origin.topic,
             "partition": self.origin.partition,
