@@ -29,7 +29,9 @@ so a fast wrong run cannot pass. Latency (``pipeline`` only): log events emitted
 fixed rate in 20 ms ticks; the first of each tick and every 25th is a probe whose row is
 polled for every 25 ms; latency = first poll that sees it - its emit (so it includes up to
 one poll interval). ``--prompt-versions 0`` sends them without a prompt (no prompt-version
-rollup), which separates the groups stage's cost from the rest.
+rollup), which separates the groups stage's cost from the rest. ``--heavy`` emits the heavy
+mix instead (``logflume.synthetic.generate_heavy_events``: agent traces of 500 spans, a
+session of 5,000 traces, 50 KB messages, 10% of logs save=false), held to the oracle alike.
 """
 
 from __future__ import annotations
@@ -61,7 +63,7 @@ if str(ROOT) not in sys.path:  # the oracle and process helpers live with the te
 
 from bench.processors_bench import regressions  # noqa: E402  (events/s lost vs a baseline)
 from kernel.settings import Settings  # noqa: E402
-from logflume.synthetic import generate_events, pack_events  # noqa: E402
+from logflume.synthetic import generate_events, generate_heavy_events, pack_events  # noqa: E402
 from processors.codec import RECORD_OVERHEAD_BYTES  # noqa: E402
 from producers.contract import pack_record, partition_for  # noqa: E402
 from tests.integration.sinks.stream import Oracle, oracle_mismatches, run_stages  # noqa: E402
@@ -371,7 +373,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         if name not in args.designs:
             continue
         count = args.events if name == "pipeline" else args.baseline_events
-        events = generate_events(count, seed=args.seed)
+        make = generate_heavy_events if args.heavy else generate_events
+        events = make(count, seed=args.seed)
         per_record = 1 if name == "one-event-per-record" else 40
         async with running(args, name) as design:
             figures = await design.sustained(events, per_record, args.timeout)
@@ -392,7 +395,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         results[name] = figures
     config = {k: getattr(args, k) for k in
               ("events", "baseline_events", "rates", "duration", "workers", "partitions",
-               "linger_ms", "seed")}  # fmt: skip
+               "linger_ms", "seed", "heavy")}  # fmt: skip
     return {"config": config, "results": results}
 
 
@@ -485,6 +488,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--linger-ms", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument(
+        "--heavy",
+        action="store_true",
+        help="the heavy workload: agent traces of 500 spans, a session of 5,000 traces, "
+        "50 KB messages, 10%% of logs save=false (logflume.synthetic.HeavyWorkload)",
+    )
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--save", type=Path, help="also write the JSON result to FILE")

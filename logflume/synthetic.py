@@ -27,7 +27,15 @@ from producers.contract import (
     validate_event,
 )
 
-__all__ = ["BASE", "PROJECTS", "event", "generate_events", "pack_events"]
+__all__ = [
+    "BASE",
+    "PROJECTS",
+    "HeavyWorkload",
+    "event",
+    "generate_events",
+    "generate_heavy_events",
+    "pack_events",
+]
 
 BASE = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 PROJECTS = ("acme", "globex")
@@ -364,12 +372,110 @@ def generate_events(
     return encoded
 
 
+@dataclass(frozen=True, slots=True)
+class HeavyWorkload:
+    """The heavy mix of :func:`generate_heavy_events` (issue 13's heavy workload)."""
+
+    trace_spans: int = 500  # spans of each long agent trace (a generation and result each)
+    long_traces: int = 4
+    session_traces: int = 5000  # traces of the one long session
+    message_bytes: int = 50 * 1024  # a long-context message, in...
+    message_share: float = 0.05  # ...this share of the events that carry messages
+    unsaved_share: float = 0.10  # logs sent with save=false
+
+
+def generate_heavy_events(
+    count: int, *, seed: int = 7, workload: HeavyWorkload = HeavyWorkload()
+) -> list[bytes]:
+    """About ``count`` events of a heavy production mix: ``long_traces`` agent traces of
+    ``trace_spans`` spans (each with a generation and its result), one session of
+    ``session_traces`` traces, and the ordinary stream of :func:`generate_events` for the
+    rest, interleaved; ``message_share`` of the events with messages carry a
+    ``message_bytes`` one, and ``unsaved_share`` of the logs are ``save=false``. With
+    fewer events than the long units need, the units shrink to fit half of ``count``."""
+    rng = random.Random(seed)
+    gen = _Gen(random.Random(seed + 1), sessions=1, prompts=4)
+    long_events = workload.long_traces * workload.trace_spans * 3
+    session_events = workload.session_traces * 2
+    scale = min(1.0, count / 2 / max(1, long_events + session_events))
+    spans = max(1, int(workload.trace_spans * scale))
+    for t in range(workload.long_traces):
+        _long_trace(gen, t, spans)
+    for t in range(max(1, int(workload.session_traces * scale))):
+        start = gen.tick(1, 20)
+        trace = {"id": f"hs-tr-{t}", "name": "turn", "session_id": "heavy-session",
+                 "start_time": start.isoformat(), "input": f"turn {t}"}  # fmt: skip
+        gen.emit("trace", "acme", trace, start)
+        gen.emit("trace", "acme", {"id": f"hs-tr-{t}", "action": "end", "output": "ok"})
+    units = [raw for _, raw in gen.events]
+    ordinary = generate_events(max(0, count - len(units)), seed=seed)
+    merged: list[bytes] = []
+    i = j = 0
+    while i < len(units) or j < len(ordinary):  # interleave, each stream in its order
+        take_unit = j >= len(ordinary) or (i < len(units) and rng.random() < 0.5)
+        if take_unit:
+            merged.append(units[i])
+            i += 1
+        else:
+            merged.append(ordinary[j])
+            j += 1
+    return [_heavy(raw, rng, workload) for raw in merged]
+
+
+def _long_trace(gen: _Gen, t: int, spans: int) -> None:
+    trace_id = f"long-tr-{t}"
+    start = gen.tick()
+    gen.emit("trace", "acme", {"id": trace_id, "name": "agent-run",
+                               "start_time": start.isoformat()}, start)  # fmt: skip
+    for s in range(spans):
+        span_id = f"{trace_id}.s{s}"
+        gen.emit("span", "acme", {"id": span_id, "trace_id": trace_id, "name": f"step-{s}",
+                                  "start_time": gen.tick(1, 5).isoformat()})  # fmt: skip
+        provider, model = _MODELS[s % 3]
+        gen_id = f"{span_id}.g"
+        gen.emit("generation", "acme", {
+            "id": gen_id, "trace_id": trace_id, "parent_id": span_id, "provider": provider,
+            "model": model, "messages": [{"role": "user", "content": f"step {s}"}],
+            "start_time": gen.tick(1, 5).isoformat()})  # fmt: skip
+        result = {"id": f"chatcmpl-{t}-{s}", "created": 1_772_000_000, "model": model,
+                  "usage": _usage(gen.rng), "choices": [{"index": 0, "finish_reason": "stop",
+                  "message": {"role": "assistant", "content": "done"}}]}  # fmt: skip
+        gen.emit("generation_result", "acme", {"generation_id": gen_id, "trace_id": trace_id,
+                 "result": result, "end_time": gen.tick(1, 5).isoformat()})  # fmt: skip
+    gen.emit("trace", "acme", {"id": trace_id, "action": "end"})
+
+
+def _heavy(raw: bytes, rng: random.Random, workload: HeavyWorkload) -> bytes:
+    """One event of the heavy mix: a long message on some, save=false on some logs."""
+    fat = rng.random() < workload.message_share
+    unsaved = rng.random() < workload.unsaved_share
+    if not fat and not unsaved:
+        return raw
+    try:
+        item = orjson.loads(raw)
+        body = item["body"]
+    except (orjson.JSONDecodeError, KeyError, TypeError):
+        return raw  # an invalid event of the ordinary stream stays as it is
+    if not isinstance(body, dict):
+        return raw
+    if unsaved and item.get("type") == "log":
+        body["save"] = False
+    messages = body.get("messages")
+    if fat and isinstance(messages, list) and messages and isinstance(messages[0], dict):
+        messages[0]["content"] = "x" * workload.message_bytes
+    return orjson.dumps(item)
+
+
+# Records of the heavy mix stay well under the record limit (2 x the 1 MB event limit).
+_RECORD_BUDGET = 900 * 1024
+
+
 def pack_events(
     events: Sequence[bytes], partitions: int, *, seed: int = 7, max_per_record: int = 40
 ) -> list[tuple[int, bytes]]:
     """Raw-topic records as the SDK packs them: events grouped by the partition of their
-    routing key, a few to a record; returned interleaved across partitions (the order in
-    which a stage could read them), each as ``(partition, value)``."""
+    routing key, a few to a record (and under ~900 KB); returned interleaved across
+    partitions (the order in which a stage could read them), each as ``(partition, value)``."""
     rng = random.Random(seed)
     by_partition: dict[int, list[bytes]] = {}
     for raw in events:
@@ -383,8 +489,11 @@ def pack_events(
         records, i = [], 0
         while i < len(items):
             size = rng.randint(1, max_per_record)
-            records.append(pack_record(items[i : i + size]))
-            i += size
+            chunk = items[i : i + size]
+            while len(chunk) > 1 and sum(len(raw) for raw in chunk) > _RECORD_BUDGET:
+                chunk = chunk[: len(chunk) // 2]
+            records.append(pack_record(chunk))
+            i += len(chunk)
         queues[partition] = records
     out: list[tuple[int, bytes]] = []
     while queues:
