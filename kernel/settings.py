@@ -186,8 +186,9 @@ class ProcessorOptions(BaseSettings):
         default=60.0,
         gt=0,
         description="A worker whose assigned partitions have work (lag > 0) but whose "
-        "position and committed offset did not move for this long, or whose event loop did "
-        "not run for this long, exits with status 75 (processors.watchdog).",
+        "position and committed offset did not move for this long (its committed offset "
+        "alone: twice this long), or whose event loop did not run for this long, exits with "
+        "status 75 (processors.watchdog).",
     )
     send_timeout_s: float = Field(
         default=30.0,

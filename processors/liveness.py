@@ -3,8 +3,10 @@
 A worker makes progress on a partition when the offset its stream reads (the position) or
 the offset it has committed moves. A partition with nothing left to do (lag 0: everything
 up to the log end is committed) is idle, not stuck. A partition is **stalled** when it has
-work (lag > 0) and neither its position nor its committed offset moved for the bound; the
-bound restarts whenever the partition is (re)assigned.
+work (lag > 0) and neither its position nor its committed offset moved for the bound, or
+when it has committed before but its committed offset has not moved for twice the bound
+while the stream read on (commits held back by a record never acknowledged:
+:mod:`processors.commits`); the bounds restart whenever the partition is (re)assigned.
 
 Besides the source partitions, the watchdog tracks pseudo-partitions with a lag of its own
 choosing (a rebalance, whose progress is the recovery reading the changelogs) and a longer
@@ -54,6 +56,7 @@ class PartitionState:
     moved_at: float
     still_s: float  # seconds without progress while it had work (0 when idle or moving)
     stalled: bool
+    held_s: float = 0.0  # seconds its committed offset stayed while it had work
 
 
 class StallTracker:
@@ -64,7 +67,8 @@ class StallTracker:
         if stall_s <= 0:
             raise ValueError("stall_s must be > 0")
         self.stall_s = stall_s
-        self._last: dict[Hashable, tuple[Progress, float]] = {}  # key -> (sample, moved_at)
+        # key -> (sample, when it last moved, when its committed offset last moved)
+        self._last: dict[Hashable, tuple[Progress, float, float]] = {}
 
     def observe(self, now: float, samples: Mapping[Hashable, Progress]) -> None:
         """Record the samples taken at ``now``. A partition absent from ``samples`` is no
@@ -75,21 +79,35 @@ class StallTracker:
             del last[key]
         for key, sample in samples.items():
             previous = last.get(key)
-            if previous is None or _moved(previous[0], sample) or not sample.lag:
-                last[key] = (sample, now)
-            else:
-                last[key] = (sample, previous[1])
+            if previous is None or not sample.lag:
+                last[key] = (sample, now, now)
+                continue
+            before, moved_at, committed_at = previous
+            if _moved(before, sample):
+                moved_at = now
+            if before.committed != sample.committed or sample.committed is None:
+                committed_at = now
+            last[key] = (sample, moved_at, committed_at)
 
     def bound_s(self, sample: Progress) -> float:
         return max(self.stall_s, sample.min_bound_s)
 
+    def commit_bound_s(self, sample: Progress) -> float:
+        """How long a committed offset may stay while the stream reads on with work left."""
+        return 2 * self.bound_s(sample)
+
     def states(self, now: float) -> list[PartitionState]:
         """Every tracked partition as of ``now``."""
         out = []
-        for key, (sample, moved_at) in self._last.items():
+        for key, (sample, moved_at, committed_at) in self._last.items():
             still = now - moved_at if sample.lag else 0.0
-            stalled = bool(sample.lag) and still >= self.bound_s(sample)
-            out.append(PartitionState(key, sample, moved_at, max(0.0, still), stalled))
+            held = now - committed_at if sample.lag else 0.0
+            stalled = bool(sample.lag) and (
+                still >= self.bound_s(sample) or held >= self.commit_bound_s(sample)
+            )
+            out.append(
+                PartitionState(key, sample, moved_at, max(0.0, still), stalled, max(0.0, held))
+            )
         return out
 
     def stalled(self, now: float) -> list[PartitionState]:

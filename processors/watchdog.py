@@ -308,7 +308,13 @@ def _describe(stalled: list[PartitionState]) -> str:
     for state in stalled:
         key: Any = state.key
         name = f"{key.topic}:{key.partition}" if hasattr(key, "topic") else str(key)
-        parts.append(f"{name} (lag {state.sample.lag}, still for {state.still_s:.0f} s)")
+        if state.still_s >= state.held_s / 2:
+            parts.append(f"{name} (lag {state.sample.lag}, still for {state.still_s:.0f} s)")
+        else:
+            parts.append(
+                f"{name} (lag {state.sample.lag}, reading on but its committed offset held "
+                f"for {state.held_s:.0f} s)"
+            )
     return "stalled: no progress on " + ", ".join(parts)
 
 

@@ -35,6 +35,7 @@ from processors.agents import STAGES, Reducers, Stage, StageName, install_stages
 from processors.app import ProcessorOptions, make_app, worker_datadir
 from processors.assignor import patch_faust_assignor
 from processors.codec import RECORD_OVERHEAD_BYTES
+from processors.commits import patch_faust_commits
 from processors.metrics import instrument_processor
 from processors.watchdog import Watchdog
 
@@ -186,6 +187,7 @@ def run_worker(
     """Run one worker until SIGTERM/SIGINT; exits the process (status 0 on a clean stop)."""
     options = options or settings.processor
     patch_faust_consumer()
+    patch_faust_commits()  # never commit past an unacknowledged record: processors/commits.py
     patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
     tune_gc()
     worker_datadir(settings, options).parent.mkdir(parents=True, exist_ok=True)

@@ -45,7 +45,20 @@ def test_work_without_any_movement_is_a_stall_at_the_bound_not_before() -> None:
 
 
 def test_a_moving_position_is_progress() -> None:
+    history = [(t, sample(50 + t, 40 + t // 2, 1000)) for t in range(0, 300, 5)]
+    assert stalled_at(history) is None
+
+
+def test_commits_held_while_the_stream_reads_on_is_a_stall_at_twice_the_bound() -> None:
+    # processors.commits holds the commits back while the record at the committed offset
+    # is not acknowledged: the position moves, the committed offset does not.
     history = [(t, sample(50 + t, 40, 1000)) for t in range(0, 300, 5)]
+    assert stalled_at(history) == 120
+
+
+def test_no_commit_yet_is_not_held_commits() -> None:
+    # A new group has not committed: only the position's rule applies.
+    history = [(t, sample(50 + t, None, 1000)) for t in range(0, 300, 5)]
     assert stalled_at(history) is None
 
 
@@ -139,14 +152,19 @@ def test_stalled_exactly_when_the_brute_force_says_so(
         progress = Progress(position, committed, extra)
         history.append((now, progress))
         tracker.observe(now, {0: progress})
-        last_moved = 0.0
+        last_moved = last_committed = 0.0
         for (_, before), (u, after) in itertools.pairwise(history):
             moved = (before.position, before.committed) != (after.position, after.committed)
             if moved or not after.lag:
                 last_moved = u
+            if before.committed != after.committed or not after.lag:
+                last_committed = u
         if not history[0][1].lag:
             last_moved = max(last_moved, history[0][0])
-        expected = bool(progress.lag) and now - last_moved >= stall_s
+            last_committed = max(last_committed, history[0][0])
+        expected = bool(progress.lag) and (
+            now - last_moved >= stall_s or now - last_committed >= 2 * stall_s
+        )
         assert bool(tracker.stalled(now)) == expected
 
 
