@@ -127,7 +127,10 @@ def settle(
 ) -> None:
     """Report a send of ``total`` events that failed in part: what Kafka acknowledged, what
     it refused for good, what is to be sent again (``failure.retry``, which the caller
-    keeps); then tell the policy (refusals are answers: only events to retry are a fault)."""
+    keeps); events to retry are a fault for the policy. A failure with nothing to retry
+    leaves the policy as it was: the transport also counts some errors of a broker that is
+    away as refusals (aiokafka's ``KafkaTimeoutError`` is not retriable), so they must not
+    make a failing broker look healthy again."""
     acked = total - len(failure.retry) - len(failure.rejected)
     if acked:
         outcomes.sent(acked, resent=resent)
@@ -136,8 +139,6 @@ def settle(
     if failure.retry:
         outcomes.retrying(len(failure.retry), failure.reason)
         policy.failed()
-    else:
-        policy.succeeded()
 
 
 async def send_within(
