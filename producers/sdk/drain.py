@@ -128,9 +128,9 @@ def settle(
     """Report a send of ``total`` events that failed in part: what Kafka acknowledged, what
     it refused for good, what is to be sent again (``failure.retry``, which the caller
     keeps); events to retry are a fault for the policy. A failure with nothing to retry
-    leaves the policy as it was: the transport also counts some errors of a broker that is
-    away as refusals (aiokafka's ``KafkaTimeoutError`` is not retriable), so they must not
-    make a failing broker look healthy again."""
+    leaves the policy as it was: an error aiokafka marks not retriable may still come from
+    a broker that is away (``KafkaTimeoutError`` did, until the transport retried it), and
+    it must not make a failing broker look healthy again."""
     acked = total - len(failure.retry) - len(failure.rejected)
     if acked:
         outcomes.sent(acked, resent=resent)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, ProducerClosed
+from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerClosed
 
 from producers.contract import pack_record, partition_for
 
@@ -199,8 +199,10 @@ class KafkaTransport:
                 # ProducerClosed: another send of this client failed meanwhile and reset the
                 # shared producer; these records were never refused by the broker (counting
                 # them as rejected for good lost 80 events in a broker restart).
+                # KafkaTimeoutError (not "retriable" in aiokafka): the producer could not
+                # even queue the record within the timeout, a broker that is away.
                 retriable = getattr(outcome, "retriable", True) or isinstance(
-                    outcome, TimeoutError | OSError | ProducerClosed
+                    outcome, TimeoutError | OSError | ProducerClosed | KafkaTimeoutError
                 )
                 (retry if retriable else rejected).extend(record.events)
         if retry or rejected:

@@ -109,9 +109,9 @@ async def test_the_drain_stops_at_its_deadline_and_keeps_the_events(tmp_path: Pa
 
 
 def test_refusals_alone_do_not_make_a_failing_broker_look_healthy() -> None:
-    # aiokafka's KafkaTimeoutError (a broker that is away) counts as a refusal: if it made
-    # the policy healthy again, the SDK would send straight to a dead broker instead of
-    # spooling, and every event would be refused (a 30 s outage lost 25,090 of 81,100).
+    # An error aiokafka marks not retriable may come from a broker that is away (its
+    # KafkaTimeoutError did): if refusals made the policy healthy again, the SDK would send
+    # straight to a dead broker instead of spooling (a 30 s outage lost 25,090 of 81,100).
     policy = RetryPolicy(Backoff(0.1, 1.0))
     outcomes = Recorder()
     events = _events(4)
