@@ -9,8 +9,8 @@ it again later; this module is that "later":
   acknowledges it to the spool only once Kafka acknowledged every event of it; events Kafka
   did not acknowledge are sent again after the policy's pause (only those: the acknowledged
   part is not sent twice); events Kafka refused for good (a record too large for the
-  broker, a contract rejection by a broker-side check) are reported and acknowledged with
-  the chunk, never retried; corrupt or torn regions the spool skipped are reported;
+  broker, any error Kafka marks not retriable) are reported and acknowledged with the
+  chunk, never retried; corrupt or torn regions the spool skipped are reported;
 * :class:`SendOutcomes`: what the host (the SDK's worker, the gateway's publisher) does with
   those reports: its counters and its warnings.
 
