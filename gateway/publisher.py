@@ -11,9 +11,12 @@ When Kafka fails (a :class:`~producers.sdk.SendFailure` names the events not
 acknowledged), those events are appended to the SDK's crash-safe :class:`~producers.sdk.Spool`
 (``fsync`` per append) and their requests are answered as spooled; for a short, growing
 backoff the next requests go to the spool at once instead of waiting on a broker that is
-away. A drainer task re-sends the spool in order and acknowledges each chunk only after
-Kafka did. Without a spool, or when the spool is full or the disk refuses, the request
-fails with 503 and the caller retries (the SDKs do).
+away. A drainer task re-sends the spool in order with the SDK's own drain
+(:class:`~producers.sdk.drain.SpoolDrain`: a chunk is acknowledged only after Kafka did;
+events Kafka refuses for good are counted in :attr:`PublisherStats.rejected_from_spool`,
+warned and leave the spool, never retried; torn or corrupt spool regions are skipped and
+counted in :attr:`PublisherStats.spool_corrupt`). Without a spool, or when the spool is full
+or the disk refuses, the request fails with 503 and the caller retries (the SDKs do).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from kernel.backoff import Backoff
 from producers.sdk import SendFailure, Spool, Transport
+from producers.sdk.drain import RetryPolicy, SpoolDrain, send_within, settle
 from producers.sdk.encoding import Encoded
 from producers.sdk.spool import SpoolError
 
@@ -38,7 +43,7 @@ log = logging.getLogger(__name__)
 Delivery = Literal["sent", "spooled"]
 _BACKOFF_START_S = 0.2
 _SPOOL_READ_EVENTS = 2000
-_SPOOL_READ_BYTES = 4 * 1024 * 1024
+_DRAIN_MIN_PAUSE_S = 0.05
 
 
 @dataclass(slots=True)
@@ -48,6 +53,9 @@ class PublisherStats:
     resent: int = 0
     refused: int = 0
     send_failures: int = 0
+    # Spooled (answered 2xx) and then refused by Kafka for good: lost, counted, warned.
+    rejected_from_spool: int = 0
+    spool_corrupt: int = 0  # torn or damaged spool regions skipped (their events are lost)
 
 
 @dataclass(slots=True, eq=False)
@@ -75,9 +83,21 @@ class Publisher:
         self._linger_s = linger_s
         self._max_events = max_events
         self._send_timeout_s = send_timeout_s
-        self._backoff_max_s = backoff_max_s
-        self._backoff_s = _BACKOFF_START_S
-        self._unhealthy_until = 0.0
+        # No jitter: one gateway, and while the pause runs requests go to the spool at once.
+        self._retry = RetryPolicy(
+            Backoff(_BACKOFF_START_S, backoff_max_s, jitter=0.0), min_pause_s=_DRAIN_MIN_PAUSE_S
+        )
+        self._drain: SpoolDrain | None = None
+        if spool is not None:
+            self._drain = SpoolDrain(
+                spool,
+                transport,
+                self._retry,
+                self,
+                max_events=_SPOOL_READ_EVENTS,
+                send_timeout_s=send_timeout_s * 2,
+                read_in_thread=True,
+            )
         self._queue: list[_Request] = []
         self._wake = asyncio.Event()
         self._spooled = asyncio.Event()
@@ -119,7 +139,8 @@ class Publisher:
 
     @property
     def healthy(self) -> bool:
-        return time.monotonic() >= self._unhealthy_until
+        """False while the pause after a failed send runs (requests go to the spool)."""
+        return not self._retry.pausing()
 
     # -- the request side ------------------------------------------------------------------
 
@@ -179,18 +200,13 @@ class Publisher:
 
     async def _send(self, batch: list[_Request], events: list[Encoded]) -> None:
         try:
-            await asyncio.wait_for(self._transport.send(events), self._send_timeout_s * 2)
+            await send_within(self._transport, events, self._send_timeout_s * 2)
         except SendFailure as failure:
-            self._failed(failure.reason)
-            acked = len(events) - len(failure.retry) - len(failure.rejected)
-            self.stats.sent += acked
+            settle(failure, len(events), self, self._retry, resent=False)
             await self._settle_failure(batch, failure.retry, failure.rejected, failure.reason)
             return
-        except TimeoutError:
-            self._failed("timed out")
-            await self._settle_failure(batch, events, (), "timed out")
-            return
-        self.stats.sent += len(events)
+        self.sent(len(events), resent=False)
+        self._retry.succeeded()
         for request in batch:
             _resolve(request, "sent")
 
@@ -204,7 +220,6 @@ class Publisher:
         refused = {id(event) for event in rejected}
         unsent = {id(event) for event in retry}
         spooled = await self._spool_events(retry)
-        self.stats.refused += len(rejected)
         for request in batch:
             ids = {id(event) for event in request.events}
             if ids & refused:
@@ -237,48 +252,41 @@ class Publisher:
             self._spooled.set()
         return {id(event) for event in events[:written]}
 
-    def _failed(self, reason: str) -> None:
-        self.stats.send_failures += 1
-        if self.healthy:
-            log.warning("sending to Kafka failed (%s); spooling", reason)
-        self._unhealthy_until = time.monotonic() + self._backoff_s
-        self._backoff_s = min(self._backoff_s * 2, self._backoff_max_s)
-
     # -- the drainer -----------------------------------------------------------------------
 
     async def _drainer(self) -> None:
-        spool = self._spool
-        if spool is None:
+        drain = self._drain
+        if drain is None:
             return
         while True:
             await self._spooled.wait()
             self._spooled.clear()
-            while spool.has_unsent():
-                outcome = await self._drain_once(spool)
-                if outcome == "empty":
-                    break
-                if outcome == "failed":
-                    await asyncio.sleep(max(0.05, self._unhealthy_until - time.monotonic()))
+            await drain.run()  # until nothing is unsent; an append meanwhile sets _spooled
 
-    async def _drain_once(self, spool: Spool) -> Literal["sent", "empty", "failed"]:
-        """Send the next chunk of the spool; "sent" once Kafka acknowledged it."""
-        spool.rewind()
-        chunk = await asyncio.to_thread(spool.read, _SPOOL_READ_EVENTS, _SPOOL_READ_BYTES)
-        if not chunk.events:
-            spool.ack(chunk)
-            return "empty"
-        try:
-            await asyncio.wait_for(self._transport.send(chunk.events), self._send_timeout_s * 2)
-        except (SendFailure, TimeoutError) as exc:
-            self._failed(getattr(exc, "reason", "timed out"))
-            return "failed"
-        spool.ack(chunk)
-        self.stats.resent += len(chunk.events)
-        if self._unhealthy_until:
+    # -- what sends did (drain.SendOutcomes, reported by the drain) ------------------------
+
+    def sent(self, count: int, *, resent: bool) -> None:
+        if not resent:
+            self.stats.sent += count
+            return
+        self.stats.resent += count
+        if not self._retry.healthy:
             log.warning("Kafka is back; the spool is being drained")
-        self._unhealthy_until = 0.0
-        self._backoff_s = _BACKOFF_START_S
-        return "sent"
+
+    def rejected(self, events: Sequence[Encoded], reason: str, *, resent: bool) -> None:
+        if not resent:
+            self.stats.refused += len(events)  # their requests are answered 413 or 503
+            return
+        self.stats.rejected_from_spool += len(events)
+        log.warning("Kafka refused %d spooled events for good (%s); dropped", len(events), reason)
+
+    def retrying(self, count: int, reason: str) -> None:
+        self.stats.send_failures += 1
+        if not self._retry.pausing():  # once per pause of the backoff, not once per send
+            log.warning("sending to Kafka failed (%s); spooling", reason)
+
+    def corrupt(self, regions: int) -> None:
+        self.stats.spool_corrupt += regions
 
 
 def _refusal(reason: str) -> Exception:

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from kernel.backoff import Backoff
 from kernel.settings import child_environment
 
 __all__ = ["Child", "ChildSpec", "Supervisor", "logflume_argv"]
@@ -197,7 +198,8 @@ class Supervisor:
     async def _watch(self, child: Child) -> None:
         """Wait for the child to exit; restart it unless the group is stopping."""
         assert self._stopping is not None
-        backoff = self.backoff_initial_s
+        # No jitter: one supervisor restarts its own children (nothing to spread out).
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s, jitter=0.0)
         while not self._stopping.is_set():
             process = child.process
             assert process is not None
@@ -207,7 +209,7 @@ class Supervisor:
                 return
             now = time.monotonic()
             if now - child.started_at >= self.stable_after_s:
-                backoff = self.backoff_initial_s  # it had been up for a while: a fresh fault
+                backoff.reset()  # it had been up for a while: a fresh fault
             window = child.restarts
             while window and now - window[0] > self.restart_window_s:
                 window.popleft()
@@ -219,19 +221,19 @@ class Supervisor:
                 self._stopping.set()
                 return
             window.append(now)
+            delay = backoff.next()
             self._emit(
                 f"{child.spec.name} exited unexpectedly ({_describe(code)}); "
-                f"restarting in {backoff:.1f}s",
+                f"restarting in {delay:.1f}s",
                 logging.WARNING,
                 child=child.spec.name,
                 exit=_describe(code),
-                backoff_s=backoff,
+                backoff_s=delay,
             )
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), backoff)
+                await asyncio.wait_for(self._stopping.wait(), delay)
             if self._stopping.is_set():
                 return
-            backoff = min(self.backoff_max_s, backoff * 2)
             await self._start(child)
 
     async def _stop_all(self) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
+from kernel.backoff import Backoff
 from kernel.dberrors import UNREACHABLE
 from kernel.settings import Settings
 
@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 # Failures of the connection or the server, not of the data: retry the whole batch.
 RETRYABLE: tuple[type[BaseException], ...] = UNREACHABLE
+_RETRY_FIRST_S = 0.4  # the first wait of an outage, then doubling up to sink_retry_max_s
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,8 @@ class Sink:
         self._deadletter = topics.deadletter
         self._stopping = asyncio.Event()
         self._pool: asyncpg.Pool | None = None
+        # Half jitter: a delay drawn from [d/2, d] (sinks of one group retry apart).
+        self._retry = Backoff(_RETRY_FIRST_S, settings.sink_retry_max_s, jitter=0.5)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -164,6 +167,7 @@ class Sink:
             except RETRYABLE as exc:
                 if attempt == 0:
                     outage_started = time.monotonic()
+                    self._retry.reset()
                     paused = consumer.assignment()
                     consumer.pause(*paused)
                     log.warning(
@@ -173,7 +177,7 @@ class Sink:
                     )
                 await self._drop_pool()
                 attempt += 1
-                await self._backoff(consumer, attempt)
+                await self._backoff(consumer, self._retry.next())
                 if self._stopping.is_set():
                     raise
         if attempt:
@@ -185,16 +189,15 @@ class Sink:
             )
         self._report(batch, result, time.perf_counter() - started)
 
-    async def _backoff(self, consumer: AIOKafkaConsumer, attempt: int) -> None:
-        """Capped, jittered exponential backoff that keeps polling (paused partitions give
-        nothing) so the group does not evict this consumer during a long outage.
+    async def _backoff(self, consumer: AIOKafkaConsumer, delay_s: float) -> None:
+        """Wait ``delay_s`` (a step of the capped, jittered backoff) and keep polling
+        meanwhile (paused partitions give nothing) so that the group does not evict this
+        consumer during a long outage.
 
         A rebalance during the outage hands over a fresh, unpaused assignment: pause it
         again before every poll, and seek back over anything a poll still returned, so that
         no record is read and dropped (the next batches would commit past it)."""
-        cap = self._settings.sink_retry_max_s
-        delay = min(cap, 0.2 * 2**attempt) * random.uniform(0.5, 1.0)
-        deadline = time.monotonic() + delay
+        deadline = time.monotonic() + delay_s
         while time.monotonic() < deadline and not self._stopping.is_set():
             consumer.pause(*consumer.assignment())
             timeout_ms = int(min(1.0, max(0.0, deadline - time.monotonic())) * 1000)

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, ProducerClosed
+from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerClosed
 
 from producers.contract import pack_record, partition_for
 
@@ -199,8 +199,10 @@ class KafkaTransport:
                 # ProducerClosed: another send of this client failed meanwhile and reset the
                 # shared producer; these records were never refused by the broker (counting
                 # them as rejected for good lost 80 events in a broker restart).
+                # KafkaTimeoutError (not "retriable" in aiokafka): the producer could not
+                # even queue the record within the timeout, a broker that is away.
                 retriable = getattr(outcome, "retriable", True) or isinstance(
-                    outcome, TimeoutError | OSError | ProducerClosed
+                    outcome, TimeoutError | OSError | ProducerClosed | KafkaTimeoutError
                 )
                 (retry if retriable else rejected).extend(record.events)
         if retry or rejected:
@@ -238,6 +240,9 @@ class MemoryTransport:
 
     ``down`` makes every send fail (retriable); ``stalled`` makes sends wait until
     :meth:`release` (from any thread). Both simulate a broker that is away.
+    ``refuse_over_bytes`` simulates the broker's ``message.max.bytes``: a record whose value
+    is larger is refused for good (the others of the send are kept), as Kafka refuses it
+    with a ``RecordTooLargeError``.
     """
 
     partitions: int = 12
@@ -246,6 +251,7 @@ class MemoryTransport:
     packed: bool = True
     records: list[Record] = field(default_factory=list)
     down: bool = False
+    refuse_over_bytes: int | None = None
     sends: int = 0
     _gate: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -272,8 +278,16 @@ class MemoryTransport:
             max_events=self.record_max_events,
             packed=self.packed,
         )
+        limit = self.refuse_over_bytes
+        kept: list[Record] = []
+        refused: list[Record] = []
+        for record in records:
+            (refused if limit is not None and len(record.value) > limit else kept).append(record)
         with self._lock:
-            self.records.extend(records)
+            self.records.extend(kept)
+        if refused:
+            rejected = [event for record in refused for event in record.events]
+            raise SendFailure("RecordTooLargeError (simulated)", (), rejected)
 
     async def close(self) -> None:
         self._gate.set()

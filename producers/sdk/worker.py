@@ -8,8 +8,8 @@ queued, encodes and validates it (rejections counted and warned), and routes eac
   batches are in flight at once and aiokafka's linger merges them;
 * spool (overflow "spool"): otherwise (broker failing or slow) the batch is appended to
   the disk spool, and one drain task re-sends the spool in order (read, send, ack, next),
-  with a capped, jittered backoff while the broker is away. Direct sends resume as soon
-  as a send succeeds, alongside the drain;
+  with a capped, jittered backoff while the broker is away (:mod:`.drain`, shared with the
+  gateway's publisher). Direct sends resume as soon as a send succeeds, alongside the drain;
 * memory (overflow "drop"): otherwise the batch waits in memory; the worker stops taking
   from the queue while memory is full, so the callers' queue overflows and counts drops.
 
@@ -24,19 +24,20 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import random
 import threading
 import time
 from collections import deque
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
+from kernel.backoff import Backoff
 from producers.contract import ContractError
 
 from .config import SDKSettings
+from .drain import RetryPolicy, SpoolDrain, settle
 from .encoding import PRE_ENCODED, Encoded, EventEncoder, Item
 from .queue import EventQueue
-from .spool import Spool, SpoolChunk, SpoolError
+from .spool import Spool, SpoolError
 from .stats import DropReason, RateLimitedWarner, StatsRecorder
 from .transport import SendFailure, Transport
 
@@ -46,7 +47,6 @@ log = logging.getLogger(__name__)
 
 _CLOSING_TICK_S = 0.005
 _BACKOFF_START_S = 0.1
-_SPOOL_READ_BYTES = 4 * 1024 * 1024
 # Events validated per hold of the GIL (~1 ms of work), then the worker lets go of it.
 _ENCODE_SLICE = 128
 
@@ -83,8 +83,13 @@ class Worker:
         self.inflight_events = 0
         self._encoding = 0  # events taken from the queue and being validated
         self._inflight_bytes = 0
-        self._healthy = True
-        self._backoff_s = _BACKOFF_START_S
+        # Full jitter: many processes of one app retrying a broker that came back spread out.
+        self._retry = RetryPolicy(Backoff(_BACKOFF_START_S, settings.retry_backoff_max_s))
+        self._spool_drain: SpoolDrain | None = None
+        if spool is not None:
+            self._spool_drain = SpoolDrain(
+                spool, transport, self._retry, self, max_events=settings.batch_max_events
+            )
         self._close_deadline: float | None = None
         self.delivered_all = False
 
@@ -273,8 +278,9 @@ class Worker:
         backlog = self._spool is None and (bool(self._pending) or self._drain is not None)
         # Unhealthy with nothing to drain (the spool refused the events): one batch at a
         # time goes out directly as a probe, so a recovered broker is noticed.
-        probe = not self._healthy and self._drain is None and not self._tasks
-        if (self._healthy or probe) and room and not backlog:
+        healthy = self._retry.healthy
+        probe = not healthy and self._drain is None and not self._tasks
+        if (healthy or probe) and room and not backlog:
             self._start_send(batch, nbytes)
         else:
             self._keep(batch)
@@ -318,7 +324,7 @@ class Worker:
         try:
             await self._transport.send(batch)
         except SendFailure as failure:
-            self._failed(failure, len(batch), resent=False)
+            settle(failure, len(batch), self, self._retry, resent=False)
             self._keep(failure.retry)
         except asyncio.CancelledError:
             self._keep_at_close(batch)
@@ -326,7 +332,7 @@ class Worker:
         except Exception as exc:
             self._warner.warn("transport", "logflume: the transport failed: %s", type(exc).__name__)
             log.debug("transport failure", exc_info=True)
-            self._healthy = False
+            self._retry.failed()
             self._keep(batch)
         else:
             self._delivered(len(batch), resent=False)
@@ -337,35 +343,15 @@ class Worker:
     async def _drain_backlog(self) -> None:
         """Re-send the spool (or, without one, the memory backlog) in order."""
         try:
-            if self._spool is not None:
-                self._spool.rewind()
-                await self._drain_spool(self._spool)
+            if self._spool_drain is not None:
+                await self._spool_drain.run(self._closing_at)
             else:
                 await self._drain_memory()
         finally:
             self._drain = None
 
-    async def _drain_spool(self, spool: Spool) -> None:
-        chunk: SpoolChunk | None = None
-        while self._close_deadline is None or time.monotonic() < self._close_deadline:
-            if chunk is None:
-                chunk = spool.read(self._s.batch_max_events, _SPOOL_READ_BYTES)
-                if chunk.corrupt_regions:
-                    self._stats.drop(DropReason.SPOOL_CORRUPT, chunk.corrupt_regions)
-                if not chunk.events:
-                    spool.ack(chunk)
-                    return
-            try:
-                await self._transport.send(chunk.events)
-            except SendFailure as failure:
-                self._failed(failure, len(chunk.events), resent=True)
-                if failure.retry:
-                    chunk.events = failure.retry
-                    await self._pause()
-                    continue
-            self._delivered(len(chunk.events), resent=True)
-            spool.ack(chunk)
-            chunk = None
+    def _closing_at(self) -> float | None:
+        return self._close_deadline
 
     async def _drain_memory(self) -> None:
         while self._pending:
@@ -373,7 +359,7 @@ class Worker:
             try:
                 await self._transport.send(batch)
             except SendFailure as failure:
-                self._failed(failure, len(batch), resent=True)
+                settle(failure, len(batch), self, self._retry, resent=True)
                 if failure.retry:
                     self._pending_bytes -= sum(len(d) for _, d in batch) - sum(
                         len(d) for _, d in failure.retry
@@ -381,7 +367,7 @@ class Worker:
                     self._pending[0] = failure.retry
                     if self._close_deadline is not None:
                         return
-                    await self._pause()
+                    await self._retry.pause(self._close_deadline)
                     continue
             else:
                 self._delivered(len(batch), resent=True)
@@ -389,35 +375,28 @@ class Worker:
             self._pending_bytes -= sum(len(d) for _, d in batch)
 
     def _delivered(self, count: int, *, resent: bool) -> None:
+        self.sent(count, resent=resent)
+        self._retry.succeeded()
+
+    # -- what sends did (also reported by the spool's drain: drain.SendOutcomes) -----------
+
+    def sent(self, count: int, *, resent: bool) -> None:
         self._stats.add(sent=count, resent=count if resent and self._spool is not None else 0)
-        self._healthy = True
-        self._backoff_s = _BACKOFF_START_S
 
-    def _failed(self, failure: SendFailure, total: int, *, resent: bool) -> None:
-        acked = total - len(failure.retry) - len(failure.rejected)
-        if acked:
-            self._stats.add(sent=acked, resent=acked if resent and self._spool is not None else 0)
-        if failure.rejected:
-            self._stats.drop(DropReason.REJECTED_BY_BROKER, len(failure.rejected))
-            self._warner.warn(
-                "rejected", "logflume: Kafka rejected events for good: %s", failure.reason
-            )
-        if failure.retry:
-            self._healthy = False
-            self._warner.warn(
-                "send_failed",
-                "logflume: sending to Kafka failed (%s); keeping events %s",
-                failure.reason,
-                "in memory" if self._spool is None else "in the spool",
-            )
+    def rejected(self, events: Sequence[Encoded], reason: str, *, resent: bool) -> None:
+        self._stats.drop(DropReason.REJECTED_BY_BROKER, len(events))
+        self._warner.warn("rejected", "logflume: Kafka rejected events for good: %s", reason)
 
-    async def _pause(self) -> None:
-        delay = random.uniform(0, self._backoff_s)  # full jitter
-        self._backoff_s = min(self._backoff_s * 2, self._s.retry_backoff_max_s)
-        deadline = self._close_deadline
-        if deadline is not None:
-            delay = min(delay, max(0.0, deadline - time.monotonic()))
-        await asyncio.sleep(delay)
+    def retrying(self, count: int, reason: str) -> None:
+        self._warner.warn(
+            "send_failed",
+            "logflume: sending to Kafka failed (%s); keeping events %s",
+            reason,
+            "in memory" if self._spool is None else "in the spool",
+        )
+
+    def corrupt(self, regions: int) -> None:
+        self._stats.drop(DropReason.SPOOL_CORRUPT, regions)
 
     # -- closing ---------------------------------------------------------------------------
 

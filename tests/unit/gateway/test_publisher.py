@@ -10,6 +10,7 @@ import pytest
 from gateway.errors import Unavailable
 from gateway.publisher import Publisher
 from producers.sdk import MemoryTransport, Spool
+from producers.sdk.spool import MAGIC
 
 
 def _events(n: int, tag: str = "e") -> list[tuple[bytes, bytes]]:
@@ -103,3 +104,60 @@ async def test_a_stalled_broker_times_out_into_the_spool(tmp_path: Path):
     finally:
         transport.release()
         await publisher.close()
+
+
+async def _until(predicate: object, timeout_s: float = 5.0) -> None:
+    async with asyncio.timeout(timeout_s):
+        while not predicate():  # type: ignore[operator]  # noqa: ASYNC110 - no event to wait on
+            await asyncio.sleep(0.02)
+
+
+async def test_an_event_kafka_refuses_for_good_leaves_the_spool_counted_and_the_drain_goes_on(
+    tmp_path: Path,
+):
+    # Spooled (the requests were answered 2xx) by a process that died; one event is larger
+    # than the broker takes. It must be counted and leave the spool, not be retried forever
+    # while the events after it wait; the events around it are sent once each.
+    spool = _spool(tmp_path)
+    big = (b"p/big", b'{"event_id":"big","pad":"' + b"x" * 5000 + b'"}')
+    spool.append([*_events(3, "a"), big, *_events(3, "b")])
+    spool.close()
+    transport = MemoryTransport(partitions=4, record_max_bytes=1024, refuse_over_bytes=4096)
+    reopened = _spool(tmp_path)
+    publisher = await _publisher(transport, reopened)
+    try:
+        await _until(lambda: not reopened.has_unsent())  # not retried forever
+        assert publisher.stats.rejected_from_spool == 1
+        assert len(transport.event_ids()) == 6
+        # The drain goes on: what is spooled later is sent too.
+        transport.down = True
+        assert await publisher.publish(_events(2, "c")) == "spooled"
+        transport.down = False
+        await _until(lambda: len(transport.event_ids()) == 8)
+        await _until(lambda: not reopened.has_unsent())
+    finally:
+        await publisher.close()
+    ids = transport.event_ids()
+    assert len(ids) == len(set(ids))
+    assert sorted(ids) == sorted([f"a{i}" for i in range(3)] + [f"b{i}" for i in range(3)]
+                                 + ["c0", "c1"])  # fmt: skip
+    assert publisher.stats.rejected_from_spool == 1 and publisher.stats.resent == 8
+
+
+async def test_a_corrupt_spool_region_is_skipped_and_counted(tmp_path: Path):
+    spool = _spool(tmp_path)
+    spool.append(_events(20, "a"))
+    spool.close()
+    (segment,) = sorted(spool.slot.glob("*.seg"))
+    data = bytearray(segment.read_bytes())
+    frame = (len(data) - len(MAGIC)) // 20
+    data[len(MAGIC) + 5 * frame + 12] ^= 0xFF  # a byte inside the 6th frame's payload
+    segment.write_bytes(bytes(data))
+    transport = MemoryTransport(partitions=4)
+    publisher = await _publisher(transport, _spool(tmp_path))
+    try:
+        await _until(lambda: len(transport.event_ids()) == 19)
+    finally:
+        await publisher.close()
+    assert sorted(transport.event_ids()) == sorted(f"a{i}" for i in range(20) if i != 5)
+    assert publisher.stats.spool_corrupt == 1

@@ -196,3 +196,29 @@ def test_broker_is_probed_again_when_the_spool_cannot_be_written(
     assert client.flush(10)
     outputs = {body["body"]["output"] for body in transport.bodies()}
     assert {f"after {i}" for i in range(10)} <= outputs
+
+
+def test_a_spooled_event_kafka_refuses_for_good_is_counted_and_the_drain_goes_on(
+    make_client: MakeClient,
+) -> None:
+    # One event the SDK accepts is larger than the broker takes (its message.max.bytes). In
+    # the spool it must be counted and leave it, not block the events after it.
+    down = MemoryTransport()
+    down.down = True
+    first = make_client(down)
+    for i in range(10):
+        first.log(reference_id="before", output=str(i))
+    first.log(reference_id="big", output="x" * 8000)
+    for i in range(10):
+        first.log(reference_id="after", output=str(i))
+    assert first.close(timeout=0.5) is False
+    assert first.stats().spooled == 21
+    refusing = MemoryTransport(record_max_bytes=1500, refuse_over_bytes=4096)
+    second = make_client(refusing)
+    assert second.flush(10)
+    stats = second.stats()
+    assert stats.dropped == {DropReason.REJECTED_BY_BROKER: 1}
+    assert stats.sent == stats.resent_from_spool == 20  # each delivered event counted once
+    assert stats.spool_bytes == 0
+    refs = [body["body"]["reference_id"] for body in refusing.bodies()]
+    assert sorted(refs) == ["after"] * 10 + ["before"] * 10

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 import pytest
-from aiokafka.errors import MessageSizeTooLargeError, ProducerClosed
+from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, ProducerClosed
 
 from producers.sdk.config import SDKSettings
 from producers.sdk.transport import KafkaTransport, SendFailure
@@ -48,6 +48,13 @@ def test_a_producer_closed_under_a_send_is_retried_not_rejected() -> None:
     # Another send of the same client failed and reset the shared producer: the broker
     # never refused these records (counting them rejected lost events in a broker restart).
     failure = _send(ProducerClosed())
+    assert len(failure.retry) == 2 and failure.rejected == []
+
+
+def test_a_record_the_producer_could_not_queue_in_time_is_retried_not_rejected() -> None:
+    # aiokafka raises KafkaTimeoutError (retriable=False) when a partition's batch stays
+    # full for the whole timeout: the broker is away, it refused nothing.
+    failure = _send(KafkaTimeoutError())
     assert len(failure.retry) == 2 and failure.rejected == []
 
 

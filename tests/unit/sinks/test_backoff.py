@@ -54,7 +54,7 @@ async def test_backoff_pauses_the_assignment_and_seeks_back_over_what_a_poll_ret
     sink = Sink(
         Settings(topic_prefix="u", sink_retry_max_s=0.05, kafka_bootstrap_servers="127.0.0.1:1")
     )
-    await sink._backoff(consumer, attempt=3)  # type: ignore[arg-type]
+    await sink._backoff(consumer, delay_s=0.05)  # type: ignore[arg-type]
     assert consumer.polls >= 2
     assert consumer.paused_now == tps  # paused again after the rebalance
     assert sorted(consumer.seeks) == [(TopicPartition("e", 0), 40), (TopicPartition("e", 1), 41)]
