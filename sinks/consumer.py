@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from kernel.backoff import Backoff
+from kernel.clients import kafka_consumer, pg_pool
 from kernel.dberrors import UNREACHABLE
 from kernel.settings import Settings
 
@@ -74,10 +75,10 @@ class Sink:
 
     async def run(self) -> None:
         s = self._settings
-        consumer = AIOKafkaConsumer(
+        consumer = kafka_consumer(
+            s,
             *self._roles,
             self._deadletter,
-            bootstrap_servers=s.bootstrap_servers,
             group_id=self._group_id,
             group_instance_id=(
                 f"{self._group_id}-{s.sink_instance_id}" if s.sink_instance_id else None
@@ -149,8 +150,8 @@ class Sink:
             # min_size=0: no background reconnects (asyncpg >= 0.32 keeps a connection floor
             # and logs a warning with a traceback for every failed attempt while the
             # database is down); the next write connects, and the outage is logged once.
-            self._pool = await asyncpg.create_pool(
-                self._settings.dsn, min_size=0, max_size=1, timeout=10, command_timeout=60
+            self._pool = await pg_pool(
+                self._settings, min_size=0, max_size=1, timeout=10, command_timeout=60
             )
         return self._pool
 

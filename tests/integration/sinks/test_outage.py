@@ -15,7 +15,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-import sinks.consumer
+import kernel.clients
 from kernel.settings import Settings
 from logflume.services.postgres import LocalPostgres
 from logflume.synthetic import generate_events, pack_events
@@ -101,7 +101,7 @@ async def test_postgres_outage_mid_stream_loses_nothing_and_doubles_nothing(
     for name in SINK_LOGGERS:
         caplog.set_level(logging.INFO, logger=name)
     monkeypatch.setattr(CountingConsumer, "instances", [])
-    monkeypatch.setattr(sinks.consumer, "AIOKafkaConsumer", CountingConsumer)
+    monkeypatch.setattr(kernel.clients, "AIOKafkaConsumer", CountingConsumer)  # the sink's
     settings = sink_env.settings
     events = generate_events(3000, seed=5)
     stream = run_stages(settings, pack_events(events, settings.partitions), len(events))
