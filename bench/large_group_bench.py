@@ -34,16 +34,15 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the process helpers live with the tests
-    sys.path.insert(0, str(ROOT))
+# The process helpers live with the tests: the repository's root on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kernel.settings import Settings  # noqa: E402
-from processors.app import app_id  # noqa: E402
-from processors.topology import STAGES, stage_specs  # noqa: E402
-from producers.sdk import Client  # noqa: E402
-from tests.processes import PipelineProcesses  # noqa: E402
-from tests.services import Services, base_settings, scratch_environment  # noqa: E402
+from kernel.settings import Settings
+from processors.app import app_id
+from processors.topology import STAGES, stage_specs
+from producers.sdk import Client
+from tests.processes import PipelineProcesses
+from tests.services import Services, base_settings, scratch_environment
 
 PROMPT_TOKENS, COMPLETION_TOKENS = 10, 5
 

@@ -18,15 +18,13 @@ import asyncpg
 import orjson
 from aiokafka import AIOKafkaConsumer
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's root
 
-import sinks.writer  # noqa: E402
-from bench.sink_bench import NAIVE_DEAD_LETTER, naive_sql  # noqa: E402
-from kernel.settings import Settings  # noqa: E402
-from sinks.batch import Batch  # noqa: E402
-from sinks.tables import TableSpec, removes, spec_for  # noqa: E402
+import sinks.writer
+from bench.sink_bench import NAIVE_DEAD_LETTER, naive_sql
+from kernel.settings import Settings
+from sinks.batch import Batch
+from sinks.tables import TableSpec, removes, spec_for
 
 
 def _statement(spec: TableSpec) -> str:

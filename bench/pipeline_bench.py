@@ -57,18 +57,17 @@ from aiokafka import AIOKafkaProducer
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the oracle and process helpers live with the tests
-    sys.path.insert(0, str(ROOT))
+# The oracle and process helpers live with the tests: the repository's root on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.processors_bench import regressions  # noqa: E402  (events/s lost vs a baseline)
-from kernel.settings import Settings  # noqa: E402
-from logflume.synthetic import generate_events, generate_heavy_events, pack_events  # noqa: E402
-from processors.codec import RECORD_OVERHEAD_BYTES  # noqa: E402
-from producers.contract import pack_record, partition_for  # noqa: E402
-from tests.integration.sinks.stream import Oracle, oracle_mismatches, run_stages  # noqa: E402
-from tests.processes import PipelineProcesses  # noqa: E402
-from tests.services import Services, base_settings, scratch_environment  # noqa: E402
+from bench.processors_bench import regressions  # events/s lost vs a baseline
+from kernel.settings import Settings
+from logflume.synthetic import generate_events, generate_heavy_events, pack_events
+from processors.codec import RECORD_OVERHEAD_BYTES
+from producers.contract import pack_record, partition_for
+from tests.integration.sinks.stream import Oracle, oracle_mismatches, run_stages
+from tests.processes import PipelineProcesses
+from tests.services import Services, base_settings, scratch_environment
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 DESIGNS = ("pipeline", "one-event-per-record", "per-row-insert")

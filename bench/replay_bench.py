@@ -44,17 +44,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the live-pipeline helpers live with the tests
-    sys.path.insert(0, str(ROOT))
+# The live-pipeline helpers live with the tests: the repository's root on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kernel.settings import Settings  # noqa: E402
-from kernel.topics import ensure_topics  # noqa: E402
-from logflume.history.database import prepare_database  # noqa: E402
-from logflume.history.replay import Replay  # noqa: E402
-from logflume.history.verify import verify  # noqa: E402
-from tests.integration.replay.history import LivePipeline, produce_history  # noqa: E402
-from tests.services import with_database  # noqa: E402
+from kernel.settings import Settings
+from kernel.topics import ensure_topics
+from logflume.history.database import prepare_database
+from logflume.history.replay import Replay
+from logflume.history.verify import verify
+from tests.integration.replay.history import LivePipeline, produce_history
+from tests.services import with_database
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 

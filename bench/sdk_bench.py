@@ -48,11 +48,10 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's root
 
-from producers.contract import LogEvent, encode_event  # noqa: E402
-from producers.sdk import Client  # noqa: E402
+from producers.contract import LogEvent, encode_event
+from producers.sdk import Client
 
 GOAL_P50_US = 5.0
 GOAL_P99_US = 50.0

@@ -44,26 +44,27 @@ from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the shared stream generator lives with the tests
-    sys.path.insert(0, str(ROOT))
+# The shared stream generator lives with the tests: the repository's root on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sinks.writer  # noqa: E402
-from kernel.settings import Settings  # noqa: E402
-from kernel.topics import ensure_topics  # noqa: E402
-from logflume.synthetic import generate_events, pack_events  # noqa: E402
-from sinks import sql  # noqa: E402
-from sinks.batch import Batch, DeadLetterRow  # noqa: E402
-from sinks.consumer import BatchReport, Sink  # noqa: E402
-from sinks.migrations import apply_migrations  # noqa: E402
-from sinks.tables import TableSpec, spec_for  # noqa: E402
-from tests.integration.sinks.stream import (  # noqa: E402
+import sinks.writer
+from kernel.settings import Settings
+from kernel.topics import ensure_topics
+from logflume.synthetic import generate_events, pack_events
+from sinks import sql
+from sinks.batch import Batch, DeadLetterRow
+from sinks.consumer import BatchReport, Sink
+from sinks.migrations import apply_migrations
+from sinks.tables import TableSpec, spec_for
+from tests.integration.sinks.stream import (
     Stream,
     oracle_mismatches,
     publish,
     run_stages,
     with_database,
 )
+
+ROOT = Path(__file__).resolve().parent.parent
 
 console = Console(width=None if sys.stdout.isatty() else 150)
 WHOLE = "whole sink"

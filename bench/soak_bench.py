@@ -37,13 +37,12 @@ from typing import Any
 
 import asyncpg
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # the process helpers live with the tests
-    sys.path.insert(0, str(ROOT))
+# The process helpers live with the tests: the repository's root on the path.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from producers.sdk import Client  # noqa: E402
-from tests.processes import PipelineProcesses  # noqa: E402
-from tests.services import Services, base_settings, scratch_environment  # noqa: E402
+from producers.sdk import Client
+from tests.processes import PipelineProcesses
+from tests.services import Services, base_settings, scratch_environment
 
 FLAT_TOLERANCE = 0.10
 LATE_COMPLETION_TOKENS = 77  # marks a late generation result in the stored rows

@@ -33,15 +33,13 @@ from typing import Any
 
 import orjson
 
-ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's root
 
-from kernel.runtime import tune_gc  # noqa: E402
-from kernel.settings import Settings  # noqa: E402
-from logflume.synthetic import generate_events, pack_events  # noqa: E402
-from processors.sequential import SequentialStages  # noqa: E402
-from processors.topology import STAGES  # noqa: E402
+from kernel.runtime import tune_gc
+from kernel.settings import Settings
+from logflume.synthetic import generate_events, pack_events
+from processors.sequential import SequentialStages
+from processors.topology import STAGES
 
 
 def run_design(
