@@ -320,6 +320,28 @@ class ReadStore:
         )
         return spans, generations, logs
 
+    async def maxim_nodes(
+        self, project: str, *, trace_id: str | None = None, session_id: str | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The tool calls, retrievals, events, errors and attachments of a trace (or a
+        session's own node and its events and attachments), and the feedback rating it."""
+        column, target = ("trace_id", trace_id) if trace_id is not None else (
+            "session_id", session_id)  # fmt: skip
+        nodes = await self._all(
+            f"SELECT * FROM trace_nodes WHERE project = $1 AND {column} = $2"
+            " ORDER BY start_time NULLS LAST, kind, id LIMIT 10000",
+            project,
+            target,
+        )
+        feedback = await self._all(
+            'SELECT id, value, comment, source, "user", metadata, created_at FROM feedback'
+            f" WHERE project = $1 AND {column} = $2 ORDER BY coalesce(created_at, updated_at), id"
+            " LIMIT 1000",
+            project,
+            target,
+        )
+        return nodes, feedback
+
     async def traces_page(
         self, project: str, *, limit: int, cursor: Cursor | None = None
     ) -> tuple[list[dict[str, Any]], Cursor | None]:

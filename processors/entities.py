@@ -82,7 +82,8 @@ _LOG_IMMUTABLE = frozenset(
 _NODE_IMMUTABLE = frozenset({"id", "trace_id", "parent_id"})
 _NODE_KIND_IMMUTABLE = frozenset({"id", "trace_id", "parent_id", "session_id"})
 _FEEDBACK_IMMUTABLE = frozenset({"id", "log_id", "reference_id", "trace_id", "session_id"})
-_MAPS = ("metadata", "tags", "metrics")  # merged key by key
+# Merged key by key (an attachment's: its upload's size and its line's name, either first).
+_MAPS = ("metadata", "tags", "metrics", "attachment")
 # A generation's messages appended after creation, merged key by key under the event's
 # version (so any order gives the same list: see _generation_entity).
 _ADDED = "add_messages"
