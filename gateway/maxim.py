@@ -47,6 +47,16 @@ from processors.outcome import DeadLetter, Origin
 from producers.contract import FieldError
 
 from .deadletters import Kept
+from .maxim_fields import (
+    GENERATION_FIELDS,
+    GENERATION_UPDATE,
+    SPAN_FIELDS,
+    TRACE_FIELDS,
+    completed,
+    failure_of,
+    line_fields,
+    node_fields,
+)
 
 __all__ = [
     "DEAD_LETTER_TOPIC",
@@ -84,27 +94,6 @@ _LINE = re.compile(
     r"^(?P<entity>[a-z_]+)\{id=(?P<id>[^,]*),action=(?P<action>[a-z-]+),data=(?P<data>.*)\}$",
     re.DOTALL,
 )
-# Line keys -> body fields, per kind. A key a line carries that no body field takes goes
-# into the body's metadata (``_body``): nothing a line says is dropped.
-_NODE_FIELDS = {"name": "name", "tags": "tags", "metadata": "metadata", "metrics": "metrics",
-                "startTimestamp": "start_time", "endTimestamp": "end_time"}  # fmt: skip
-_TRACE_FIELDS = {**_NODE_FIELDS, "sessionId": "session_id", "input": "input", "output": "output"}
-_SPAN_FIELDS = {**_NODE_FIELDS, "input": "input"}
-_GENERATION_FIELDS = {**_NODE_FIELDS, "model": "model", "provider": "provider",
-                      "messages": "messages", "modelParameters": "model_parameters"}  # fmt: skip
-_GENERATION_UPDATE = {**_GENERATION_FIELDS, "messages": "add_messages", "cost": "cost"}
-_TOOL_CALL_FIELDS = {**_NODE_FIELDS, "description": "description", "args": "args",
-                     "result": "result", "error": "error"}  # fmt: skip
-_RETRIEVAL_FIELDS = {**_NODE_FIELDS, "input": "query", "docs": "documents"}
-_EVENT_FIELDS = {**_NODE_FIELDS, "timestamp": "start_time"}
-_ERROR_FIELDS = {**_NODE_FIELDS}
-_ATTACHMENT_KEYS = ("type", "name", "url", "key", "mime_type", "mimeType", "size")
-_KIND_FIELDS = {"tool_call": _TOOL_CALL_FIELDS, "retrieval": _RETRIEVAL_FIELDS,
-                "event": _EVENT_FIELDS, "error": _ERROR_FIELDS, "attachment": _NODE_FIELDS,
-                "session": _NODE_FIELDS}  # fmt: skip
-# Keys that name the node or its parent (said by the event's ids), or that must never
-# travel (an attachment's bytes).
-_IMPLIED = frozenset({"id", "spanId", "data"})
 # Actions that create a child node, addressed by its own id in later lines.
 _CHILD_ACTIONS = {"add-span": "span", "add-generation": "generation",
                   "add-tool-call": "tool_call", "add-retrieval": "retrieval"}  # fmt: skip
@@ -184,27 +173,6 @@ def referenced_nodes(lines: list[CommitLine]) -> set[str]:
     }
 
 
-def _metrics(value: Any) -> Any:
-    """``add_metric``'s ``{"name": n, "value": v}`` (tool calls, retrievals) as ``{n: v}``,
-    like the other entities send it."""
-    if isinstance(value, dict) and value.keys() == {"name", "value"}:
-        return {str(value["name"]): value["value"]}
-    return value
-
-
-def _body(data: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
-    """The body fields of ``data``; its other keys join the body's metadata."""
-    body = {wire: data[name] for name, wire in names.items() if data.get(name) is not None}
-    if "metrics" in body:
-        body["metrics"] = _metrics(body["metrics"])
-    extra = {k: v for k, v in data.items()
-             if k not in names and k not in _IMPLIED and v is not None}  # fmt: skip
-    if extra:
-        metadata = body.get("metadata")
-        body["metadata"] = {**extra, **metadata} if isinstance(metadata, dict) else extra
-    return body
-
-
 def _digest(project: str, text: str) -> str:
     return hashlib.sha256(f"{project}\n{text}".encode()).hexdigest()
 
@@ -215,51 +183,6 @@ def event_id(project: str, line: CommitLine) -> str:
 
 def _modelled(line: CommitLine) -> bool:
     return line.action in MODELLED.get(line.entity, ())
-
-
-def _completion(result: dict[str, Any], generation_id: str, received: datetime) -> dict[str, Any]:
-    """Maxim passes results through its provider parsers; id and created may be missing."""
-    completion = dict(result)
-    completion.setdefault("id", generation_id)
-    if not isinstance(completion.get("created"), int):
-        completion["created"] = int(received.timestamp())
-    return completion
-
-
-def _failure(error: Any, type_key: str = "type") -> dict[str, Any]:
-    """Maxim's ``{message, code, type}`` (an error node says ``errorType``)."""
-    fields = error if isinstance(error, dict) else {}
-    failure = {"message": str(fields.get("message") or error)}
-    for name, key in (("code", "code"), ("type", type_key)):
-        if fields.get(key) not in (None, ""):
-            failure[name] = str(fields[key])
-    return failure
-
-
-def _kind_body(kind: str, data: dict[str, Any]) -> dict[str, Any]:
-    """A node's kind-specific fields from a line's data (the rest as :func:`_body`)."""
-    if kind == "error":
-        error = {k: data[k] for k in ("message", "code", "errorType") if k in data}
-        rest = {k: v for k, v in data.items() if k not in error}
-        return {**_body(rest, _ERROR_FIELDS), "error": _failure(error, "errorType")}
-    if kind == "attachment":
-        info = {k: data[k] for k in _ATTACHMENT_KEYS if data.get(k) is not None}
-        if "mimeType" in info:
-            info["mime_type"] = info.pop("mimeType")
-        rest = {k: v for k, v in data.items() if k not in _ATTACHMENT_KEYS or k == "name"}
-        return {**_body(rest, _NODE_FIELDS), "attachment": info}
-    body = _body(data, _KIND_FIELDS[kind])
-    if kind == "event" and "start_time" in body:
-        body.setdefault("end_time", body["start_time"])  # an event is an instant
-    if "error" in body:
-        body["error"] = _failure(body["error"])
-    if "result" in body and not isinstance(body["result"], str):
-        body["result"] = orjson.dumps(body["result"]).decode()
-    docs = body.get("documents")
-    if docs is not None:
-        docs = docs if isinstance(docs, list) else [docs]
-        body["documents"] = [d if isinstance(d, str) else orjson.dumps(d).decode() for d in docs]
-    return body
 
 
 class _Translator:
@@ -304,7 +227,7 @@ class _Translator:
             body = {
                 "id": node,
                 "action": action,
-                **_body(line.data, _TRACE_FIELDS if entity == "trace" else _SPAN_FIELDS),
+                **line_fields(line.data, TRACE_FIELDS if entity == "trace" else SPAN_FIELDS),
             }
             if entity == "span":
                 body["trace_id"] = trace_id
@@ -326,10 +249,10 @@ class _Translator:
         self.trace_of[child] = trace_id
         self.out.nodes[child] = (kind, trace_id)
         if kind in ("span", "generation"):
-            names = _SPAN_FIELDS if kind == "span" else _GENERATION_FIELDS
-            self.emit(line, kind, {"id": child, **where, **_body(line.data, names)})
+            names = SPAN_FIELDS if kind == "span" else GENERATION_FIELDS
+            self.emit(line, kind, {"id": child, **where, **line_fields(line.data, names)})
         else:
-            body = {"id": child, "kind": kind, **where, **_kind_body(kind, line.data)}
+            body = {"id": child, "kind": kind, **where, **node_fields(kind, line.data)}
             self.emit(line, "node", body)
 
     def leaf(self, line: CommitLine, kind: str, where: dict[str, Any]) -> None:
@@ -337,7 +260,7 @@ class _Translator:
         leaf = line.data.get("id")
         if not isinstance(leaf, str) or not leaf:
             leaf = f"mx{kind[:2]}_{_digest(self.project, line.text)[:32]}"
-        body = {"id": leaf, "kind": kind, **where, **_kind_body(kind, line.data)}
+        body = {"id": leaf, "kind": kind, **where, **node_fields(kind, line.data)}
         self.emit(line, "node", body)
 
     def feedback(self, line: CommitLine, where: dict[str, Any]) -> None:
@@ -349,7 +272,7 @@ class _Translator:
         }
         if data.get("comment") is not None:
             body["comment"] = str(data.pop("comment"))
-        body.update(_body(data, {"metadata": "metadata"}))
+        body.update(line_fields(data, {"metadata": "metadata"}))
         self.emit(line, "feedback", body)
 
     def node(self, line: CommitLine, kind: str, where: dict[str, Any]) -> None:
@@ -361,7 +284,7 @@ class _Translator:
         else:
             where = {"trace_id": where["trace_id"]}
         body = {"id": line.entity_id, "kind": kind, "action": action, **where,
-                **_kind_body(kind, line.data)}  # fmt: skip
+                **node_fields(kind, line.data)}  # fmt: skip
         self.emit(line, "node", body)
 
     def generation(self, line: CommitLine, trace_id: str) -> None:
@@ -373,10 +296,10 @@ class _Translator:
                 return
             if "error" in result and "choices" not in result:
                 body = {"generation_id": node, "trace_id": trace_id,
-                        "error": _failure(result["error"])}  # fmt: skip
+                        "error": failure_of(result["error"])}  # fmt: skip
                 self.emit(line, "generation_error", body)
             else:
-                completion = _completion(result, node, self.received)
+                completion = completed(result, node, self.received)
                 body = {"generation_id": node, "trace_id": trace_id, "result": completion}
                 self.emit(line, "generation_result", body)
             self.results[node] = body
@@ -386,7 +309,7 @@ class _Translator:
         else:  # update, add-cost, or an end without its result in this batch
             action = "end" if line.action == "end" else "update"
             body = {"id": node, "action": action, "trace_id": trace_id,
-                    **_body(data, _GENERATION_UPDATE)}  # fmt: skip
+                    **line_fields(data, GENERATION_UPDATE)}  # fmt: skip
             self.emit(line, "generation", body)
 
 

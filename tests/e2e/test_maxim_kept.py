@@ -90,7 +90,7 @@ COLUMNS: dict[str, tuple[str, str | None]] = {
     "url": ("attachment", "url"), "key": ("attachment", "key"), "type": ("attachment", "type"),
     "mimeType": ("attachment", "mime_type"), "mime_type": ("attachment", "mime_type"),
     "size": ("attachment", "size"), "score": ("value", None), "comment": ("comment", None),
-    "cost": ("caller_cost", None),
+    "cost": ("caller_cost", None), "messages": ("messages", None), "input": ("input", None),
 }  # fmt: skip
 # Keys that name the node or its parent (said by the row's ids).
 IMPLIED = {"id", "spanId"}
