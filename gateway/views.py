@@ -292,8 +292,15 @@ def _add(a: Totals, b: Totals) -> Totals:
     )
 
 
-_NODE_FIELDS = ("tags", "metadata", "metrics", "description", "args", "result", "error",
-                "query", "documents", "attachment", "cost_source")  # fmt: skip
+# The columns a node shows beyond the common ones: its kind's (trace_nodes), or a
+# generation's cost source (its result and error are the provider's, not shown here).
+_SHARED = ("tags", "metadata", "metrics")
+_OWN_FIELDS = {
+    "generation": (*_SHARED, "cost_source"),
+    **dict.fromkeys(("span", "log"), _SHARED),
+}
+_NODE_FIELDS = (*_SHARED, "description", "args", "result", "error", "query", "documents",
+                "attachment")  # fmt: skip
 
 
 def _kind(row: dict[str, Any]) -> NodeKind:
@@ -314,9 +321,8 @@ def _node(kind: NodeKind, row: dict[str, Any], parent: str | None, usage: Totals
     end = row.get("end_time")
     latency = (end - start).total_seconds() if start and end and kind != "event" else None
     status = row.get("status") or row.get("log_status")
-    extra = {name: row[name] for name in _NODE_FIELDS if row.get(name) is not None}
-    if kind == "generation":  # its jsonb error is the provider's failure
-        extra.pop("error", None)
+    fields = _OWN_FIELDS.get(kind, _NODE_FIELDS)
+    extra = {name: row[name] for name in fields if row.get(name) is not None}
     return TraceNode(
         kind=kind, id=row["id"], parent_id=parent, name=row.get("name") or row.get("path"),
         log_kind=(row.get("log_kind") or "prompt") if kind == "log" else None,
