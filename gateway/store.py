@@ -403,9 +403,20 @@ class ReadStore:
             " UNION ALL SELECT 'generation', id, NULL FROM generations"
             " WHERE project = $1 AND trace_id = ANY($2::text[])"
             " UNION ALL SELECT 'log', id, reference_id FROM logs"
-            " WHERE project = $1 AND (trace_id = ANY($2::text[]) OR id = ANY($2::text[]))",
+            " WHERE project = $1 AND (trace_id = ANY($2::text[]) OR id = ANY($2::text[]))"
+            " UNION ALL SELECT kind, id, NULL FROM trace_nodes"
+            " WHERE project = $1 AND trace_id = ANY($2::text[])",
             project,
             trace_ids,
+        )
+
+    async def session_nodes(self, project: str, session_id: str) -> list[dict[str, Any]]:
+        """A Maxim session's own node, events and attachments: ``kind``, ``id``."""
+        return await self._all(
+            "SELECT kind, id FROM trace_nodes WHERE project = $1 AND session_id = $2"
+            " AND trace_id IS NULL",
+            project,
+            session_id,
         )
 
     async def session_traces(self, project: str, session_id: str) -> list[str]:

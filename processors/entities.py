@@ -394,7 +394,8 @@ def _deleted_entity(key: str, state: dict[str, Any]) -> dict[str, Any] | None:
     elif kind == "trace":
         values["trace_root"] = values.get("id")
     values.setdefault("trace_root", values.get("trace_id"))
-    if values["trace_root"] is None or values.get("id") is None:
+    placed = values["trace_root"] is not None or values.get("session_id") is not None
+    if not placed or values.get("id") is None:  # (a Maxim session's nodes: by session)
         return None
     values.update(
         kind=kind,

@@ -18,7 +18,7 @@ import orjson
 
 from producers.contract import CARRIED, NODE_KINDS
 
-__all__ = ["SPECS", "TableSpec", "removes", "spec_for"]
+__all__ = ["NODES", "SPECS", "TRACES", "TableSpec", "removes", "spec_for"]
 
 Extract = Callable[[dict[str, Any]], Any]
 

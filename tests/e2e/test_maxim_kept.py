@@ -445,3 +445,33 @@ def test_the_trace_tree_shows_every_kind_with_its_fields_and_totals(
     assert [(f["value"], f["comment"]) for f in found["feedback"]] == [(5, "solved")]
     assert {n["kind"] for n in found["nodes"]} == {"event", "attachment"}
     assert [t["id"] for t in found["traces"]] == [i("tr")]
+
+
+def test_deleting_the_session_erases_every_node_and_feedback(
+    pipeline: Pipeline, everything: tuple[Sent, float]
+) -> None:
+    """After the tests above: ``DELETE /sessions/{id}`` erases the session's trace with all
+    its members (tool calls, retrievals, events, errors, attachments included), the
+    session's own node, events and attachments, and the feedback of both."""
+    sent, _ = everything
+    dsn = pipeline.env.settings.dsn
+    assert sum(map(len, _table_rows(dsn, sent.run).values())) > 30
+    answer = httpx.delete(f"{pipeline.url}/sessions/{sent.id('ses')}",
+                          headers={"X-API-KEY": pipeline.key()})  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    deleted = answer.json()["deleted"]
+    assert deleted["tool_call"] == 2 and deleted["session"] == 1 and deleted["attachment"] == 5
+
+    def gone() -> bool | None:
+        try:
+            left = _table_rows(dsn, sent.run)
+        except UNAVAILABLE:
+            return None
+        return True if not any(left.values()) else None
+
+    try:
+        eventually(gone, timeout_s=120)
+    except TimeoutError:
+        rows = _table_rows(dsn, sent.run)
+        left = {table: [row["id"] for row in found] for table, found in rows.items()}
+        pytest.fail(f"left after the deletion: {left}\n{pipeline.tails()}")

@@ -107,3 +107,39 @@ def test_any_order_gives_the_same_rows(rows: dict[tuple[Any, ...], dict[str, Any
     events = _events()
     random.Random(5).shuffle(events)
     assert _rows(events, seed=9) == rows
+
+
+def test_a_deleted_node_leaves_its_row_and_the_trace_totals() -> None:
+    received = datetime(2026, 12, 3, tzinfo=UTC).isoformat()
+    deletes = [
+        orjson.dumps({"event_id": f"del-{kind}-{node}", "type": "delete", "ts": received,
+                      "project": "p", "body": {"kind": kind, "id": node}})
+        for kind, node in (("tool_call", "tc1"), ("session", "s1"))
+    ]  # fmt: skip
+    rows = _outputs([*_events(), *deletes])
+    tool = rows[("entities", "tool_call", "tc1")]
+    session = rows[("entities", "session", "s1")]
+    assert tool["deleted"] is True and session["deleted"] is True  # the sink removes them
+    (trace,) = [v for k, v in rows.items() if k[:2] == ("rollups", "trace")]
+    assert trace["counts"]["tool_call"] == 1
+
+
+def _outputs(events: list[bytes]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """The newest output of each entity and rollup: (role, kind, id) -> value."""
+    settings = Settings(partitions=PARTITIONS)
+    stages = SequentialStages(
+        settings.topics,
+        partitions=PARTITIONS,
+        max_event_bytes=settings.max_event_bytes,
+        max_record_bytes=settings.max_record_bytes,
+    )
+    emitted = stages.run_batch(
+        (p, o, v) for o, (p, v) in enumerate(pack_events(events, PARTITIONS, seed=2))
+    )
+    found: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for role, values in (("entities", emitted.entities), ("rollups", emitted.rollups)):
+        for value in values:
+            key = (role, value["kind"], value["id"])
+            if key not in found or found[key]["version"] < value["version"]:
+                found[key] = value
+    return found
