@@ -28,15 +28,19 @@ def _events() -> list[bytes]:
     return [orjson.dumps(e) for e in envelopes]
 
 
-def _rows(events: list[bytes], seed: int) -> dict[tuple[Any, ...], dict[str, Any]]:
-    """The final row of each table key (as the sink's batch coalesces the outputs)."""
+def _stages() -> SequentialStages:
     settings = Settings(partitions=PARTITIONS)
-    stages = SequentialStages(
+    return SequentialStages(
         settings.topics,
         partitions=PARTITIONS,
         max_event_bytes=settings.max_event_bytes,
         max_record_bytes=settings.max_record_bytes,
     )
+
+
+def _rows(events: list[bytes], seed: int) -> dict[tuple[Any, ...], dict[str, Any]]:
+    """The final row of each table key (as the sink's batch coalesces the outputs)."""
+    stages = _stages()
     records = pack_events(events, PARTITIONS, seed=seed, max_per_record=3)
     sink = Batch()
     for offset, (partition, value) in enumerate(records):
@@ -126,13 +130,7 @@ def test_a_deleted_node_leaves_its_row_and_the_trace_totals() -> None:
 
 def _outputs(events: list[bytes]) -> dict[tuple[str, str, str], dict[str, Any]]:
     """The newest output of each entity and rollup: (role, kind, id) -> value."""
-    settings = Settings(partitions=PARTITIONS)
-    stages = SequentialStages(
-        settings.topics,
-        partitions=PARTITIONS,
-        max_event_bytes=settings.max_event_bytes,
-        max_record_bytes=settings.max_record_bytes,
-    )
+    stages = _stages()
     emitted = stages.run_batch(
         (p, o, v) for o, (p, v) in enumerate(pack_events(events, PARTITIONS, seed=2))
     )
