@@ -103,7 +103,7 @@ _NODE_ACTIONS = ("create", "update", "end")
 # Entities whose lines need their trace's id (known from their create line).
 _IN_TRACE = ("span", "generation", "tool_call", "retrieval")
 # What logflume models of MAXIM_LINES: everything but ``evaluate`` (evaluators run on
-# Maxim's platform), and a generation's ``end`` whose result the contract refused.
+# Maxim's platform; kept as dead letters).
 MODELLED: dict[str, frozenset[str]] = {
     entity: frozenset(actions) - {"evaluate"} for entity, actions in MAXIM_LINES.items()
 }
@@ -234,7 +234,7 @@ class _Translator:
                 value = body.get("input")
                 if isinstance(value, dict) and "value" in value:  # {"type": "text", "value"}
                     body["input"] = value["value"]
-            self.emit(line, entity, body)  # fmt: skip
+            self.emit(line, entity, body)
         elif entity == "generation":
             self.generation(line, str(trace_id))
         else:  # a tool call's or retrieval's update, result, error or end; a session's

@@ -111,12 +111,15 @@ async def upload_url(
 
 
 @maxim_files_router.put("/upload", name="upload_discarded", include_in_schema=False)
-async def upload_discarded(request: Request) -> JsonResponse:
+async def upload_discarded(request: Request, gw: GatewayDep) -> JsonResponse:
     """The bytes of a file attachment: read and discarded (never stored, never in Kafka).
-    Unauthenticated, as a signed URL is: maxim-py sends no key with the upload."""
-    size = 0
+    Unauthenticated, as a signed URL is (maxim-py sends no key with the upload), so bounded
+    like every body: 413 past the limit (the attachment's metadata is kept already)."""
+    limit, size = gw.options.max_body_bytes, 0
     async for chunk in request.stream():
         size += len(chunk)
+        if size > limit:
+            raise MaximError(413, f"the upload is over the limit of {limit} bytes")
     return JsonResponse({"data": {"discarded_bytes": size}})
 
 

@@ -107,3 +107,24 @@ def test_the_counter_moves_per_entity_and_action(env: Env):
     _post(env.client)
     assert count(**labels) == before + 1
     assert count(entity="unparsed", action="unparsed", kind="refused") >= 1
+
+
+def test_a_file_attachment_keeps_its_size_and_type_and_never_its_bytes(env: Env):
+    key = "repo/trace/t1/files/original/f1"
+    answer = env.client.get(
+        "/api/sdk/v1/log-repositories/attachments/upload-url",
+        params={"key": key, "mimeType": "application/pdf", "size": 5},
+        headers=MAXIM,
+    )
+    assert answer.status_code == 200, answer.text
+    url = answer.json()["data"]["url"]
+    (event,) = [e for e in env.sent() if e["type"] == "node"]
+    assert event["body"]["kind"] == "attachment" and event["body"]["id"] == "f1"
+    assert event["body"]["trace_id"] == "t1" and event["body"]["parent_id"] is None
+    assert event["body"]["attachment"] == {"key": key, "mime_type": "application/pdf", "size": 5}
+    upload = env.client.put(url, content=b"%PDF-")  # no key: a signed URL's upload
+    assert upload.status_code == 200 and upload.json()["data"]["discarded_bytes"] == 5
+    assert b"%PDF-" not in b"".join(r.value for r in env.transport.records)
+    bad = env.client.get("/api/sdk/v1/log-repositories/attachments/upload-url",
+                         params={"key": "nonsense"}, headers=MAXIM)  # fmt: skip
+    assert bad.status_code == 400 and "error" in bad.json()
