@@ -238,3 +238,16 @@ def test_data_may_hold_braces_and_null():
     assert errors == [] and lines[0].data == {"output": "a } b {"} and lines[1].data == {}
     _, envelopes = translate("p", lines, {}, RECEIVED)
     assert orjson.loads(orjson.dumps(envelopes[0]))["body"]["output"] == "a } b {"
+
+
+def test_a_tool_calls_result_before_its_create_is_held_then_placed():
+    result = 'tool_call{id=tc9,action=result,data={"result": "done"}}'
+    attachment = 'retrieval{id=r9,action=add-attachment,data={"id": "a9", "url": "https://x"}}'
+    lines, _ = parse_lines(f"{result}\n{attachment}")
+    assert referenced_nodes(lines) == {"tc9", "r9"}
+    translation, envelopes = translate("p", lines, {}, RECEIVED)
+    assert envelopes == [] and translation.held == lines
+    _, envelopes = translate("p", lines, {"tc9": "tr9", "r9": "tr9"}, RECEIVED)
+    tool, node = (validate_event(e).body for e in envelopes)
+    assert (tool.kind, tool.id, tool.trace_id, tool.result) == ("tool_call", "tc9", "tr9", "done")
+    assert (node.kind, node.parent_id, node.attachment.url) == ("attachment", "r9", "https://x")
