@@ -40,7 +40,7 @@ from .release import sweep_forever
 from .routes_delete import delete_router
 from .routes_events import events_router
 from .routes_humanloop import humanloop_router
-from .routes_maxim import maxim_router
+from .routes_maxim import maxim_files_router, maxim_router
 from .routes_prompts import prompts_router
 from .routes_read import read_router
 from .store import ReadStore, connect_pool
@@ -202,6 +202,7 @@ def create_app(
     app.include_router(prompts_router)
     app.include_router(prompts_router, prefix="/v5")
     app.include_router(maxim_router)
+    app.include_router(maxim_files_router)
     app.include_router(events_router)
     app.include_router(read_router)
     app.include_router(delete_router)

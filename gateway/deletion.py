@@ -5,6 +5,8 @@ PostgreSQL stores: the trace node, its spans, generations and logs (a session: t
 of its traces and of its logs). Each member gets a ``delete`` event routed with that
 member's other events (``producers.contract.deletion``). A stored log is deleted under both
 its id and its reference id (stage 1 keys a log by its reference id when it has one).
+Maxim's other nodes of a trace (tool calls, retrievals, events, errors, attachments) are
+members too, and a Maxim session's own node, events and attachments go with the session.
 Members that the pipeline has not stored yet (still in flight when the deletion is asked)
 are not found, and a name that matches nothing stored is still deleted as given. The
 evaluator logs judging a deleted log are deleted with it (as its feedback is).
@@ -69,6 +71,8 @@ async def resolve(
     if store is not None:
         for session_id in session_ids:
             trace_ids += await store.session_traces(project, session_id)
+            for node in await store.session_nodes(project, session_id):
+                targets.add(node["kind"], node["id"])
     if trace_ids:
         for trace_id in trace_ids:
             targets.add("trace", trace_id)

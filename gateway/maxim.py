@@ -13,14 +13,17 @@ trace's id: the translator keeps ``node -> trace`` for the nodes created in the 
 is given the ones created earlier (:mod:`gateway.nodes`); a line whose node is not known
 yet comes back in ``held`` (:mod:`gateway.held`).
 
-Nothing a client sends is dropped: a line that becomes no contract event is kept verbatim
-as a dead letter (:func:`not_modelled`, :func:`refused`; published by
-:mod:`gateway.deadletters`, stored in ``dead_letters``) with a reason naming its entity and
-action. That is every line of what logflume does not model (sessions, tool calls,
-retrievals, errors, events, feedback, attachments, costs, evaluations, generation updates,
-a generation's ``end`` without its result in the same batch: :data:`MAXIM_LINES` lists what
-maxim-py sends) and every line that is malformed or that the contract refuses. A trace's
-``sessionId`` is kept on the trace.
+Every entity and action maxim-py 3.14 sends (:data:`MAXIM_LINES`) becomes a contract event
+(:data:`MODELLED`): traces, spans and generations (created, updated, ended; a generation's
+result or error, a caller's cost, messages appended later), ``node`` events for tool calls,
+retrievals, events, errors, attachments (their metadata and URL or key, never bytes) and a
+session's own node, and ``feedback`` on a trace or a session. A key of a line that no body
+field takes joins the body's metadata. Nothing a client sends is dropped: a line that
+becomes no contract event is kept verbatim as a dead letter (:func:`not_modelled`,
+:func:`refused`; published by :mod:`gateway.deadletters`, stored in ``dead_letters``) with a
+reason naming its entity and action: ``evaluate`` lines (evaluators run on Maxim's
+platform), any other entity or action, and every line that is malformed or that the
+contract refuses.
 
 Each line becomes an event whose ``event_id`` hashes the project and the line, so a batch
 the SDK re-sends after a failure is deduplicated downstream; ``ts`` is the batch's arrival
@@ -44,10 +47,21 @@ from producers.contract import FieldError
 from producers.contract.deadletters import DeadLetter, Origin
 
 from .deadletters import Kept
+from .maxim_fields import (
+    GENERATION_FIELDS,
+    GENERATION_UPDATE,
+    SPAN_FIELDS,
+    TRACE_FIELDS,
+    completed,
+    failure_of,
+    line_fields,
+    node_fields,
+)
 
 __all__ = [
     "DEAD_LETTER_TOPIC",
     "MAXIM_LINES",
+    "MODELLED",
     "CommitLine",
     "Translation",
     "event_id",
@@ -80,14 +94,19 @@ _LINE = re.compile(
     r"^(?P<entity>[a-z_]+)\{id=(?P<id>[^,]*),action=(?P<action>[a-z-]+),data=(?P<data>.*)\}$",
     re.DOTALL,
 )
-_NODE_FIELDS = {"name": "name", "tags": "tags", "metadata": "metadata",
-                "startTimestamp": "start_time", "endTimestamp": "end_time"}  # fmt: skip
-_TRACE_FIELDS = {**_NODE_FIELDS, "sessionId": "session_id", "input": "input", "output": "output"}
-_GENERATION_FIELDS = {"name": "name", "tags": "tags", "metadata": "metadata",
-                      "startTimestamp": "start_time", "model": "model", "provider": "provider",
-                      "messages": "messages", "modelParameters": "model_parameters"}  # fmt: skip
-_CHILD_ACTIONS = {"add-span": "span", "add-generation": "generation"}
+# Actions that create a child node, addressed by its own id in later lines.
+_CHILD_ACTIONS = {"add-span": "span", "add-generation": "generation",
+                  "add-tool-call": "tool_call", "add-retrieval": "retrieval"}  # fmt: skip
+# Actions that hang a leaf node (no later lines of its own) on the line's node.
+_LEAF_ACTIONS = {"add-event": "event", "add-error": "error", "add-attachment": "attachment"}
 _NODE_ACTIONS = ("create", "update", "end")
+# Entities whose lines need their trace's id (known from their create line).
+_IN_TRACE = ("span", "generation", "tool_call", "retrieval")
+# What logflume models of MAXIM_LINES: everything but ``evaluate`` (evaluators run on
+# Maxim's platform; kept as dead letters).
+MODELLED: dict[str, frozenset[str]] = {
+    entity: frozenset(actions) - {"evaluate"} for entity, actions in MAXIM_LINES.items()
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +159,8 @@ def parse_lines(text: str) -> tuple[list[CommitLine], list[tuple[int, FieldError
 
 
 def referenced_nodes(lines: list[CommitLine]) -> set[str]:
-    """Span and generation ids whose trace must be known beforehand (not created here)."""
+    """Ids of the nodes below a trace whose trace must be known beforehand (not created
+    here)."""
     created = {
         str(line.data.get("id"))
         for line in lines
@@ -149,12 +169,8 @@ def referenced_nodes(lines: list[CommitLine]) -> set[str]:
     return {
         line.entity_id
         for line in lines
-        if line.entity in ("span", "generation") and line.entity_id not in created
+        if line.entity in _IN_TRACE and line.entity_id not in created
     }
-
-
-def _pick(data: Mapping[str, Any], names: Mapping[str, str]) -> dict[str, Any]:
-    return {wire: data[name] for name, wire in names.items() if data.get(name) is not None}
 
 
 def _digest(project: str, text: str) -> str:
@@ -165,23 +181,136 @@ def event_id(project: str, line: CommitLine) -> str:
     return f"mx_{_digest(project, line.text)[:40]}"
 
 
-def _modelled(line: CommitLine, resulted: set[str]) -> bool:
-    """Whether a contract event carries the line (``resulted``: generations whose result
-    came earlier in the batch, into which their ``end`` line folds)."""
-    if line.entity in ("trace", "span"):
-        return line.action in _CHILD_ACTIONS or line.action in _NODE_ACTIONS
-    if line.entity == "generation":
-        return line.action == "result" or (line.action == "end" and line.entity_id in resulted)
-    return False
+def _modelled(line: CommitLine) -> bool:
+    return line.action in MODELLED.get(line.entity, ())
 
 
-def _completion(result: dict[str, Any], generation_id: str, received: datetime) -> dict[str, Any]:
-    """Maxim passes results through its provider parsers; id and created may be missing."""
-    completion = dict(result)
-    completion.setdefault("id", generation_id)
-    if not isinstance(completion.get("created"), int):
-        completion["created"] = int(received.timestamp())
-    return completion
+class _Translator:
+    """One batch's lines to events (see :func:`translate`)."""
+
+    def __init__(self, project: str, known: Mapping[str, str], received: datetime) -> None:
+        self.project, self.received = project, received
+        self.out = Translation()
+        self.trace_of = dict(known)
+        self.results: dict[str, dict[str, Any]] = {}  # generation id -> its result (batch)
+
+    def emit(self, line: CommitLine, etype: str, body: dict[str, Any]) -> None:
+        self.out.events.append((line.index, etype, body))
+
+    def refuse(self, line: CommitLine, name: str, reason: str) -> None:
+        self.out.errors.append((line.index, FieldError(name, reason)))
+
+    def line(self, line: CommitLine) -> None:
+        entity, node, action = line.entity, line.entity_id, line.action
+        if entity == "trace":
+            self.trace_of[node] = node
+            self.out.nodes.setdefault(node, ("trace", node))
+        if not _modelled(line):
+            self.out.unmodelled.append(line)  # kept as a dead letter; never held
+            return
+        trace_id = self.trace_of.get(node)
+        if entity in _IN_TRACE and trace_id is None:
+            self.out.held.append(line)  # its create line has not arrived yet (gateway.held)
+            return
+        # Where the line's node is: a trace (and its parent below it), or a session.
+        where: dict[str, Any] = (
+            {"session_id": node} if entity == "session"
+            else {"trace_id": trace_id, "parent_id": None if entity == "trace" else node}
+        )  # fmt: skip
+        if action in _CHILD_ACTIONS:
+            self.child(line, _CHILD_ACTIONS[action], where)
+        elif action in _LEAF_ACTIONS:
+            self.leaf(line, _LEAF_ACTIONS[action], where)
+        elif action == "add-feedback":
+            self.feedback(line, where)
+        elif entity in ("trace", "span") and action in _NODE_ACTIONS:
+            body = {
+                "id": node,
+                "action": action,
+                **line_fields(line.data, TRACE_FIELDS if entity == "trace" else SPAN_FIELDS),
+            }
+            if entity == "span":
+                body["trace_id"] = trace_id
+                value = body.get("input")
+                if isinstance(value, dict) and "value" in value:  # {"type": "text", "value"}
+                    body["input"] = value["value"]
+            self.emit(line, entity, body)
+        elif entity == "generation":
+            self.generation(line, str(trace_id))
+        else:  # a tool call's or retrieval's update, result, error or end; a session's
+            self.node(line, entity, where)
+
+    def child(self, line: CommitLine, kind: str, where: dict[str, Any]) -> None:
+        child = line.data.get("id")
+        if not isinstance(child, str):
+            self.refuse(line, "data.id", "is required")
+            return
+        trace_id = where["trace_id"]
+        self.trace_of[child] = trace_id
+        self.out.nodes[child] = (kind, trace_id)
+        if kind in ("span", "generation"):
+            names = SPAN_FIELDS if kind == "span" else GENERATION_FIELDS
+            self.emit(line, kind, {"id": child, **where, **line_fields(line.data, names)})
+        else:
+            body = {"id": child, "kind": kind, **where, **node_fields(kind, line.data)}
+            self.emit(line, "node", body)
+
+    def leaf(self, line: CommitLine, kind: str, where: dict[str, Any]) -> None:
+        """An event, error or attachment; an error has no id of its own in maxim-py 3.14."""
+        leaf = line.data.get("id")
+        if not isinstance(leaf, str) or not leaf:
+            leaf = f"mx{kind[:2]}_{_digest(self.project, line.text)[:32]}"
+        body = {"id": leaf, "kind": kind, **where, **node_fields(kind, line.data)}
+        self.emit(line, "node", body)
+
+    def feedback(self, line: CommitLine, where: dict[str, Any]) -> None:
+        data = dict(line.data)
+        body = {
+            "id": f"mxf_{_digest(self.project, line.text)[:40]}",
+            **{k: v for k, v in where.items() if k != "parent_id"},
+            "value": data.pop("score", None),
+        }
+        if data.get("comment") is not None:
+            body["comment"] = str(data.pop("comment"))
+        body.update(line_fields(data, {"metadata": "metadata"}))
+        self.emit(line, "feedback", body)
+
+    def node(self, line: CommitLine, kind: str, where: dict[str, Any]) -> None:
+        """A tool call's, retrieval's or session's own line (create, update, result,
+        error, end)."""
+        action = {"result": "update", "error": "update"}.get(line.action, line.action)
+        if kind == "session":
+            where = {"session_id": line.entity_id}
+        else:
+            where = {"trace_id": where["trace_id"]}
+        body = {"id": line.entity_id, "kind": kind, "action": action, **where,
+                **node_fields(kind, line.data)}  # fmt: skip
+        self.emit(line, "node", body)
+
+    def generation(self, line: CommitLine, trace_id: str) -> None:
+        node, data = line.entity_id, line.data
+        if line.action == "result":
+            result = data.get("result")
+            if not isinstance(result, dict):
+                self.refuse(line, "data.result", "must be an object")
+                return
+            if "error" in result and "choices" not in result:
+                body = {"generation_id": node, "trace_id": trace_id,
+                        "error": failure_of(result["error"])}  # fmt: skip
+                self.emit(line, "generation_error", body)
+            else:
+                completion = completed(result, node, self.received)
+                body = {"generation_id": node, "trace_id": trace_id, "result": completion}
+                self.emit(line, "generation_result", body)
+            self.results[node] = body
+        elif line.action == "end" and node in self.results:  # folded into its result
+            if data.get("endTimestamp") is not None:
+                self.results[node]["end_time"] = data["endTimestamp"]
+        else:  # update, add-cost, or an end without its result in this batch
+            action = "end" if line.action == "end" else "update"
+            body = {"id": node, "action": action, "trace_id": trace_id,
+                    **line_fields(data, GENERATION_UPDATE)}  # fmt: skip
+            self.emit(line, "generation", body)
 
 
 def translate(
@@ -189,70 +318,10 @@ def translate(
 ) -> tuple[Translation, list[dict[str, Any]]]:
     """Events for ``lines`` (``known``: node id -> trace id, from earlier batches), and
     their envelopes in line order."""
-    out = Translation()
-    trace_of = dict(known)
-    results: dict[str, dict[str, Any]] = {}  # generation id -> its result body (this batch)
-    resulted: set[str] = set()  # generations with a result line so far (held or not)
-
-    def emit(line: CommitLine, etype: str, body: dict[str, Any]) -> None:
-        out.events.append((line.index, etype, body))
-
+    translator = _Translator(project, known, received)
     for line in lines:
-        entity, node, data, action = line.entity, line.entity_id, line.data, line.action
-        if entity == "trace":
-            trace_of[node] = node
-            out.nodes.setdefault(node, ("trace", node))
-        if entity == "generation" and action == "result":
-            resulted.add(node)
-        if not _modelled(line, resulted):
-            out.unmodelled.append(line)  # kept as a dead letter; never held
-            continue
-        trace_id = trace_of.get(node)
-        if entity in ("span", "generation") and trace_id is None:
-            out.held.append(line)  # its create line has not arrived yet (gateway.held)
-            continue
-        if entity in ("trace", "span") and action in _CHILD_ACTIONS:
-            kind = _CHILD_ACTIONS[action]
-            child = data.get("id")
-            if not isinstance(child, str):
-                out.errors.append((line.index, FieldError("data.id", "is required")))
-                continue
-            assert trace_id is not None
-            trace_of[child] = trace_id
-            out.nodes[child] = (kind, trace_id)
-            parent = node if entity == "span" else None
-            names = _NODE_FIELDS if kind == "span" else _GENERATION_FIELDS
-            body = {"id": child, "trace_id": trace_id, "parent_id": parent, **_pick(data, names)}
-            emit(line, kind, body)
-        elif entity in ("trace", "span") and action in ("create", "update", "end"):
-            names = _TRACE_FIELDS if entity == "trace" else _NODE_FIELDS
-            body = {"id": node, "action": action, **_pick(data, names)}
-            if entity == "span":
-                body["trace_id"] = trace_id
-            emit(line, entity, body)
-        elif entity == "generation" and action == "result":
-            result = data.get("result")
-            if not isinstance(result, dict):
-                out.errors.append((line.index, FieldError("data.result", "must be an object")))
-                continue
-            if "error" in result and "choices" not in result:
-                error = result["error"] if isinstance(result["error"], dict) else {}
-                failure = {"message": str(error.get("message") or result["error"])}
-                for name in ("code", "type"):
-                    if error.get(name) not in (None, ""):
-                        failure[name] = str(error[name])
-                body = {"generation_id": node, "trace_id": trace_id, "error": failure}
-                emit(line, "generation_error", body)
-            else:
-                completion = _completion(result, node, received)
-                body = {"generation_id": node, "trace_id": trace_id, "result": completion}
-                emit(line, "generation_result", body)
-            results[node] = body
-        elif entity == "generation" and action == "end" and node in results:
-            if data.get("endTimestamp") is not None:
-                results[node]["end_time"] = data["endTimestamp"]
-        else:  # a generation's end whose result was refused
-            out.unmodelled.append(line)
+        translator.line(line)
+    out = translator.out
     by_index = {line.index: line for line in lines}
     envelopes = [
         {

@@ -3,6 +3,12 @@ here. ``GET /api/sdk/v3/log-repositories`` tells the SDK its repository exists (
 id: the API key's project is where everything goes); ``POST /api/sdk/v3/log`` takes the
 commit lines (:mod:`gateway.maxim`).
 
+A file attachment's bytes are never kept (they would have no place in Kafka): the SDK asks
+``GET /api/sdk/v1/log-repositories/attachments/upload-url`` where to upload a file and says
+its key, MIME type and size, which become an ``add-attachment`` line of the attachment's
+node (its own later ``add-attachment`` line adds the name and type); the URL answered is
+``PUT .../attachments/upload``, which reads the bytes and discards them.
+
 The answer is 200 once every line is kept: its event acknowledged by Kafka or spooled (or,
 for a line whose span or generation is not known yet, held in Postgres, or on the local
 disk while Postgres is unreachable: :mod:`gateway.release`), and every line that becomes no
@@ -19,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query, Request
 
 from producers.contract import ContractError
@@ -34,11 +42,16 @@ from .outage import UNAVAILABLE
 from .release import hold, release
 from .schemas import MaximAnswer
 
-__all__ = ["maxim_router"]
+__all__ = ["maxim_files_router", "maxim_router"]
 
 log = logging.getLogger(__name__)
 
 maxim_router = APIRouter(prefix="/api/sdk/v3", tags=["maxim"])
+maxim_files_router = APIRouter(prefix="/api/sdk/v1/log-repositories/attachments", tags=["maxim"])
+# maxim-py's attachment key: {repository}/{entity}/{entity id}/files/original/{file id}
+_ATTACHMENT_KEY = re.compile(
+    r"^[^/]*/(?P<entity>[a-z_]+)/(?P<node>[^/]+)/files/original/(?P<file>[^/]+)$"
+)
 
 
 @maxim_router.get("/log-repositories", response_model=MaximAnswer)
@@ -69,6 +82,50 @@ async def push_logs(
         raise MaximError(400, "the body is not UTF-8") from None
     except GatewayError as exc:
         raise MaximError(exc.status, exc.message) from None
+    data = {"repository": repository, **await _keep(gw, project, text)}
+    return JsonResponse({"data": data})
+
+
+@maxim_files_router.get("/upload-url", response_model=MaximAnswer)
+async def upload_url(
+    request: Request,
+    gw: GatewayDep,
+    project: Project,
+    key: Annotated[str, Query(max_length=2048)],
+    mime_type: Annotated[str, Query(alias="mimeType", max_length=1024)] = "",
+    size: Annotated[int | None, Query(ge=0)] = None,
+) -> JsonResponse:
+    """Where the SDK uploads a file attachment: its key, MIME type and size are kept on the
+    attachment's node (as an ``add-attachment`` line of the node the key names)."""
+    match = _ATTACHMENT_KEY.match(key)
+    if match is None:
+        raise MaximError(400, "the key is not repository/entity/id/files/original/file")
+    data = {"id": match["file"], "key": key, "mimeType": mime_type or None, "size": size}
+    line = (
+        f"{match['entity']}{{id={match['node']},action=add-attachment,"
+        f"data={orjson.dumps({k: v for k, v in data.items() if v is not None}).decode()}}}"
+    )
+    await _keep(gw, project, line)
+    url = str(request.url_for("upload_discarded").include_query_params(key=key))
+    return JsonResponse({"data": {"url": url}})
+
+
+@maxim_files_router.put("/upload", name="upload_discarded", include_in_schema=False)
+async def upload_discarded(request: Request, gw: GatewayDep) -> JsonResponse:
+    """The bytes of a file attachment: read and discarded (never stored, never in Kafka).
+    Unauthenticated, as a signed URL is (maxim-py sends no key with the upload), so bounded
+    like every body: 413 past the limit (the attachment's metadata is kept already)."""
+    limit, size = gw.options.max_body_bytes, 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise MaximError(413, f"the upload is over the limit of {limit} bytes")
+    return JsonResponse({"data": {"discarded_bytes": size}})
+
+
+async def _keep(gw: GatewayDep, project: str, text: str) -> dict[str, Any]:
+    """Publish, hold or dead-letter every line of ``text`` (see the module docstring);
+    what the answer's ``data`` says of them."""
     lines, errors = parse_lines(text)
     received = datetime.now(UTC)
     known = await gw.nodes.traces_of(project, referenced_nodes(lines))
@@ -110,8 +167,7 @@ async def push_logs(
     for k in kept:
         name = f"{k.labels[0]}:{k.labels[1]}"
         dead_lettered[name] = dead_lettered.get(name, 0) + 1
-    data = {
-        "repository": repository,
+    return {
         "accepted": len(accepted),
         "held": held,
         "released": released,
@@ -119,4 +175,3 @@ async def push_logs(
         "dead_lettered": dead_lettered,
         "rejected": rejected,
     }
-    return JsonResponse({"data": data})

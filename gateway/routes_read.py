@@ -26,14 +26,16 @@ def _store(gw: GatewayDep) -> ReadStore:
 
 @read_router.get("/traces/{id:path}", response_model=TraceView, summary="A trace as a tree")
 async def get_trace(gw: GatewayDep, project: Project, id: IdPath) -> JsonResponse:
-    """Spans, generations and logs nested by parent, each with its own usage and its
-    subtree's; the trace's totals are the pipeline's rollup (all descendants)."""
+    """Spans, generations, logs and Maxim's other nodes (tool calls, retrievals, events,
+    errors, attachments) nested by parent, each with its own usage and its subtree's; the
+    trace's totals are the pipeline's rollup (all descendants); its feedback."""
     store = _store(gw)
     trace = await store.trace(project, id)
     spans, generations, logs = await store.trace_members(project, id)
-    if trace is None and not (spans or generations or logs):
+    nodes, feedback = await store.maxim_nodes(project, trace_id=id)
+    if trace is None and not (spans or generations or logs or nodes):
         raise NotFound(f"no trace {id!r}")
-    view = trace_view(id, trace, spans, generations, logs)
+    view = trace_view(id, trace, spans, generations, logs, nodes=nodes, feedback=feedback)
     return JsonResponse(view.model_dump(mode="json"))
 
 
@@ -55,8 +57,12 @@ async def list_traces(
 
 @read_router.get("/sessions/{id:path}", response_model=SessionView, summary="A session")
 async def get_session(gw: GatewayDep, project: Project, id: IdPath) -> JsonResponse:
-    """The session's totals (over its traces), its traces and its logs."""
-    totals, traces, logs = await _store(gw).session(project, id)
-    if totals is None and not traces and not logs:
+    """The session's totals (over its traces), its traces and its logs; a Maxim session's
+    own node (name, tags, metadata, start, end), its events, attachments and feedback."""
+    store = _store(gw)
+    totals, traces, logs = await store.session(project, id)
+    nodes, feedback = await store.maxim_nodes(project, session_id=id)
+    if totals is None and not traces and not logs and not nodes and not feedback:
         raise NotFound(f"no session {id!r}")
-    return JsonResponse(session_view(id, totals, traces, logs).model_dump(mode="json"))
+    view = session_view(id, totals, traces, logs, nodes=nodes, feedback=feedback)
+    return JsonResponse(view.model_dump(mode="json"))

@@ -321,6 +321,28 @@ class ReadStore:
         )
         return spans, generations, logs
 
+    async def maxim_nodes(
+        self, project: str, *, trace_id: str | None = None, session_id: str | None = None
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The tool calls, retrievals, events, errors and attachments of a trace (or a
+        session's own node and its events and attachments), and the feedback rating it."""
+        column, target = ("trace_id", trace_id) if trace_id is not None else (
+            "session_id", session_id)  # fmt: skip
+        nodes = await self._all(
+            f"SELECT * FROM trace_nodes WHERE project = $1 AND {column} = $2"
+            " ORDER BY start_time NULLS LAST, kind, id LIMIT 10000",
+            project,
+            target,
+        )
+        feedback = await self._all(
+            'SELECT id, value, comment, source, "user", metadata, created_at FROM feedback'
+            f" WHERE project = $1 AND {column} = $2 ORDER BY coalesce(created_at, updated_at), id"
+            " LIMIT 1000",
+            project,
+            target,
+        )
+        return nodes, feedback
+
     async def traces_page(
         self, project: str, *, limit: int, cursor: Cursor | None = None
     ) -> tuple[list[dict[str, Any]], Cursor | None]:
@@ -382,9 +404,20 @@ class ReadStore:
             " UNION ALL SELECT 'generation', id, NULL FROM generations"
             " WHERE project = $1 AND trace_id = ANY($2::text[])"
             " UNION ALL SELECT 'log', id, reference_id FROM logs"
-            " WHERE project = $1 AND (trace_id = ANY($2::text[]) OR id = ANY($2::text[]))",
+            " WHERE project = $1 AND (trace_id = ANY($2::text[]) OR id = ANY($2::text[]))"
+            " UNION ALL SELECT kind, id, NULL FROM trace_nodes"
+            " WHERE project = $1 AND trace_id = ANY($2::text[])",
             project,
             trace_ids,
+        )
+
+    async def session_nodes(self, project: str, session_id: str) -> list[dict[str, Any]]:
+        """A Maxim session's own node, events and attachments: ``kind``, ``id``."""
+        return await self._all(
+            "SELECT kind, id FROM trace_nodes WHERE project = $1 AND session_id = $2"
+            " AND trace_id IS NULL",
+            project,
+            session_id,
         )
 
     async def session_traces(self, project: str, session_id: str) -> list[str]:

@@ -9,6 +9,7 @@ and the totals of its subtree; the trace's totals are the pipeline's rollup.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Literal
@@ -104,13 +105,19 @@ class Totals(BaseModel):
     cost: float | None = None
 
 
+NodeKind = Literal[
+    "span", "generation", "log", "tool_call", "retrieval", "event", "error", "attachment"
+]
+
+
 class TraceNode(BaseModel):
-    """One span, generation or log of a trace; ``usage`` is its own, ``subtree`` includes
-    its descendants."""
+    """One span, generation, log, tool call, retrieval, event, error or attachment of a
+    trace; ``usage`` is its own, ``subtree`` includes its descendants; ``latency`` its own
+    end - start in seconds. The fields of Maxim's nodes are set for their kind only."""
 
     model_config = ConfigDict(defer_build=True)
 
-    kind: Literal["span", "generation", "log"]
+    kind: NodeKind
     log_kind: Literal["prompt", "flow", "tool", "evaluator"] | None = None
     id: str
     parent_id: str | None = None
@@ -121,6 +128,18 @@ class TraceNode(BaseModel):
     start_time: datetime | None = None
     end_time: datetime | None = None
     partial: bool = False
+    latency: float | None = None
+    tags: JsonObject | None = None
+    metadata: JsonObject | None = None
+    metrics: JsonObject | None = None
+    description: str | None = None
+    args: str | None = Field(default=None, description="A tool call's arguments.")
+    result: str | None = Field(default=None, description="A tool call's result.")
+    error: JsonObject | None = Field(default=None, description="A tool call's or error's.")
+    query: str | None = Field(default=None, description="A retrieval's input.")
+    documents: list[Any] | None = Field(default=None, description="A retrieval's output.")
+    attachment: JsonObject | None = Field(default=None, description="Metadata, URL or key.")
+    cost_source: str | None = Field(default=None, description="A generation's: provided...")
     usage: Totals
     subtree: Totals
     children: list[TraceNode] = Field(default_factory=list)
@@ -139,10 +158,15 @@ class TraceView(BaseModel):
     input: str | None = None
     output: str | None = None
     partial: bool = False
+    metrics: JsonObject | None = None
     counts: dict[str, int] = Field(default_factory=dict)
     error_count: int = 0
     unpriced_count: int = 0
+    latencies: dict[str, float] = Field(
+        default_factory=dict, description="Per kind, the sum of its nodes' own latencies (s)."
+    )
     totals: Totals
+    feedback: list[JsonObject] = Field(default_factory=list)
     children: list[TraceNode] = Field(default_factory=list)
 
 
@@ -163,6 +187,11 @@ class TracePage(BaseModel):
 
 class SessionView(BaseModel):
     id: str
+    name: str | None = Field(default=None, description="A Maxim session's own node...")
+    tags: JsonObject | None = None
+    metadata: JsonObject | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
     first_seen: datetime | None = None
     last_seen: datetime | None = None
     counts: dict[str, int] = Field(default_factory=dict)
@@ -170,6 +199,8 @@ class SessionView(BaseModel):
     totals: Totals
     traces: list[TraceSummary] = Field(default_factory=list)
     logs: list[LogView] = Field(default_factory=list)
+    feedback: list[JsonObject] = Field(default_factory=list)
+    nodes: list[TraceNode] = Field(default_factory=list, description="Its events, attachments.")
 
 
 def _float(value: Any) -> float | None:
@@ -214,15 +245,19 @@ def log_view(
     if judgments:
         data["evaluator_logs"] = [log_view(j).model_dump(mode="json") for j in judgments]
     if feedback:
-        data["feedback"] = [
-            {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in f.items()
-             if v is not None}
-            for f in feedback
-        ]  # fmt: skip
+        data["feedback"] = _feedback(feedback)
     try:
         return LogView.model_validate(data)
     except ValidationError:  # a stored value the contract would now refuse: show it as is
         return LogView.model_construct(**data)
+
+
+def _feedback(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in f.items()
+         if v is not None}
+        for f in rows
+    ]  # fmt: skip
 
 
 def pending_log(log_id: str | None, reference_id: str | None) -> LogView:
@@ -257,15 +292,44 @@ def _add(a: Totals, b: Totals) -> Totals:
     )
 
 
-def _node(kind: Literal["span", "generation", "log"], row: dict[str, Any], parent: str | None,
-          usage: Totals) -> TraceNode:  # fmt: skip
+# The columns a node shows beyond the common ones: its kind's (trace_nodes), or a
+# generation's cost source (its result and error are the provider's, not shown here).
+_SHARED = ("tags", "metadata", "metrics")
+_OWN_FIELDS = {
+    "generation": (*_SHARED, "cost_source"),
+    **dict.fromkeys(("span", "log"), _SHARED),
+}
+_NODE_FIELDS = (*_SHARED, "description", "args", "result", "error", "query", "documents",
+                "attachment")  # fmt: skip
+
+
+def _kind(row: dict[str, Any]) -> NodeKind:
+    return row["kind"]  # type: ignore[no-any-return]  # trace_nodes.kind: see NODE_KINDS
+
+
+def _node_status(kind: str, row: dict[str, Any]) -> str | None:
+    """A Maxim node's status: an error, or a tool call that answered."""
+    if row.get("error") is not None:
+        return "error"
+    if kind == "tool_call" and row.get("result") is not None:
+        return "success"
+    return None
+
+
+def _node(kind: NodeKind, row: dict[str, Any], parent: str | None, usage: Totals) -> TraceNode:
+    start = row.get("start_time") or row.get("created_at")
+    end = row.get("end_time")
+    latency = (end - start).total_seconds() if start and end and kind != "event" else None
+    status = row.get("status") or row.get("log_status")
+    fields = _OWN_FIELDS.get(kind, _NODE_FIELDS)
+    extra = {name: row[name] for name in fields if row.get(name) is not None}
     return TraceNode(
         kind=kind, id=row["id"], parent_id=parent, name=row.get("name") or row.get("path"),
         log_kind=(row.get("log_kind") or "prompt") if kind == "log" else None,
-        status=row.get("status") or row.get("log_status"),
+        status=status if kind in ("span", "generation", "log") else _node_status(kind, row),
         provider=row.get("provider"), model=row.get("model"),
-        start_time=row.get("start_time") or row.get("created_at"), end_time=row.get("end_time"),
-        partial=bool(row.get("is_partial")), usage=usage, subtree=usage,
+        start_time=start, end_time=end, latency=latency,
+        partial=bool(row.get("is_partial")), usage=usage, subtree=usage, **extra,
     )  # fmt: skip
 
 
@@ -275,23 +339,28 @@ def trace_view(
     spans: list[dict[str, Any]],
     generations: list[dict[str, Any]],
     logs: list[dict[str, Any]],
+    *,
+    nodes: Sequence[dict[str, Any]] = (),
+    feedback: Sequence[dict[str, Any]] = (),
 ) -> TraceView:
     """The tree of a trace; each node's subtree totals are summed here, the trace's come
-    from the pipeline's rollup when it is there."""
+    from the pipeline's rollup when it is there. ``nodes``: Maxim's tool calls,
+    retrievals, events, errors and attachments (``trace_nodes`` rows)."""
     root_log = next((log for log in logs if log["id"] == trace_id), None)
-    nodes: list[TraceNode] = [_node("span", s, s.get("parent_id"), Totals()) for s in spans]
-    nodes += [
+    tree: list[TraceNode] = [_node("span", s, s.get("parent_id"), Totals()) for s in spans]
+    tree += [
         _node("generation", g, g.get("parent_id"), _totals(g, output="completion_tokens"))
         for g in generations
     ]
+    tree += [_node(_kind(n), n, n.get("parent_id"), Totals()) for n in nodes]
     for log in logs:
         parent = log.get("trace_parent_log_id") or log.get("parent_id")
         if parent is None and root_log is not None and log["id"] != trace_id:
             parent = trace_id
-        nodes.append(_node("log", log, parent, _totals(log, total="tokens")))
-    by_id = {node.id: node for node in nodes}
+        tree.append(_node("log", log, parent, _totals(log, total="tokens")))
+    by_id = {node.id: node for node in tree if node.kind in _PARENT_KINDS}
     roots: list[TraceNode] = []
-    for node in nodes:
+    for node in tree:
         parent = by_id.get(node.parent_id) if node.parent_id else None
         if parent is not None and parent is not node:
             parent.children.append(node)
@@ -309,12 +378,18 @@ def trace_view(
         session_id=row.get("session_id") or row.get("rollup_session_id"),
         start_time=row.get("start_time") or row.get("first_seen"),
         end_time=row.get("end_time") or row.get("last_seen"), duration=row.get("duration"),
-        tags=row.get("tags"), metadata=row.get("metadata"), input=row.get("input"),
-        output=row.get("output"), partial=bool(row.get("is_partial")),
+        tags=row.get("tags"), metadata=row.get("metadata"), metrics=row.get("metrics"),
+        input=row.get("input"), output=row.get("output"), partial=bool(row.get("is_partial")),
         counts=row.get("counts") or {}, error_count=_int(row.get("error_count")),
-        unpriced_count=_int(row.get("unpriced_count")),
-        totals=_totals(row) if rolled_up else computed, children=roots,
+        unpriced_count=_int(row.get("unpriced_count")), latencies=row.get("latencies") or {},
+        totals=_totals(row) if rolled_up else computed, feedback=_feedback(feedback),
+        children=roots,
     )  # fmt: skip
+
+
+# Kinds a node may hang below (a retrieval holds its attachments; events, errors and
+# attachments hold nothing, and an id they share with a span must not capture its children).
+_PARENT_KINDS = frozenset({"span", "generation", "log", "retrieval", "tool_call"})
 
 
 def _fill_subtree(node: TraceNode, seen: set[str]) -> Totals:
@@ -341,11 +416,20 @@ def session_view(
     totals: dict[str, Any] | None,
     traces: list[dict[str, Any]],
     logs: list[dict[str, Any]],
+    *,
+    nodes: Sequence[dict[str, Any]] = (),
+    feedback: Sequence[dict[str, Any]] = (),
 ) -> SessionView:
+    """``nodes``: a Maxim session's own node (kind ``session``), its events and
+    attachments (``trace_nodes`` rows)."""
     row = totals or {}
+    own = next((n for n in nodes if n["kind"] == "session"), {})
     return SessionView(
-        id=session_id, first_seen=row.get("first_seen"), last_seen=row.get("last_seen"),
+        id=session_id, name=own.get("name"), tags=own.get("tags"), metadata=own.get("metadata"),
+        start_time=own.get("start_time"), end_time=own.get("end_time"),
+        first_seen=row.get("first_seen"), last_seen=row.get("last_seen"),
         counts=row.get("counts") or {}, error_count=_int(row.get("error_count")),
         totals=_totals(row), traces=[trace_summary(t) for t in traces],
-        logs=[log_view(log) for log in logs],
+        logs=[log_view(log) for log in logs], feedback=_feedback(feedback),
+        nodes=[_node(_kind(n), n, None, Totals()) for n in nodes if n["kind"] != "session"],
     )  # fmt: skip

@@ -26,11 +26,12 @@ both and for states written before.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 __all__ = [
     "COST_UNIT",
+    "LATENCY_KINDS",
     "TOKEN_FIELDS",
     "add_detached_member",
     "add_member",
@@ -39,6 +40,9 @@ __all__ = [
 ]
 
 TOKEN_FIELDS = ("prompt_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "tokens")
+# Kinds whose own latency (end - start) a group sums per kind (``latencies``): a trace's
+# spans, LLM calls, tool calls and retrievals.
+LATENCY_KINDS = frozenset({"span", "generation", "tool_call", "retrieval", "log"})
 COST_UNIT = 10_000_000_000  # cost totals are kept in 1e-10 dollars: exact integer sums
 # Integer totals that are the sum of the members' contributions.
 _SUMMED = (
@@ -82,9 +86,18 @@ def entity_summary(entity: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _latency_us(start: str | None, end: str | None) -> int:
+    """A member's own latency in microseconds (0 without both ends)."""
+    if not start or not end:
+        return 0
+    span = datetime.fromisoformat(end) - datetime.fromisoformat(start)
+    return max(0, span // timedelta(microseconds=1))
+
+
 def _contribution(summary: dict[str, Any]) -> dict[str, Any]:
     """The compact, integer form of a member summary that the totals are sums of."""
     cost = summary.get("cost")
+    timed = summary["kind"] in LATENCY_KINDS and not summary.get("retracted")
     tokens = {name: int(summary.get(name) or 0) for name in TOKEN_FIELDS}
     unpriced = summary.get("unpriced_count")  # a member that is itself a rollup
     if unpriced is None:
@@ -103,6 +116,7 @@ def _contribution(summary: dict[str, Any]) -> dict[str, Any]:
         "end": summary.get("end"),
         "session_id": summary.get("session_id"),
         "name": summary.get("name"),
+        "latency_us": _latency_us(summary.get("start"), summary.get("end")) if timed else 0,
     }
 
 
@@ -150,6 +164,11 @@ def _updated_totals(
         counts = dict(totals["counts"])
         counts[new["kind"]] = counts.get(new["kind"], 0) + new["present"] - was_present
         totals["counts"] = {kind: n for kind, n in counts.items() if n}
+    latency = new.get("latency_us", 0) - (old.get("latency_us", 0) if old else 0)
+    if latency:  # .get: totals and contributions written before latencies were kept
+        latencies = dict(totals.get("latency_us") or {})
+        latencies[new["kind"]] = latencies.get(new["kind"], 0) + latency
+        totals["latency_us"] = {kind: n for kind, n in latencies.items() if n}
     if span is not None:
         totals["start"], totals["end"] = span
     else:
@@ -261,7 +280,9 @@ def group_rollup(kind: str, project: str, group_id: str, group: dict[str, Any]) 
         "unpriced_count": totals["unpriced"],
         "start_time": start,
         "end_time": end,
-    }
+        "latencies": {kind: us / 1_000_000 for kind, us in sorted(
+            (totals.get("latency_us") or {}).items())},
+    }  # fmt: skip
     if start and end:
         span = datetime.fromisoformat(end) - datetime.fromisoformat(start)
         rollup["duration"] = span.total_seconds()

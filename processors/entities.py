@@ -7,7 +7,10 @@ routes to one partition, see ``producers.contract.records``):
 - ``log``: ``log`` and ``log_update`` events, identity = reference_id, else the log id;
 - ``feedback``: one per feedback id (routed with the log it rates);
 - ``trace``, ``span``: Maxim create / update / end events;
-- ``generation``: ``generation``, ``generation_result`` and ``generation_error`` events.
+- ``generation``: ``generation`` (create / update / end), ``generation_result`` and
+  ``generation_error`` events;
+- ``tool_call``, ``retrieval``, ``event``, ``error``, ``attachment``, ``session``: ``node``
+  events, the entity's kind is the node's (merged like spans).
 
 A log is emitted once its create has arrived (updates before it are kept in the state and
 applied then: a partial log has no id of its own to be stored under); the other kinds are
@@ -34,6 +37,7 @@ from producers.contract import (
     GenerationResultEvent,
     LogEvent,
     LogUpdateEvent,
+    NodeEvent,
     SpanEvent,
     TraceEvent,
     entity_identity,
@@ -70,8 +74,13 @@ _LOG_IMMUTABLE = frozenset(
     }
 )
 _NODE_IMMUTABLE = frozenset({"id", "trace_id", "parent_id"})
-_FEEDBACK_IMMUTABLE = frozenset({"id", "log_id", "reference_id"})
-_MAPS = ("metadata", "tags")  # merged key by key
+_NODE_KIND_IMMUTABLE = frozenset({"id", "trace_id", "parent_id", "session_id"})
+_FEEDBACK_IMMUTABLE = frozenset({"id", "log_id", "reference_id", "trace_id", "session_id"})
+# Merged key by key (an attachment's: its upload's size and its line's name, either first).
+_MAPS = ("metadata", "tags", "metrics", "attachment")
+# A generation's messages appended after creation, merged key by key under the event's
+# version (so any order gives the same list: see _generation_entity).
+_ADDED = "add_messages"
 
 
 def entity_key(kind: str, project: str, identity: str) -> str:
@@ -155,17 +164,29 @@ def to_change(
             change = _change("feedback", event, carried, _FEEDBACK_IMMUTABLE)
             change.is_create = True
             return f"feedback:{project_key(event.project, event.body.id)}", change
-        case TraceEvent() | SpanEvent():
-            kind = event.type
+        case TraceEvent() | SpanEvent() | NodeEvent():
+            kind = event.body.kind if isinstance(event, NodeEvent) else event.type
             action = carried.pop("action", "create")
             if action == "end" and "end_time" not in carried:
                 carried["end_time"] = event.ts.isoformat()
-            change = _change(kind, event, carried, _NODE_IMMUTABLE)
+            immutable = _NODE_KIND_IMMUTABLE if isinstance(event, NodeEvent) else _NODE_IMMUTABLE
+            change = _change(kind, event, carried, immutable)
+            change.immutable.pop("kind", None)
+            change.mutable.pop("kind", None)
             change.is_create = action == "create"
             return state_key(kind, event), change
         case GenerationEvent():
+            action = carried.pop("action", "create")
+            added = carried.pop(_ADDED, None)
+            if action == "end" and "end_time" not in carried:
+                carried["end_time"] = event.ts.isoformat()
+            cost = carried.pop("cost", None)
+            if isinstance(cost, dict):
+                carried["caller_cost"] = cost
             change = _change("generation", event, carried, _NODE_IMMUTABLE)
-            change.is_create = True
+            if added:
+                change.metadata[f"{_ADDED}.{change.ts_us:020d}-{event.event_id}"] = added
+            change.is_create = action == "create"
             return state_key("generation", event), change
         case GenerationResultEvent() | GenerationErrorEvent():
             generation_id = carried.pop("generation_id")
@@ -247,6 +268,9 @@ def _last_event_time(state: dict[str, Any]) -> datetime:
 
 
 def _generation_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    added = values.pop(_ADDED, None)
+    if added:  # in the order of the events that appended them
+        values["added_messages"] = [m for key in sorted(added) for m in added[key]]
     usage = values.pop("usage", None) or {}
     result_model = values.pop("result_model", None)
     if not usage and result_model is None:  # a state written before results were split
@@ -265,6 +289,10 @@ def _generation_entity(values: dict[str, Any], state: dict[str, Any]) -> dict[st
         tokens=usage.get("total_tokens") or prompt_tokens + output_tokens,
     )
     model = values.get("model") or result_model
+    caller_cost = values.get("caller_cost")
+    if isinstance(caller_cost, dict) and caller_cost.get("total") is not None:
+        values.update(cost=caller_cost["total"], cost_source="provided")  # the caller's wins
+        return values
     if not usage:
         values.update(cost=None, cost_source=None)
         return values
@@ -327,7 +355,8 @@ def _deleted_entity(key: str, state: dict[str, Any]) -> dict[str, Any] | None:
     elif kind == "trace":
         values["trace_root"] = values.get("id")
     values.setdefault("trace_root", values.get("trace_id"))
-    if values["trace_root"] is None or values.get("id") is None:
+    placed = values["trace_root"] is not None or values.get("session_id") is not None
+    if not placed or values.get("id") is None:  # (a Maxim session's nodes: by session)
         return None
     values.update(
         kind=kind,

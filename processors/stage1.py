@@ -91,7 +91,12 @@ def _private_raw(item: Any, raw: bytes, lookup: Lookup) -> bytes:
 
 def entity_output_key(entity: dict[str, Any]) -> bytes:
     """Canonical entities are keyed by trace, so stage 2 finds a whole trace on one partition."""
-    root = entity.get("trace_root") or entity.get("reference_id") or entity.get("log_id")
+    root = (
+        entity.get("trace_root")
+        or entity.get("reference_id")
+        or entity.get("log_id")
+        or entity.get("session_id")
+    )
     return project_key(entity["project"], root or entity["id"]).encode()
 
 

@@ -167,8 +167,8 @@ def process_entities(entities: list[dict[str, Any]], lookup: Lookup, outcome: Ou
     only the newest contribution of each member, so that gives the same final groups)."""
     groups = _Groups(lookup, outcome)
     for entity in entities:
-        if entity["kind"] == "feedback":
-            continue  # feedback rates a log; it adds nothing to trace totals
+        if entity["kind"] == "feedback" or entity["trace_root"] is None:
+            continue  # feedback adds nothing to trace totals; a session's node has no trace
         project, last_ts = entity["project"], entity.get("last_ts", 0.0)
         summary = entity_summary(entity)
         trace_key = f"trace:{project_key(project, entity['trace_root'])}"

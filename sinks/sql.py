@@ -21,6 +21,7 @@ __all__ = [
     "PROMPT_VERSIONS",
     "REMOVE_FEEDBACK",
     "REMOVE_LOGS",
+    "REMOVE_TARGET_FEEDBACK",
     "SESSION_SPANS",
     "param_type",
     "remove_sql",
@@ -104,13 +105,26 @@ WHERE t.project = u.project AND (t.log_id = u.id OR t.reference_id = u.ref)
 """
 
 
+# The feedback of a deleted Maxim trace (its id) or session (its own node's id).
+REMOVE_TARGET_FEEDBACK = """
+DELETE FROM feedback t
+USING unnest($1::text[], $2::text[], $3::text[]) AS u(project, trace_id, session_id)
+WHERE t.project = u.project AND (t.trace_id = u.trace_id OR t.session_id = u.session_id)
+"""
+
+
 @cache
 def remove_sql(spec: TableSpec) -> str:
-    """Delete rows by ``(project, id)`` older than the removal (logs: ``REMOVE_LOGS``)."""
+    """Delete rows by their key (``(project, id)``, ``(project, kind, id)``: one array per
+    column, then the versions) older than the removal (logs: ``REMOVE_LOGS``)."""
+    keys = spec.conflict
+    params = ", ".join(f"${i}::text[]" for i in range(1, len(keys) + 1))
+    columns = ", ".join(_q(k) for k in keys)
+    match = " AND ".join(f"t.{_q(k)} = u.{_q(k)}" for k in keys)
     return (
         f"DELETE FROM {_q(spec.table)} t"
-        " USING unnest($1::text[], $2::text[], $3::bigint[]) AS u(project, id, version)"
-        f" WHERE t.project = u.project AND t.id = u.id AND t.{_q(spec.version_column)} < u.version"
+        f" USING unnest({params}, ${len(keys) + 1}::bigint[]) AS u({columns}, version)"
+        f" WHERE {match} AND t.{_q(spec.version_column)} < u.version"
     )
 
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from producers.contract import CARRIED
+from producers.contract import CARRIED, NODE_KINDS
 
-__all__ = ["SPECS", "TableSpec", "removes", "spec_for"]
+__all__ = ["NODES", "SPECS", "TRACES", "TableSpec", "removes", "spec_for"]
 
 Extract = Callable[[dict[str, Any]], Any]
 
@@ -189,7 +189,10 @@ FEEDBACK = TableSpec(
         ("id", "text"),
         ("log_id", "text"),
         ("reference_id", "text"),
+        ("trace_id", "text"),
+        ("session_id", "text"),
         ("value", "jsonb"),
+        ("comment", "text"),
         ("source", "text"),
         ("user", "text"),
         ("metadata", "jsonb"),
@@ -207,6 +210,7 @@ TRACES = TableSpec(
         ("session_id", "text"),
         ("tags", "jsonb"),
         ("metadata", "jsonb"),
+        ("metrics", "jsonb"),
         ("input", "text"),
         ("output", "text"),
         ("start_time", "timestamptz"),
@@ -222,7 +226,11 @@ TRACE_ROLLUPS = TableSpec(
     (
         *_cols(("project", "text"), ("id", "text"), ("status", "text")),
         *_TOTALS,
-        *_cols(("duration", "float8"), ("rollup_session_id", "text", _get("session_id"))),
+        *_cols(
+            ("duration", "float8"),
+            ("rollup_session_id", "text", _get("session_id")),
+            ("latencies", "jsonb"),
+        ),
     ),
     version_column="rollup_version",
 )
@@ -237,12 +245,15 @@ SPANS = TableSpec(
         ("name", "text"),
         ("tags", "jsonb"),
         ("metadata", "jsonb"),
+        ("metrics", "jsonb"),
+        ("input", "text"),
         ("start_time", "timestamptz"),
         ("end_time", "timestamptz"),
         ("is_partial", "boolean", _get("partial")),
         ("version", "bigint"),
     ),
 )
+SPANS = _with_payload(SPANS, "input")
 
 GENERATIONS = TableSpec(
     "generations",
@@ -256,10 +267,13 @@ GENERATIONS = TableSpec(
         ("model", "text"),
         ("model_parameters", "jsonb"),
         ("messages", "jsonb"),
+        ("added_messages", "jsonb"),
         ("result", "jsonb"),
         ("error", "jsonb"),
         ("tags", "jsonb"),
         ("metadata", "jsonb"),
+        ("metrics", "jsonb"),
+        ("caller_cost", "jsonb"),
         ("status", "text"),
         ("prompt_tokens", "bigint"),
         ("completion_tokens", "bigint", _int("output_tokens")),
@@ -276,6 +290,37 @@ GENERATIONS = TableSpec(
 )
 
 GENERATIONS = _with_payload(GENERATIONS, "messages", "result")
+
+# Tool calls, retrievals, events, errors and attachments of a trace, and a session's own
+# node with its events and attachments: one table, the kind's fields in their columns.
+NODES = TableSpec(
+    "trace_nodes",
+    _cols(
+        ("project", "text"),
+        ("kind", "text"),
+        ("id", "text"),
+        ("trace_id", "text"),
+        ("session_id", "text"),
+        ("parent_id", "text"),
+        ("name", "text"),
+        ("description", "text"),
+        ("tags", "jsonb"),
+        ("metadata", "jsonb"),
+        ("metrics", "jsonb"),
+        ("args", "text"),
+        ("result", "text"),
+        ("error", "jsonb"),
+        ("query", "text"),
+        ("documents", "jsonb"),
+        ("attachment", "jsonb"),
+        ("start_time", "timestamptz"),
+        ("end_time", "timestamptz"),
+        ("is_partial", "boolean", _get("partial")),
+        ("version", "bigint"),
+    ),
+    conflict=("project", "kind", "id"),
+)
+NODES = _with_payload(NODES, "args", "result", "query", "documents")
 
 SESSIONS = TableSpec(
     "sessions",
@@ -299,6 +344,7 @@ SPECS: dict[tuple[str, str], TableSpec] = {
     ("entities", "trace"): TRACES,
     ("entities", "span"): SPANS,
     ("entities", "generation"): GENERATIONS,
+    **{("entities", kind): NODES for kind in NODE_KINDS},
     ("rollups", "trace"): TRACE_ROLLUPS,
     ("rollups", "session"): SESSIONS,
     ("rollups", "prompt_version"): PROMPT_VERSION_ROLLUPS,

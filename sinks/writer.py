@@ -22,7 +22,16 @@ import orjson
 
 from . import sql
 from .batch import Batch, DeadLetterRow
-from .tables import LOGS, LOGS_BY_REFERENCE, SESSIONS, TRACE_ROLLUPS, TableSpec, removes
+from .tables import (
+    LOGS,
+    LOGS_BY_REFERENCE,
+    NODES,
+    SESSIONS,
+    TRACE_ROLLUPS,
+    TRACES,
+    TableSpec,
+    removes,
+)
 
 __all__ = ["WriteResult", "write_batch"]
 
@@ -61,7 +70,13 @@ async def _remove(
         await conn.execute(sql.REMOVE_LOGS, projects, ids, refs, versions, timeout=timeout)
         await conn.execute(sql.REMOVE_FEEDBACK, projects, ids, refs, timeout=timeout)
     else:
-        await conn.execute(sql.remove_sql(spec), projects, ids, versions, timeout=timeout)
+        keys = [[value.get(column) for value in values] for column in spec.conflict]
+        await conn.execute(sql.remove_sql(spec), *keys, versions, timeout=timeout)
+    if spec in (TRACES, NODES):  # a Maxim trace's or session's feedback goes with it
+        traces = [value.get("id") if spec is TRACES else None for value in values]
+        sessions = [value.get("id") if value.get("kind") == "session" else None
+                    for value in values]  # fmt: skip
+        await conn.execute(sql.REMOVE_TARGET_FEEDBACK, projects, traces, sessions, timeout=timeout)
 
 
 async def _upsert_isolating(

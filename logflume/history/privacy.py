@@ -69,11 +69,17 @@ class PrivacyFilter:
     def _is_deleted(self, etype: str, project: str, body: dict[str, Any]) -> bool:
         if etype in LOG_TYPES:
             kind, handles = "log", log_handles(body)
+        elif etype == "feedback" and body.get("trace_id") is not None:  # goes with its trace
+            kind, handles = "trace", _ids(body["trace_id"])
+        elif etype == "feedback" and body.get("session_id") is not None:  # a Maxim session's
+            kind, handles = "session", _ids(body["session_id"])
         elif etype == "feedback":  # rates a log: goes with it
             kind = "log"
             handles = log_handles(
                 {"id": body.get("log_id"), "reference_id": body.get("reference_id")}
             )
+        elif etype == "node" and isinstance(body.get("kind"), str):  # Maxim's other nodes
+            kind, handles = body["kind"], _ids(body.get("id"))
         elif etype in _NODE_IDS:
             kind, field = _NODE_IDS[etype]
             handles = _ids(body.get(field))

@@ -52,8 +52,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     "logs": ("stored_at", "updated_at", "payload_carried"),
     "feedback": ("updated_at",),
     "traces": ("updated_at", "payload_carried"),
-    "spans": ("updated_at",),
+    "spans": ("updated_at", "payload_carried"),
     "generations": ("updated_at", "payload_carried"),
+    "trace_nodes": ("updated_at", "payload_carried"),
     "sessions": ("updated_at",),
     "prompt_version_stats": ("updated_at",),
     "dead_letters": ("id", "received_at"),
@@ -87,7 +88,8 @@ def _queries(table: str, events_topic: str) -> tuple[str, str, list[Any]]:
     ignored = ", ".join(f"'{name}'" for name in TABLES[table])
     content = f"(to_jsonb(t) - ARRAY[{ignored}]::text[])"
     if table != "dead_letters":
-        key = "jsonb_build_array(t.project, t.id)::text"
+        kind = "t.kind, " if table == "trace_nodes" else ""  # its rows are unique per kind
+        key = f"jsonb_build_array(t.project, {kind}t.id)::text"
         return (
             f'SELECT {key} AS k, md5({content}::text) AS h FROM "{table}" t',
             f'SELECT {key} AS k, {content}::text AS row FROM "{table}" t WHERE {key} = ANY($1)',

@@ -17,7 +17,14 @@ from pydantic_core import ErrorDetails
 
 from .deletion import DeleteBody
 from .log import FeedbackBody, LogBody, LogUpdateBody
-from .maxim import GenerationBody, GenerationErrorBody, GenerationResultBody, SpanBody, TraceBody
+from .maxim import (
+    GenerationBody,
+    GenerationErrorBody,
+    GenerationResultBody,
+    NodeBody,
+    SpanBody,
+    TraceBody,
+)
 from .types import (
     ID_PATTERN,
     ID_RULE,
@@ -43,6 +50,7 @@ __all__ = [
     "GenerationResultEvent",
     "LogEvent",
     "LogUpdateEvent",
+    "NodeEvent",
     "SpanEvent",
     "TraceEvent",
     "encode_event",
@@ -108,6 +116,11 @@ class GenerationErrorEvent(EventBase):
     body: GenerationErrorBody
 
 
+class NodeEvent(EventBase):
+    type: Literal["node"] = "node"
+    body: NodeBody
+
+
 class DeleteEvent(EventBase):
     type: Literal["delete"] = "delete"
     body: DeleteBody
@@ -122,6 +135,7 @@ Event = Annotated[
     | GenerationEvent
     | GenerationResultEvent
     | GenerationErrorEvent
+    | NodeEvent
     | DeleteEvent,
     Field(discriminator="type"),
 ]
@@ -137,6 +151,7 @@ EVENT_TYPES: tuple[str, ...] = (
     "generation",
     "generation_result",
     "generation_error",
+    "node",
     "delete",
 )
 

@@ -231,12 +231,16 @@ class LogUpdateBody(LogFields):
 
 
 class FeedbackBody(WireModel):
-    """A rating or judgment on a log, addressed by log id or reference id."""
+    """A rating or judgment on a log (by log id or reference id), or on a Maxim trace or
+    session (``trace.feedback`` / ``session.feedback``: the score is the value)."""
 
     id: EntityId
     log_id: EntityId | None = None
     reference_id: EntityId | None = None
+    trace_id: EntityId | None = None
+    session_id: EntityId | None = None
     value: Judgment
+    comment: str | None = Field(default=None, max_length=65536)
     source: Name | None = None
     user: Name | None = None
     metadata: JsonObject | None = None
@@ -244,5 +248,14 @@ class FeedbackBody(WireModel):
 
     @model_validator(mode="after")
     def _has_target(self) -> FeedbackBody:
-        require_one_of(self, "log_id", "reference_id")
+        require_one_of(self, "log_id", "reference_id", "trace_id", "session_id")
         return self
+
+    @property
+    def target(self) -> str:
+        """The id of what it rates (its routing identity)."""
+        for name in ("reference_id", "log_id", "trace_id", "session_id"):
+            value = getattr(self, name)
+            if value is not None:
+                return value  # type: ignore[no-any-return]
+        raise AssertionError("a feedback body has a target")

@@ -1,8 +1,9 @@
 """What an entity output (stage 1 -> ``.entities`` -> the sink) says about payloads.
 
 Payload fields (messages, inputs, outputs, provider request and response, a generation's
-result: what ``save=false`` keeps out of storage) are the bulk of an event and are not
-needed to merge, count or price anything. Stage 1 keeps only their versions in its state
+result, a tool call's args and result, a retrieval's query and documents: what
+``save=false`` keeps out of storage) are the bulk of an event and are not needed to merge,
+count or price anything. Stage 1 keeps only their versions in its state
 and an entity output carries a payload field only when the events of its version brought
 its winning value; ``carried`` lists those fields. The sink writes a payload column only
 when the row's output carries it (and clears every payload column of a ``save=false``
@@ -32,6 +33,9 @@ PAYLOAD_FIELDS = frozenset(
         "tools",
         "input",
         "result",
+        "args",
+        "query",
+        "documents",
     }
 )
 

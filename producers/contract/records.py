@@ -28,6 +28,7 @@ from .events import (
     GenerationResultEvent,
     LogEvent,
     LogUpdateEvent,
+    NodeEvent,
     SpanEvent,
     TraceEvent,
 )
@@ -50,10 +51,10 @@ def entity_identity(event: Event) -> str:
         case LogEvent() | LogUpdateEvent() | DeleteEvent():
             return body.reference_id or body.id  # type: ignore[union-attr,return-value]
         case FeedbackEvent():
-            return body.reference_id or body.log_id  # type: ignore[union-attr,return-value]
+            return body.target  # type: ignore[union-attr,no-any-return]
         case GenerationResultEvent() | GenerationErrorEvent():
             return body.generation_id  # type: ignore[union-attr]
-        case TraceEvent() | SpanEvent() | GenerationEvent():
+        case TraceEvent() | SpanEvent() | GenerationEvent() | NodeEvent():
             return body.id  # type: ignore[union-attr]
     raise TypeError(f"not an event: {type(event).__name__}")
 

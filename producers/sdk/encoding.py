@@ -48,6 +48,7 @@ from producers.contract import (
     GenerationResultBody,
     LogBody,
     LogUpdateBody,
+    NodeBody,
     SpanBody,
     TraceBody,
     parse_event,
@@ -76,6 +77,7 @@ _BODY_MODELS: Final[dict[str, type[BaseModel]]] = {
     "generation": GenerationBody,
     "generation_result": GenerationResultBody,
     "generation_error": GenerationErrorBody,
+    "node": NodeBody,
     "delete": DeleteBody,
 }
 _VALIDATORS: Final[dict[str, SchemaValidator]] = {
@@ -87,8 +89,8 @@ def _ref_or_id(body: Any) -> str:
     return body.reference_id or body.id  # type: ignore[no-any-return]
 
 
-def _ref_or_log_id(body: Any) -> str:
-    return body.reference_id or body.log_id  # type: ignore[no-any-return]
+def _feedback_target(body: Any) -> str:
+    return body.target  # type: ignore[no-any-return]
 
 
 def _generation_id(body: Any) -> str:
@@ -104,12 +106,13 @@ def _own_id(body: Any) -> str:
 _IDENTITY: Final[dict[str, Callable[[Any], str]]] = {
     "log": _ref_or_id,
     "log_update": _ref_or_id,
-    "feedback": _ref_or_log_id,
+    "feedback": _feedback_target,
     "trace": _own_id,
     "span": _own_id,
     "generation": _own_id,
     "generation_result": _generation_id,
     "generation_error": _generation_id,
+    "node": _own_id,
     "delete": _ref_or_id,
 }
 

@@ -97,12 +97,16 @@ class LogUpdateParams(LogFieldParams, total=False):
 
 
 class FeedbackParams(TypedDict, total=False):
-    """``client.feedback(...)``: on a log, by ``log_id`` or ``reference_id``."""
+    """``client.feedback(...)``: on a log, by ``log_id`` or ``reference_id``; or on a trace
+    or a session, by ``trace_id`` or ``session_id``."""
 
     id: str
     log_id: str | None
     reference_id: str | None
+    trace_id: str | None
+    session_id: str | None
     value: Judgment
+    comment: str | None
     source: str | None
     user: str | None
     metadata: JsonObject | None
@@ -113,6 +117,7 @@ class _NodeParams(TypedDict, total=False):
     name: str | None
     tags: Mapping[str, str] | None
     metadata: JsonObject | None
+    metrics: JsonObject | None
     start_time: datetime | str | None
     end_time: datetime | str | None
 
@@ -130,6 +135,7 @@ class SpanParams(_NodeParams, total=False):
     """``trace.span(...)`` / ``span.span(...)``."""
 
     id: str
+    input: str | None
 
 
 class TraceUpdateParams(_NodeParams, total=False):
@@ -143,6 +149,8 @@ class TraceUpdateParams(_NodeParams, total=False):
 class SpanUpdateParams(_NodeParams, total=False):
     """``span.update(...)`` / ``span.end(...)``."""
 
+    input: str | None
+
 
 class GenerationParams(TypedDict, total=False):
     """``span.generation(...)`` / ``trace.generation(...)``."""
@@ -153,6 +161,10 @@ class GenerationParams(TypedDict, total=False):
     model: str
     model_parameters: JsonObject | None
     messages: Sequence[Message]
+    add_messages: Sequence[Message] | None
     tags: Mapping[str, str] | None
     metadata: JsonObject | None
+    metrics: JsonObject | None
+    cost: Mapping[str, float] | None  # a caller's {input, output, total}: wins over pricing
     start_time: datetime | str | None
+    end_time: datetime | str | None

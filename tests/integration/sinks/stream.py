@@ -54,6 +54,7 @@ SINK_TABLES = (
     "traces",
     "spans",
     "generations",
+    "trace_nodes",
     "sessions",
     "prompt_version_stats",
     "dead_letters",

@@ -9,6 +9,7 @@ import orjson
 
 from gateway.maxim import (
     DEAD_LETTER_TOPIC,
+    MAXIM_LINES,
     not_modelled,
     parse_lines,
     referenced_nodes,
@@ -53,32 +54,84 @@ def test_captured_sdk_lines_become_valid_events_with_their_trace():
     assert error.error.message == "boom" and error.error.code == "500"
     assert translation.nodes == {
         "tr1": ("trace", "tr1"), "sp1": ("span", "tr1"), "g1": ("generation", "tr1"),
-        "g2": ("generation", "tr1"), "tr2": ("trace", "tr2"),
+        "g2": ("generation", "tr1"), "tr2": ("trace", "tr2"), "tc1": ("tool_call", "tr1"),
+        "r1": ("retrieval", "tr1"),
     }  # fmt: skip
-    # No contract event for these: each is kept as a dead letter (never held).
-    assert [(line.entity, line.action) for line in translation.unmodelled] == [
-        ("span", "add-event"), ("trace", "add-feedback"), ("span", "add-tool-call"),
-        ("tool_call", "result"), ("tool_call", "end"), ("span", "add-retrieval"),
-        ("retrieval", "update"), ("retrieval", "end"), ("retrieval", "update"),
-        ("retrieval", "end"), ("session", "create"), ("session", "end"),
+    nodes = [(n.kind, n.id, n.action) for n in by_type["node"]]
+    assert nodes == [
+        ("event", "ev1", "create"), ("tool_call", "tc1", "create"),
+        ("tool_call", "tc1", "update"), ("tool_call", "tc1", "end"),
+        ("retrieval", "r1", "create"), ("retrieval", "r1", "update"), ("retrieval", "r1", "end"),
+        ("retrieval", "r1", "update"), ("retrieval", "r1", "end"), ("session", "s2", "create"),
+        ("session", "s2", "end"),
     ]  # fmt: skip
+    (event,) = [n for n in by_type["node"] if n.kind == "event"]
+    assert (event.trace_id, event.parent_id, event.name) == ("tr1", "sp1", "some event")
+    assert event.start_time == event.end_time and event.tags == {"x": "y"}
+    tool = [n for n in by_type["node"] if n.id == "tc1"]
+    assert (tool[0].name, tool[0].description, tool[0].args) == ("search", "d", "{}")
+    assert tool[0].parent_id == "sp1" and tool[1].result == "res"
+    retrieval = [n for n in by_type["node"] if n.id == "r1"]
+    assert retrieval[1].query == "q" and retrieval[3].documents == ["doc"]
+    (feedback,) = by_type["feedback"]
+    assert (feedback.trace_id, feedback.value, feedback.comment) == ("tr1", 1, "good")
+    session = [n for n in by_type["node"] if n.kind == "session"]
+    assert session[0].session_id == "s2" and session[0].trace_id is None
+    assert translation.unmodelled == []
     assert translation.held == [] and translation.errors == []
-    # Every line is an event, a generation's end folded into its result, or unmodelled.
+    # Every line is an event or a generation's end folded into its result.
     lines, _ = parse_lines(LINES)
     folded = 2
-    assert len(envelopes) + folded + len(translation.unmodelled) == len(lines)
+    assert len(envelopes) + folded == len(lines)
+
+
+def test_every_kind_of_line_the_sdk_sends_becomes_an_event_but_evaluate():
+    """Captured from maxim-py 3.14.20 (tests/unit/gateway/maxim_lines_all.txt: a session,
+    a trace and a span with every child, action and attachment the components have)."""
+    text = (Path(__file__).parent / "maxim_lines_all.txt").read_text()
+    lines, errors = parse_lines(text)
+    assert errors == []
+    translation, envelopes = translate("p", lines, {}, RECEIVED)
+    events = [validate_event(e) for e in envelopes]
+    assert translation.errors == [] and translation.held == []
+    assert {(line.entity, line.action) for line in translation.unmodelled} <= {
+        (entity, "evaluate") for entity in MAXIM_LINES
+    }
+    kinds = {e.body.kind for e in events if e.type == "node"}
+    assert kinds == {"tool_call", "retrieval", "event", "error", "attachment", "session"}
+    by_id = {}
+    for event in events:
+        body = event.body
+        by_id.setdefault(getattr(body, "id", None), []).append(body)
+    (attachment,) = [b for b in by_id["att-file"]]
+    assert attachment.attachment.mime_type == "text/plain" and attachment.trace_id == "t1"
+    assert attachment.attachment.key.endswith("/att-file")
+    costs = [b.cost for b in by_id["g1"] if getattr(b, "cost", None)]
+    assert [c.total for c in costs] == [0.3]
+    added = [b.add_messages for b in by_id["g1"] if getattr(b, "add_messages", None)]
+    assert [[(m.role, m.content) for m in batch] for batch in added] == [[("user", "more")]]
+    errors_ = [b for b in events if b.type == "node" and b.body.kind == "error"]
+    assert {e.body.error.message for e in errors_} == {"boom", "spanerr"}
+    feedback = [e.body for e in events if e.type == "feedback"]
+    assert {(f.trace_id, f.session_id, f.value) for f in feedback} == {
+        (None, "s1", 5), ("t1", None, 3)
+    }  # fmt: skip
 
 
 def test_unmodelled_lines_become_dead_letters_naming_entity_and_action():
-    lines, _ = parse_lines(LINES)
+    text = (
+        'tool_call{id=tc1,action=evaluate,data={"with": "evaluators", "evaluators": ["x"]}}\n'
+        'trace{id=t1,action=evaluate,data={"with": "variables", "variables": {"a": "b"}}}'
+    )
+    lines, _ = parse_lines(text)
     translation, _ = translate("proj-a", lines, {}, RECEIVED)
     kept = not_modelled("proj-a", translation.unmodelled)
     by_line = {k.letter.raw.decode(): k for k in kept}
-    tool = by_line['tool_call{id=tc1,action=result,data={"result": "res"}}']
+    tool = by_line[text.split("\n")[0]]
     assert tool.letter.reason == (
-        "maxim tool_call.result: not modelled by logflume; kept verbatim (project proj-a)"
+        "maxim tool_call.evaluate: not modelled by logflume; kept verbatim (project proj-a)"
     )
-    assert tool.labels == ("tool_call", "result", "not_modelled")
+    assert tool.labels == ("tool_call", "evaluate", "not_modelled")
     assert tool.letter.origin.topic == DEAD_LETTER_TOPIC and tool.letter.index == 0
     # The origin (the dead_letters row's unique key) and event id hash project and line:
     # a re-sent batch is stored once, another project's identical line apart.
@@ -90,14 +143,30 @@ def test_unmodelled_lines_become_dead_letters_naming_entity_and_action():
     assert all(0 <= k.letter.origin.offset < 2**63 for k in kept)
 
 
-def test_a_generation_end_without_its_result_in_the_batch_is_dead_lettered():
+def test_a_generation_end_without_its_result_in_the_batch_is_an_end_event():
     end = 'generation{id=g1,action=end,data={"endTimestamp": "2026-01-01T00:00:05Z"}}'
     lines, _ = parse_lines(end)
     translation, envelopes = translate("p", lines, {"g1": "t1"}, RECEIVED)
-    assert envelopes == [] and translation.unmodelled == lines
-    # Unknown node: dead-lettered at once rather than held.
+    (event,) = [validate_event(e) for e in envelopes]
+    assert event.type == "generation" and event.body.action == "end"
+    assert event.body.end_time is not None and event.body.trace_id == "t1"
+    # Unknown node: held until its create line arrives.
     translation, _ = translate("p", lines, {}, RECEIVED)
-    assert translation.held == [] and translation.unmodelled == lines
+    assert translation.held == lines and translation.unmodelled == []
+
+
+def test_keys_no_field_takes_join_the_metadata():
+    text = (
+        'trace{id=t,action=create,data={"name": "n", "region": "eu", "metadata": {"a": 1}}}\n'
+        'trace{id=t,action=update,data={"metrics": {"m": 0.5}}}\n'
+        'trace{id=t,action=add-tool-call,data={"id": "tc", "name": "x"}}\n'
+        'tool_call{id=tc,action=update,data={"metrics": {"name": "latency", "value": 3}}}'
+    )
+    lines, _ = parse_lines(text)
+    _, envelopes = translate("p", lines, {}, RECEIVED)
+    bodies = [validate_event(e).body for e in envelopes]
+    assert bodies[0].metadata == {"region": "eu", "a": 1}
+    assert bodies[1].metrics == {"m": 0.5} and bodies[3].metrics == {"latency": 3}
 
 
 def test_labels_are_bounded_to_what_maxim_py_sends():
@@ -169,3 +238,16 @@ def test_data_may_hold_braces_and_null():
     assert errors == [] and lines[0].data == {"output": "a } b {"} and lines[1].data == {}
     _, envelopes = translate("p", lines, {}, RECEIVED)
     assert orjson.loads(orjson.dumps(envelopes[0]))["body"]["output"] == "a } b {"
+
+
+def test_a_tool_calls_result_before_its_create_is_held_then_placed():
+    result = 'tool_call{id=tc9,action=result,data={"result": "done"}}'
+    attachment = 'retrieval{id=r9,action=add-attachment,data={"id": "a9", "url": "https://x"}}'
+    lines, _ = parse_lines(f"{result}\n{attachment}")
+    assert referenced_nodes(lines) == {"tc9", "r9"}
+    translation, envelopes = translate("p", lines, {}, RECEIVED)
+    assert envelopes == [] and translation.held == lines
+    _, envelopes = translate("p", lines, {"tc9": "tr9", "r9": "tr9"}, RECEIVED)
+    tool, node = (validate_event(e).body for e in envelopes)
+    assert (tool.kind, tool.id, tool.trace_id, tool.result) == ("tool_call", "tc9", "tr9", "done")
+    assert (node.kind, node.parent_id, node.attachment.url) == ("attachment", "r9", "https://x")
