@@ -29,12 +29,26 @@ __all__ = [
     "GenerationEntity",
     "LogEntity",
     "MemberSummary",
+    "NodeEntity",
     "Rollup",
     "SpanEntity",
     "TraceEntity",
 ]
 
-EntityKind = Literal["log", "feedback", "trace", "span", "generation"]
+EntityKind = Literal[
+    "log",
+    "feedback",
+    "trace",
+    "span",
+    "generation",
+    # Maxim's other nodes (one NodeEntity each)
+    "tool_call",
+    "retrieval",
+    "event",
+    "error",
+    "attachment",
+    "session",
+]
 RollupKind = Literal["trace", "session", "prompt_version"]
 JsonObject = dict[str, Any]
 
@@ -57,6 +71,7 @@ class _Entity(TypedDict, total=False):
     name: str | None
     start_time: str | None
     end_time: str | None
+    metrics: JsonObject | None  # Maxim's numeric metrics of a node
 
 
 class _Usage(TypedDict, total=False):
@@ -116,9 +131,14 @@ class LogEntity(_Entity, _Usage, total=False):
 
 
 class FeedbackEntity(_Entity, total=False):
+    """On a log (Humanloop), or on a trace or a session (Maxim's score and comment)."""
+
     log_id: str | None
     reference_id: str | None
+    trace_id: str | None
+    session_id: str | None
     value: Any  # a judgment: bool, number, labels or text
+    comment: str | None
     source: str | None
     user: str | None
     created_at: str | None
@@ -133,6 +153,7 @@ class TraceEntity(_Entity, total=False):
 class SpanEntity(_Entity, total=False):
     trace_id: str | None
     parent_id: str | None
+    input: str | None
 
 
 class GenerationEntity(_Entity, _Usage, total=False):
@@ -145,9 +166,26 @@ class GenerationEntity(_Entity, _Usage, total=False):
     result: JsonObject | None
     error: JsonObject | None
     status: str | None  # "success" or "error" once a result or an error came
+    added_messages: list[Any] | None  # messages appended after creation, in line order
+    caller_cost: float | None  # a cost the caller gave (it wins over the price table)
 
 
-EntityOutput = LogEntity | FeedbackEntity | TraceEntity | SpanEntity | GenerationEntity
+class NodeEntity(_Entity, total=False):
+    """A Maxim tool call, retrieval, event, error, attachment, or a session's own node."""
+
+    trace_id: str | None
+    session_id: str | None
+    parent_id: str | None
+    description: str | None  # a tool call's
+    args: Any  # a tool call's
+    result: Any  # a tool call's
+    error: Any  # a tool call's, or an error node's
+    query: Any  # a retrieval's input
+    documents: Any  # a retrieval's output
+    attachment: JsonObject | None  # its metadata and URL or key, MIME type, size; no bytes
+
+
+EntityOutput = LogEntity | FeedbackEntity | TraceEntity | SpanEntity | GenerationEntity | NodeEntity
 
 
 class MemberSummary(TypedDict, total=False):
@@ -212,6 +250,7 @@ class Rollup(TypedDict, total=False):
     status: str  # a trace's: "complete" or "incomplete"
     session_id: str | None  # a trace's session
     other_sessions: list[str]  # sessions a trace left: their totals changed too
+    latencies: dict[str, float]  # per node kind, the sum of its nodes' own durations
 
 
 class DeadLetterRecord(TypedDict):

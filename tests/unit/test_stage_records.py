@@ -1,5 +1,6 @@
 """The stages emit what ``producers.contract.stage_records`` defines: the synthetic stream
-(with updates, duplicates, deletions and bad events) runs through the pure stages, and
+(with updates, duplicates, deletions and bad events) and every line kind maxim-py sends (the
+capture of ``tests/unit/gateway``) run through the pure stages, and
 every record of every internal topic is held to its TypedDict: no key the definition lacks,
 every required key present. A field added to a stage's output, or renamed, without its
 definition fails here."""
@@ -7,11 +8,14 @@ definition fails here."""
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from gateway.maxim import parse_lines, translate
 from kernel.settings import Settings
 from logflume.synthetic import generate_events, pack_events
 from processors.sequential import SequentialStages
@@ -23,18 +27,28 @@ from producers.contract.stage_records import (
     GenerationEntity,
     LogEntity,
     MemberSummary,
+    NodeEntity,
     Rollup,
     SpanEntity,
     TraceEntity,
 )
 
+NODES = ("tool_call", "retrieval", "event", "error", "attachment", "session")
 ENTITIES: dict[str, Any] = {
     "log": LogEntity,
     "feedback": FeedbackEntity,
     "trace": TraceEntity,
     "span": SpanEntity,
     "generation": GenerationEntity,
+    **dict.fromkeys(NODES, NodeEntity),
 }
+MAXIM_LINES = Path(__file__).parent / "gateway" / "maxim_lines_all.txt"
+
+
+def _maxim_events() -> list[bytes]:
+    lines, _ = parse_lines(MAXIM_LINES.read_text())
+    _, envelopes = translate("acme", lines, {}, datetime(2026, 3, 2, 9, tzinfo=UTC))
+    return [orjson.dumps(envelope) for envelope in envelopes]
 
 
 def _check(value: dict[str, Any], typed: Any, what: str) -> None:
@@ -50,7 +64,7 @@ def _check(value: dict[str, Any], typed: Any, what: str) -> None:
 @pytest.fixture(scope="module")
 def published() -> dict[str, list[Any]]:
     settings = Settings(partitions=4)
-    events = generate_events(4000, seed=11)
+    events = generate_events(4000, seed=11) + _maxim_events()
     records = pack_events(events, settings.partitions, seed=11)
     stages = SequentialStages.for_settings(settings, window_records=8)
     topics = settings.topics

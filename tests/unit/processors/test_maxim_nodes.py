@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from gateway.maxim import parse_lines, translate
-from logflume.settings import Settings
+from kernel.settings import Settings
 from logflume.synthetic import pack_events
 from processors.sequential import SequentialStages
 from sinks.batch import Batch

@@ -17,7 +17,7 @@ from producers.sdk import params
 SET_BY_THE_SDK: dict[type[BaseModel], set[str]] = {
     TraceBody: {"action"},  # create, update or end: which method was called
     SpanBody: {"action", "trace_id", "parent_id"},  # from the trace or span it is called on
-    GenerationBody: {"trace_id", "parent_id"},
+    GenerationBody: {"action", "trace_id", "parent_id"},
 }
 
 
