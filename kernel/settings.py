@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from producers.contract import DEFAULT_MAX_EVENT_BYTES
@@ -28,6 +28,7 @@ __all__ = [
     "Topics",
     "child_environment",
     "export_for_children",
+    "settings_problems",
 ]
 
 LOCAL_DB_USER = "logflume"
@@ -407,3 +408,22 @@ def export_for_children(values: Mapping[str, str]) -> None:
     """Set variables in this process's environment for children that build their own
     settings from it (uvicorn's worker processes)."""
     os.environ.update(values)
+
+
+_SECTION_PREFIXES = {
+    "GatewaySettings": "LOGFLUME_GATEWAY_",
+    "ProcessorOptions": "LOGFLUME_PROCESSOR_",
+}
+
+
+def settings_problems(exc: ValidationError) -> str:
+    """One line naming each bad setting: a section's by its variable
+    (``LOGFLUME_GATEWAY_PORT: ...``), the others by their field."""
+    prefix = _SECTION_PREFIXES.get(exc.title)
+    parts = []
+    for error in exc.errors():
+        where = ".".join(map(str, error["loc"]))
+        if prefix is not None:
+            where = prefix + where.upper()
+        parts.append(f"{where}: {error['msg']}")
+    return "; ".join(parts)

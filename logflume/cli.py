@@ -22,7 +22,7 @@ from rich.markup import escape
 from kernel.clients import pg_connect
 from kernel.logs import json_handler
 from kernel.runtime import tune_gc
-from kernel.settings import Settings, export_for_children
+from kernel.settings import GatewaySettings, Settings, export_for_children, settings_problems
 from logflume.console import EXPECTED_ERRORS, console, err_console, fail, run
 from logflume.demo.command import demo
 from logflume.history.commands import COMMANDS
@@ -51,8 +51,7 @@ def main(ctx: click.Context, verbose: bool, log_format: str | None) -> None:
         if log_format is not None:
             settings = settings.model_copy(update={"log_format": log_format})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        fail(f"invalid settings: {problems}")
+        fail(f"invalid settings: {settings_problems(exc)}")
     handler = (
         json_handler()
         if settings.log_format == "json"
@@ -202,7 +201,10 @@ def gateway(settings: Settings, host: str | None, port: int | None, workers: int
     # JSON logs: uvicorn's loggers propagate to the root handler instead of its own.
     log_config = None if settings.log_format == "json" else uvicorn.config.LOGGING_CONFIG
     overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    options = settings.gateway.model_copy(update=overrides)
+    try:
+        options = GatewaySettings.model_validate({**settings.gateway.model_dump(), **overrides})
+    except ValidationError as exc:
+        fail(f"invalid options: {settings_problems(exc)}")
     console.print(f"gateway on http://{options.host}:{options.port} (docs at /docs)")
     if workers > 1:  # each process builds its own app from the same environment
         export_for_children({f"LOGFLUME_GATEWAY_{k.upper()}": str(v) for k, v in overrides.items()})

@@ -20,27 +20,29 @@ are folded in first, as Faust does. Otherwise nothing is committed yet, and:
 - the record at the committed offset is in flight (delivered, not yet acknowledged) or not
   read yet: it will be, and the run then commits;
 - the stream has read past it without it (the stale batch above: Faust's reader drops a
-  record below the offset it last delivered): the partition is sought back to the committed
-  offset, so the record comes again (those behind it too; the stages are idempotent);
-- after :data:`MAX_RESEEKS` seeks it still never came: it does not exist (a gap Faust did
-  not record), and it counts as acknowledged, which is Faust's own rule.
+  record below the offset it last delivered, and keeps handing out the rest of a batch it
+  fetched before a seek, so seeking back from here is not enough): the log's start is
+  asked (on the consumer's own thread). Below it, the record is gone (retention) and
+  counts as a gap, Faust's rule; otherwise the worker exits at once without committing
+  (status 75, as the watchdog does), and its restart, or the partition's next owner, reads
+  on from the committed offset with a fresh consumer.
 
-If the commits stay held anyway, the watchdog (:mod:`processors.watchdog`) restarts the
-worker, which resumes from the committed offset. At least once, never a record skipped.
-Without a committed offset (a new group), Faust's own rule stands.
+At least once, never a record skipped. Without a committed offset (a new group), Faust's
+own rule stands. The watchdog's commit rule (:mod:`processors.liveness`) is the last net.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
-__all__ = ["MAX_RESEEKS", "committable_offset", "patch_faust_commits"]
+__all__ = ["EX_REREAD", "committable_offset", "patch_faust_commits"]
 
 log = logging.getLogger(__name__)
 
-MAX_RESEEKS = 5  # seeks back to one missing head before it counts as a gap
+EX_REREAD = 75  # the watchdog's status: restart me, nothing was committed past
 
 
 def committable_offset(acked: list[int], committed: int | None) -> int | None:
@@ -81,7 +83,7 @@ def _new_offset(self: Any, tp: Any) -> int | None:
         acked[:] = kept
     if committed is not None and acked and acked[0] > committed:
         if _missing_head(self, tp, committed):
-            acked.insert(0, committed)  # it does not exist: a gap, as Faust would have it
+            acked.insert(0, committed)  # deleted by retention: a gap, as Faust would have it
     head = acked[:]
     new_offset = committable_offset(acked, committed)
     if new_offset is not None:
@@ -89,44 +91,61 @@ def _new_offset(self: Any, tp: Any) -> int | None:
     return new_offset
 
 
-def _missing_head(self: Any, tp: Any, committed: int) -> bool:
-    """The record at ``committed`` is not acknowledged while later ones are: wait for it,
-    or seek back to it when the stream read past it without it. True when it came from
-    none of :data:`MAX_RESEEKS` seeks (it does not exist)."""
+def _passed_without(self: Any, tp: Any, committed: int) -> bool:
+    """The stream read past ``committed`` and the record there is not in flight."""
     read = self._read_offset.get(tp)
     if read is None or read <= committed:
         return False  # not read yet: on its way
-    if any(m.tp == tp and m.offset == committed for m in self._unacked_messages):
-        return False  # in flight: acknowledged once its window is sent
-    reseeks: dict[tuple[Any, int], int] = self.__dict__.setdefault("_logflume_reseeks", {})
-    tries = reseeks.get((tp, committed), 0)
-    if tries >= MAX_RESEEKS:
-        log.error(
-            "%s:%d: offset %d never came back after %d seeks; counted as a gap",
-            tp.topic, tp.partition, committed, tries,
-        )  # fmt: skip
-        del reseeks[(tp, committed)]
+    return not any(m.tp == tp and m.offset == committed for m in self._unacked_messages)
+
+
+def _missing_head(self: Any, tp: Any, committed: int) -> bool:
+    """The record at ``committed`` is not acknowledged while later ones are. True when it
+    is known to be gone (below the log's start); when the stream read past it, the log's
+    start is asked in the background (:func:`_check_head`)."""
+    if not _passed_without(self, tp, committed):
+        return False
+    state: dict[str, Any] = self.__dict__.setdefault("_logflume_heads", {"starts": {}})
+    start = state["starts"].get(tp)
+    if start is not None and committed < start:
         return True
-    reseeks[(tp, committed)] = tries + 1
-    log.warning(
-        "%s:%d: the stream read past offset %d without it (a batch fetched before a seek); "
-        "seeking back to it",
-        tp.topic, tp.partition, committed,
-    )  # fmt: skip
-    task = asyncio.ensure_future(_seek(self, tp, committed))
-    _seeking.add(task)
-    task.add_done_callback(_seeking.discard)
+    if state.get(tp) != committed:
+        state[tp] = committed
+        task = asyncio.ensure_future(_check_head(self, tp, committed))
+        _checking.add(task)
+        task.add_done_callback(_checking.discard)
     return False
 
 
-_seeking: set[asyncio.Future[None]] = set()
+_checking: set[asyncio.Future[None]] = set()
 
 
-async def _seek(self: Any, tp: Any, offset: int) -> None:
+async def _check_head(self: Any, tp: Any, committed: int) -> None:
+    state = self.__dict__["_logflume_heads"]
     try:
-        await self.seek(tp, offset)
-    except Exception as exc:  # revoked meanwhile: its next owner starts at the commit
-        log.info("%s:%d: seek back to %d not done (%r)", tp.topic, tp.partition, offset, exc)
+        starts = await self.earliest_offsets(tp)
+    except Exception as exc:  # asked again at the next commit
+        log.info("%s:%d: log start not known (%r)", tp.topic, tp.partition, exc)
+        state.pop(tp, None)
+        return
+    start = starts.get(tp)
+    if start is not None and committed < start:
+        state["starts"][tp] = start  # the next commit counts it as a gap
+        return
+    if self._committed_offset[tp] != committed or not _passed_without(self, tp, committed):
+        state.pop(tp, None)  # it came meanwhile, or the partition moved on
+        return
+    log.critical(
+        "%s:%d: the stream read past offset %d without it (a batch fetched before a seek); "
+        "exiting without commit (status %d) to read on from the committed offset",
+        tp.topic, tp.partition, committed, EX_REREAD,
+    )  # fmt: skip
+    _end_worker()
+
+
+def _end_worker() -> None:
+    logging.shutdown()
+    os._exit(EX_REREAD)
 
 
 def patch_faust_commits() -> None:

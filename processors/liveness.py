@@ -4,7 +4,7 @@ A worker makes progress on a partition when the offset its stream reads (the pos
 the offset it has committed moves. A partition with nothing left to do (lag 0: everything
 up to the log end is committed) is idle, not stuck. A partition is **stalled** when it has
 work (lag > 0) and neither its position nor its committed offset moved for the bound, or
-when it has committed before but its committed offset has not moved for twice the bound
+when it has committed before but its committed offset has not moved for the commit bound
 while the stream read on (commits held back by a record never acknowledged:
 :mod:`processors.commits`); the bounds restart whenever the partition is (re)assigned.
 
@@ -63,10 +63,14 @@ class StallTracker:
     """Feed it samples of the assigned partitions with :meth:`observe`; :meth:`states` and
     :meth:`stalled` say which have been still for their bound while having work."""
 
-    def __init__(self, stall_s: float) -> None:
+    def __init__(self, stall_s: float, commit_bound_s: float | None = None) -> None:
+        """``commit_bound_s``: how long a committed offset may stay while the stream reads
+        on with work left (default twice ``stall_s``; it must exceed the commit interval
+        plus a window's sends)."""
         if stall_s <= 0:
             raise ValueError("stall_s must be > 0")
         self.stall_s = stall_s
+        self.commit_bound = commit_bound_s if commit_bound_s is not None else 2 * stall_s
         # key -> (sample, when it last moved, when its committed offset last moved)
         self._last: dict[Hashable, tuple[Progress, float, float]] = {}
 
@@ -94,7 +98,7 @@ class StallTracker:
 
     def commit_bound_s(self, sample: Progress) -> float:
         """How long a committed offset may stay while the stream reads on with work left."""
-        return 2 * self.bound_s(sample)
+        return max(self.commit_bound, sample.min_bound_s)
 
     def states(self, now: float) -> list[PartitionState]:
         """Every tracked partition as of ``now``."""

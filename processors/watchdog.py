@@ -80,6 +80,7 @@ class Watchdog:
         stall_s: float,
         rebalance_bound_s: float,
         bootstrap_servers: str,
+        commit_bound_s: float | None = None,
     ) -> None:
         self.app = app
         self.sources = dict(sources)  # source topic -> stage name
@@ -87,7 +88,7 @@ class Watchdog:
         self.stall_s = stall_s
         self.rebalance_bound_s = rebalance_bound_s
         self.bootstrap_servers = bootstrap_servers
-        self.tracker = StallTracker(stall_s)
+        self.tracker = StallTracker(stall_s, commit_bound_s)
         self.health = Health()
         self._heartbeat = time.monotonic()
         self._offsets: dict[tuple[str, int], tuple[int, int]] = {}  # tp -> (start, end)

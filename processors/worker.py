@@ -174,6 +174,11 @@ def watchdog_for(
         stall_s=options.stall_s,
         rebalance_bound_s=options.rebalance_timeout_s + options.session_timeout_s,
         bootstrap_servers=settings.bootstrap_servers,
+        # A committed offset normally moves every commit interval, once a window's sends
+        # are acknowledged: held much longer while the stream reads on, it is stuck.
+        commit_bound_s=max(
+            2 * options.stall_s, 2 * options.commit_interval_s + 3 * options.send_timeout_s
+        ),
     )
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from gateway.maxim import parse_lines, translate
 from kernel.settings import Settings
-from logflume.synthetic import generate_events, pack_events
+from logflume.synthetic import generate_events, generate_heavy_events, pack_events
 from processors.sequential import SequentialStages
 from producers.contract.deadletters import DeadLetter
 from producers.contract.stage_records import (
@@ -64,7 +64,8 @@ def _check(value: dict[str, Any], typed: Any, what: str) -> None:
 @pytest.fixture(scope="module")
 def published() -> dict[str, list[Any]]:
     settings = Settings(partitions=4)
-    events = generate_events(4000, seed=11) + _maxim_events()
+    events = generate_events(4000, seed=11) + generate_heavy_events(3000, seed=12)
+    events += _maxim_events()
     records = pack_events(events, settings.partitions, seed=11)
     stages = SequentialStages.for_settings(settings, window_records=8)
     topics = settings.topics

@@ -14,7 +14,8 @@ from faust.transport.consumer import Consumer
 from faust.types import TP
 from intervaltree import IntervalTree
 
-from processors.commits import MAX_RESEEKS, committable_offset, patch_faust_commits
+from processors import commits
+from processors.commits import committable_offset, patch_faust_commits
 
 TP0 = TP("logflume.events", 0)
 
@@ -26,6 +27,7 @@ def consumer(
     *,
     read: int | None = None,
     in_flight: list[int] = (),
+    log_start: int = 0,
 ) -> Any:
     """A stand-in for Faust's consumer with the state ``_new_offset`` reads; ``read`` is the
     offset its stream last delivered, ``in_flight`` those delivered and not acknowledged."""
@@ -36,13 +38,14 @@ def consumer(
         _committed_offset=defaultdict(lambda: None, {TP0: committed}),
         _read_offset=defaultdict(lambda: None, {TP0: read}),
         _unacked_messages=[SimpleNamespace(tp=TP0, offset=o) for o in in_flight],
-        sought=[],
+        asked=[],
     )
 
-    async def seek(tp: TP, offset: int) -> None:
-        fake.sought.append((tp, offset))
+    async def earliest_offsets(*partitions: TP) -> dict[TP, int]:
+        fake.asked.extend(partitions)
+        return dict.fromkeys(partitions, log_start)
 
-    fake.seek = seek
+    fake.earliest_offsets = earliest_offsets
     for begin, end in gaps:
         fake._gap[TP0].addi(begin, end)
     return fake
@@ -74,37 +77,49 @@ def test_the_run_commits_once_the_head_is_acknowledged() -> None:
     assert fake._acked_index[TP0] == {2592}
 
 
-@pytest.mark.asyncio
-async def test_a_head_in_flight_or_not_read_yet_is_waited_for() -> None:
+@pytest.fixture
+def ended(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The worker's exits (instead of ending the test process)."""
+    calls: list[int] = []
+    monkeypatch.setattr(commits, "_end_worker", lambda: calls.append(commits.EX_REREAD))
+    return calls
+
+
+async def test_a_head_in_flight_or_not_read_yet_is_waited_for(ended: list[int]) -> None:
     for fake in (
         consumer(2585, [2586, 2587], read=2587, in_flight=[2585]),  # being processed
         consumer(2585, [2586, 2587], read=2585),  # not delivered yet (read = the seek)
     ):
         assert new_offset(fake) is None
-        await asyncio.sleep(0)
-        assert fake.sought == []
+        await asyncio.sleep(0.01)
+        assert fake.asked == [] and ended == []
 
 
-@pytest.mark.asyncio
-async def test_a_head_the_stream_read_past_is_sought_back_to() -> None:
+async def test_a_head_the_stream_read_past_ends_the_worker(ended: list[int]) -> None:
     # The stale batch: 2586.. delivered after the seek to 2585, so Faust's reader dropped
-    # 2585 when it came: seek back to it, it comes again and the run commits.
-    fake = consumer(2585, [2586, 2587], read=2587)
+    # 2585 when it came. Only a fresh consumer reads it again: exit without commit.
+    fake = consumer(2585, [2586, 2587], read=2587, log_start=0)
     assert new_offset(fake) is None
-    await asyncio.sleep(0)
-    assert fake.sought == [(TP0, 2585)]
-    fake._acked[TP0].append(2585)  # it came and was processed
-    assert new_offset(fake) == 2588
+    await asyncio.sleep(0.01)
+    assert fake.asked == [TP0]
+    assert ended == [75]
+    assert fake._committed_offset[TP0] == 2585  # nothing committed past it
 
 
-@pytest.mark.asyncio
-async def test_a_head_that_never_comes_back_is_a_gap_after_the_last_seek() -> None:
-    fake = consumer(2585, [2586, 2587], read=2587)
-    for _ in range(MAX_RESEEKS):
-        assert new_offset(fake) is None
-    await asyncio.sleep(0)
-    assert fake.sought == [(TP0, 2585)] * MAX_RESEEKS
-    assert new_offset(fake) == 2588  # it does not exist: Faust's rule
+async def test_a_head_that_came_meanwhile_does_not_end_the_worker(ended: list[int]) -> None:
+    fake = consumer(2585, [2586, 2587], read=2587, log_start=0)
+    assert new_offset(fake) is None
+    fake._unacked_messages.append(SimpleNamespace(tp=TP0, offset=2585))  # re-read meanwhile
+    await asyncio.sleep(0.01)
+    assert ended == []
+
+
+async def test_a_head_deleted_by_retention_is_a_gap(ended: list[int]) -> None:
+    fake = consumer(2585, [2586, 2587], read=2587, log_start=2586)
+    assert new_offset(fake) is None
+    await asyncio.sleep(0.01)
+    assert ended == []
+    assert new_offset(fake) == 2588  # gone from the log: Faust's rule
 
 
 def test_a_committed_offset_of_zero_is_a_head_too() -> None:

@@ -56,6 +56,18 @@ def test_commits_held_while_the_stream_reads_on_is_a_stall_at_twice_the_bound() 
     assert stalled_at(history) == 120
 
 
+def test_the_commit_bound_is_the_callers() -> None:
+    history = [(t, sample(50 + t, 40, 1000)) for t in range(0, 900, 5)]
+    tracker = StallTracker(STALL_S, commit_bound_s=600)
+    for now, progress in history:
+        tracker.observe(now, {0: progress})
+        if tracker.stalled(now):
+            assert now == 600
+            break
+    else:
+        raise AssertionError("never stalled")
+
+
 def test_no_commit_yet_is_not_held_commits() -> None:
     # A new group has not committed: only the position's rule applies.
     history = [(t, sample(50 + t, None, 1000)) for t in range(0, 300, 5)]
