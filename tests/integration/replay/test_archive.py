@@ -61,4 +61,5 @@ async def test_export_import_twice_replays_to_the_same_tables(
         assert differing == {"dead_letters"}
         (letters,) = [t for t in result.tables if t.table == "dead_letters"]
         assert (letters.rows_a, letters.rows_b) == (invalid, 0)
-        assert all(t.rows_a > 0 for t in result.tables)
+        # Every table the synthetic history fills (it has no Maxim nodes: trace_nodes).
+        assert all(t.rows_a > 0 for t in result.tables if t.table != "trace_nodes")
