@@ -41,7 +41,7 @@ import orjson
 from aiokafka.admin import AIOKafkaAdminClient
 
 from gateway.auth import create_key, revoke_key
-from kernel.settings import Settings
+from kernel.settings import Settings, child_environment
 from kernel.topics import ensure_topics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -158,8 +158,9 @@ async def main(args: argparse.Namespace) -> None:
     record, key = await create_key(conn, "bench", "gateway_bench")
     url = f"http://127.0.0.1:{args.port}"
     spool = Path(tempfile.mkdtemp(prefix=f"{prefix}-spool-"))
-    env = {**os.environ, "LOGFLUME_TOPIC_PREFIX": prefix,
-           "LOGFLUME_GATEWAY_SPOOL_DIR": str(spool)}  # fmt: skip
+    env = child_environment(
+        {"LOGFLUME_TOPIC_PREFIX": prefix, "LOGFLUME_GATEWAY_SPOOL_DIR": str(spool)}
+    )
     command = [sys.executable, "-c", "from logflume.cli import main; main()", "gateway",
                "--port", str(args.port), "--workers", str(args.workers)]  # fmt: skip
     server = await asyncio.create_subprocess_exec(

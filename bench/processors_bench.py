@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -39,7 +38,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from kernel.settings import Settings
+from kernel.settings import Settings, child_environment
 from processors.agents import Reducer, Reducers
 from processors.app import app_id
 from processors.outcome import Lookup, Origin, Outcome, Output
@@ -209,14 +208,15 @@ async def bench_worker(
     await prepare_topics(settings, [])
     await produce(settings, records)
     home = Path(tempfile.mkdtemp(prefix="lf-bench-"))
-    env = {
-        **os.environ,
-        "LOGFLUME_TOPIC_PREFIX": settings.topic_prefix,
-        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-        "LOGFLUME_PARTITIONS": str(PARTITIONS),
-        "LOGFLUME_HOME": str(home),
-        "LOGFLUME_PROCESSOR_WORKER_NAME": f"bench-{design}",
-    }
+    env = child_environment(
+        {
+            "LOGFLUME_TOPIC_PREFIX": settings.topic_prefix,
+            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+            "LOGFLUME_PARTITIONS": str(PARTITIONS),
+            "LOGFLUME_HOME": str(home),
+            "LOGFLUME_PROCESSOR_WORKER_NAME": f"bench-{design}",
+        }
+    )
     command = [sys.executable, __file__, "worker", "--reducer", args.reducer]
     log = (home / "worker.log").open("wb")
     worker = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)  # noqa: ASYNC220

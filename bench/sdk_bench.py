@@ -50,6 +50,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's root
 
+from kernel.settings import Settings
 from producers.contract import LogEvent, encode_event
 from producers.sdk import Client
 
@@ -563,8 +564,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--bootstrap",
-        default=os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:19092"),
-        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS or 127.0.0.1:19092)",
+        default=Settings().bootstrap_servers,
+        help="Kafka bootstrap servers (default: $KAFKA_BOOTSTRAP_SERVERS, else the local "
+        "broker of `logflume up`)",
     )
     parser.add_argument("--events", type=int, default=100_000, help="SDK calls per scenario")
     parser.add_argument("--naive-events", type=int, default=5_000, help="naive emitter events")

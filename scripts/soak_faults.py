@@ -22,7 +22,6 @@ services are kept (stopped) in the folder its log names.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 import time
@@ -31,6 +30,8 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from kernel.settings import child_environment
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -54,7 +55,7 @@ def run_once(index: int, seed: int, keep: Path, long: bool) -> RunResult:
     directory = keep / f"run-{index:03d}-seed-{seed}"
     directory.mkdir(parents=True, exist_ok=True)
     # A failed run keeps its scratch services (stopped) too, to read its topics afterwards.
-    env = {**os.environ, "LOGFLUME_FAULTS_SEED": str(seed), "LOGFLUME_KEEP_SCRATCH": "1"}
+    env = child_environment({"LOGFLUME_FAULTS_SEED": str(seed), "LOGFLUME_KEEP_SCRATCH": "1"})
     if long:
         env["LOGFLUME_FAULTS"] = "long"
     command = [
