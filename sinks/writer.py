@@ -1,12 +1,16 @@
-"""Write one batch to PostgreSQL in one transaction: one statement per table; then, in a
-second one, the spans of the sessions the batch touched (``sql.SESSION_SPANS``).
+"""Write one batch to PostgreSQL in one transaction: per table, a binary COPY of its rows
+into the connection's staging table and one version-guarded upsert from it (``sinks.sql``);
+then, in a second transaction, the spans of the sessions the batch touched
+(``sql.SESSION_SPANS``).
 
 Outputs of deleted entities, and rollups of groups with no member left, remove their rows
 (a log's feedback with it) after every table's upserts (``sinks.tables.removes``).
 
-A row the database refuses (a value no column can hold) must not stall the sink: the
-failing table's rows are then written one by one under savepoints, and each refused row
-becomes a dead letter with the database's reason, while the rest of the batch commits.
+A row the database refuses (a value no column can hold) must not stall the sink: when a
+table's staged write fails on a row (COPY or upsert, rolled back to its savepoint), the
+table's rows go the unnest path (``sql.upsert_sql``), and if that fails too they are written
+one by one under savepoints; each refused row becomes a dead letter with the database's
+reason, while the rest of the batch commits.
 Connection failures are not handled here: they propagate, and the consumer retries the
 whole batch (every statement is idempotent).
 """
@@ -30,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # Errors of a row's content (not of the connection): isolate the row, don't retry.
 _ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# COPY encodes the rows in the client: a value of the wrong Python type fails there (with
+# the unnest path it is asyncpg's DataError); the unnest path then decides as it always did.
+_STAGED_ERRORS = (*_ROW_ERRORS, TypeError, ValueError, OverflowError)
 
 
 @dataclass(slots=True)
@@ -48,6 +55,61 @@ async def _upsert(
     conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
 ) -> None:
     await conn.execute(sql.upsert_sql(spec), *_columns(spec, values), timeout=timeout)
+
+
+async def _upsert_staged(
+    conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
+) -> None:
+    """COPY the rows into the staging table, then upsert them from it (in the caller's
+    savepoint: a failure leaves nothing staged)."""
+    records = [spec.row(value) for value in values]
+    await conn.copy_records_to_table(
+        sql.staging_table(spec),
+        records=records,
+        columns=spec.names,
+        schema_name="pg_temp",
+        timeout=timeout,
+    )
+    await conn.execute(sql.staged_upsert_sql(spec), timeout=timeout)
+
+
+async def _write_staged(
+    conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
+) -> bool:
+    """The staged write of one table (True), or False when a row failed it. The staging
+    table is created on first use by a connection (and again after a rollback undid that)."""
+    for created in (False, True):
+        try:
+            async with conn.transaction():
+                await _upsert_staged(conn, spec, values, timeout)
+            return True
+        except asyncpg.UndefinedTableError:
+            if created:
+                raise
+            await conn.execute(sql.staging_ddl(spec), timeout=timeout)
+        except _STAGED_ERRORS:
+            return False
+    return False
+
+
+async def _write_rows(
+    conn: asyncpg.Connection,
+    spec: TableSpec,
+    rows: dict[tuple[str, ...], dict[str, Any]],
+    batch: Batch,
+    timeout: float,
+    staged: bool,
+) -> list[DeadLetterRow]:
+    """Upsert one table's rows of the batch; returns the rows PostgreSQL refused."""
+    values = list(rows.values())
+    if staged and await _write_staged(conn, spec, values, timeout):
+        return []
+    try:
+        async with conn.transaction():
+            await _upsert(conn, spec, values, timeout)
+    except _ROW_ERRORS:
+        return await _upsert_isolating(conn, spec, rows, batch, timeout)
+    return []
 
 
 async def _remove(
@@ -174,11 +236,13 @@ async def _session_spans(
 
 
 async def write_batch(
-    conn: asyncpg.Connection, batch: Batch, *, timeout: float = 60.0
+    conn: asyncpg.Connection, batch: Batch, *, timeout: float = 60.0, staged: bool = True
 ) -> WriteResult:
-    """Write the batch in one transaction; returns rows per table and refused rows."""
+    """Write the batch in one transaction; returns rows per table and refused rows.
+    ``staged=False`` writes every table through the unnest path (the benchmark's baseline)."""
     result = WriteResult(rows={})
     dead = list(batch.dead_letters)
+    staging: set[str] = set()  # staging tables holding rows until the commit
     async with conn.transaction():
         if batch.prompts:
             await _prompts(conn, batch, timeout)
@@ -189,15 +253,15 @@ async def write_batch(
                 removals[spec] = [v for v in all_rows.values() if removes(spec, v)]
             if not rows:
                 continue
-            values = list(rows.values())
-            try:
-                async with conn.transaction():
-                    await _upsert(conn, spec, values, timeout)
-            except _ROW_ERRORS:
-                refused = await _upsert_isolating(conn, spec, rows, batch, timeout)
-                result.refused += len(refused)
-                dead.extend(refused)
-            result.rows[spec.table] = result.rows.get(spec.table, 0) + len(values)
+            # Two specs of one upsert would share a staging table: the second goes unnest.
+            table = sql.staging_table(spec)
+            refused = await _write_rows(
+                conn, spec, rows, batch, timeout, staged and table not in staging
+            )
+            staging.add(table)
+            result.refused += len(refused)
+            dead.extend(refused)
+            result.rows[spec.table] = result.rows.get(spec.table, 0) + len(rows)
         for spec, values in removals.items():
             await _remove(conn, spec, values, timeout)
             result.removed[spec.table] = result.removed.get(spec.table, 0) + len(values)
