@@ -106,12 +106,19 @@ def upsert_sql(spec: TableSpec) -> str:
     return _upsert(spec, f"unnest({params}) AS u({columns})")
 
 
+_STAGING: dict[str, TableSpec] = {}  # staging table name -> its spec
+
+
 @cache
 def staging_table(spec: TableSpec) -> str:
-    """The name of ``spec``'s staging table (in ``pg_temp``): one per distinct upsert, so
-    that two specs of one table (a trace and its rollup) never share one in a batch."""
+    """The name of ``spec``'s staging table (in ``pg_temp``), named after its upsert: one
+    per spec, so that two specs of one table (a trace and its rollup, even two specs of the
+    same upsert) never share one in a batch."""
     digest = hashlib.sha1(upsert_sql(spec).encode()).hexdigest()[:10]
-    return f"lf_stage_{spec.table[:40]}_{digest}"
+    name = base = f"lf_stage_{spec.table[:40]}_{digest}"
+    while _STAGING.setdefault(name, spec) != spec:
+        name = f"{base}_{len(_STAGING)}"
+    return name
 
 
 @cache

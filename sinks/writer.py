@@ -60,8 +60,7 @@ async def _upsert(
 async def _upsert_staged(
     conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
 ) -> None:
-    """COPY the rows into the staging table, then upsert them from it (in the caller's
-    savepoint: a failure leaves nothing staged)."""
+    """COPY the rows into the staging table, then upsert them from it."""
     records = [spec.row(value) for value in values]
     await conn.copy_records_to_table(
         sql.staging_table(spec),
@@ -73,23 +72,8 @@ async def _upsert_staged(
     await conn.execute(sql.staged_upsert_sql(spec), timeout=timeout)
 
 
-async def _write_staged(
-    conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
-) -> bool:
-    """The staged write of one table (True), or False when a row failed it. The staging
-    table is created on first use by a connection (and again after a rollback undid that)."""
-    for created in (False, True):
-        try:
-            async with conn.transaction():
-                await _upsert_staged(conn, spec, values, timeout)
-            return True
-        except asyncpg.UndefinedTableError:
-            if created:
-                raise
-            await conn.execute(sql.staging_ddl(spec), timeout=timeout)
-        except _STAGED_ERRORS:
-            return False
-    return False
+class _StagedRefused(Exception):
+    """A row failed the staged write of its table (the batch's transaction rolled back)."""
 
 
 async def _write_rows(
@@ -100,9 +84,17 @@ async def _write_rows(
     timeout: float,
     staged: bool,
 ) -> list[DeadLetterRow]:
-    """Upsert one table's rows of the batch; returns the rows PostgreSQL refused."""
+    """Upsert one table's rows of the batch; returns the rows PostgreSQL refused.
+
+    Staged, a failed row fails the batch's transaction (``_StagedRefused``): no savepoint
+    per table, the batch is written again the unnest way. Unnest, a failed row rolls back
+    to the table's savepoint and the table's rows are written one by one."""
     values = list(rows.values())
-    if staged and await _write_staged(conn, spec, values, timeout):
+    if staged:
+        try:
+            await _upsert_staged(conn, spec, values, timeout)
+        except _STAGED_ERRORS as exc:
+            raise _StagedRefused from exc
         return []
     try:
         async with conn.transaction():
@@ -110,6 +102,13 @@ async def _write_rows(
     except _ROW_ERRORS:
         return await _upsert_isolating(conn, spec, rows, batch, timeout)
     return []
+
+
+async def _create_staging(conn: asyncpg.Connection, batch: Batch, timeout: float) -> None:
+    """The staging tables of the batch's specs, in this session (outside a transaction:
+    they outlive a batch that fails)."""
+    for spec in batch.rows:
+        await conn.execute(sql.staging_ddl(spec), timeout=timeout)
 
 
 async def _remove(
@@ -239,10 +238,30 @@ async def write_batch(
     conn: asyncpg.Connection, batch: Batch, *, timeout: float = 60.0, staged: bool = True
 ) -> WriteResult:
     """Write the batch in one transaction; returns rows per table and refused rows.
-    ``staged=False`` writes every table through the unnest path (the benchmark's baseline)."""
+
+    Staged, every table goes through COPY and its staged upsert; when a row fails that (a
+    value PostgreSQL refuses), the transaction rolls back and the batch is written the
+    unnest way, which dead-letters the refused rows. The staging tables are made when a
+    session lacks them (its first batch, or a batch whose rollback undid them).
+    ``staged=False`` writes the unnest way only (the benchmark's baseline)."""
+    if staged:
+        for created in (False, True):
+            try:
+                return await _write_batch(conn, batch, timeout, staged=True)
+            except asyncpg.UndefinedTableError:
+                if created:
+                    raise
+                await _create_staging(conn, batch, timeout)
+            except _StagedRefused:
+                break
+    return await _write_batch(conn, batch, timeout, staged=False)
+
+
+async def _write_batch(
+    conn: asyncpg.Connection, batch: Batch, timeout: float, *, staged: bool
+) -> WriteResult:
     result = WriteResult(rows={})
     dead = list(batch.dead_letters)
-    staging: set[str] = set()  # staging tables holding rows until the commit
     async with conn.transaction():
         if batch.prompts:
             await _prompts(conn, batch, timeout)
@@ -253,12 +272,7 @@ async def write_batch(
                 removals[spec] = [v for v in all_rows.values() if removes(spec, v)]
             if not rows:
                 continue
-            # Two specs of one upsert would share a staging table: the second goes unnest.
-            table = sql.staging_table(spec)
-            refused = await _write_rows(
-                conn, spec, rows, batch, timeout, staged and table not in staging
-            )
-            staging.add(table)
+            refused = await _write_rows(conn, spec, rows, batch, timeout, staged)
             result.refused += len(refused)
             dead.extend(refused)
             result.rows[spec.table] = result.rows.get(spec.table, 0) + len(rows)

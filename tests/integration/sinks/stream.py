@@ -38,6 +38,7 @@ __all__ = [
     "Oracle",
     "Published",
     "Stream",
+    "contents",
     "oracle_mismatches",
     "publish",
     "run_stages",
@@ -214,6 +215,29 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, list[str]]:
     image: dict[str, list[str]] = {}
     for table in SINK_TABLES:
         rows = await conn.fetch(f'SELECT t::text AS row FROM "{table}" t ORDER BY 1', timeout=60)
+        image[table] = [r["row"] for r in rows]
+    return image
+
+
+async def contents(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    """Every sink table's rows, sorted, every column but those the database fills (with
+    ``now()`` or a sequence: they differ between databases written at other times, in other
+    batches) and ``payload_carried`` (what a row's last write carried: it depends on the
+    batching, see ``oracle_mismatches``): equal contents mean the same rows stored."""
+    image: dict[str, list[str]] = {}
+    for table in SINK_TABLES:
+        filled = await conn.fetchval(
+            "SELECT coalesce(array_agg(column_name::text), '{}')"
+            " FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = $1"
+            " AND (column_default = 'now()' OR column_default LIKE 'nextval(%')",
+            table,
+        )
+        rows = await conn.fetch(
+            f'SELECT (to_jsonb(t) - $1::text[])::text AS row FROM "{table}" t ORDER BY 1',
+            [*filled, "payload_carried"],
+            timeout=60,
+        )
         image[table] = [r["row"] for r in rows]
     return image
 
