@@ -26,7 +26,15 @@ import orjson
 
 from . import sql
 from .batch import Batch, DeadLetterRow
-from .tables import LOGS, LOGS_BY_REFERENCE, SESSIONS, TRACE_ROLLUPS, TableSpec, removes
+from .tables import (
+    LOGS,
+    LOGS_BY_REFERENCE,
+    SESSIONS,
+    SPECS,
+    TRACE_ROLLUPS,
+    TableSpec,
+    removes,
+)
 
 __all__ = ["WriteResult", "write_batch"]
 
@@ -105,10 +113,12 @@ async def _write_rows(
 
 
 async def _create_staging(conn: asyncpg.Connection, batch: Batch, timeout: float) -> None:
-    """The staging tables of the batch's specs, in this session (outside a transaction:
-    they outlive a batch that fails)."""
-    for spec in batch.rows:
-        await conn.execute(sql.staging_ddl(spec), timeout=timeout)
+    """The staging tables of every spec (not only the batch's: a later batch with another
+    spec would fail and be written twice), in this session, outside a transaction (they
+    outlive a batch that fails)."""
+    specs = dict.fromkeys((*SPECS.values(), LOGS_BY_REFERENCE, *batch.rows))
+    ddl = ";\n".join(sql.staging_ddl(spec) for spec in specs)
+    await conn.execute(ddl, timeout=timeout)
 
 
 async def _remove(
