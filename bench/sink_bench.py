@@ -65,6 +65,7 @@ from sinks.migrations import apply_migrations  # noqa: E402
 from sinks.tables import TableSpec, spec_for  # noqa: E402
 from tests.integration.sinks.stream import (  # noqa: E402
     Stream,
+    batches,
     contents,
     oracle_mismatches,
     publish,
@@ -200,6 +201,31 @@ async def run_sink(
         figures.first_batch_s = first_batch[0] - started
         sink.stop()
         await task
+    return figures, reports
+
+
+async def run_direct(
+    dsn: str, stream: Stream, batch_values: int, design: str
+) -> tuple[Figures, list[BatchReport]]:
+    """The sink's writer alone: the stream in fixed batches (``stream.batches``) through
+    ``write_batch`` on one connection, no Kafka (wall = the writes)."""
+    figures = Figures(values=stream.values)
+    reports: list[BatchReport] = []
+    prepared = list(batches(stream, batch_values))
+    conn = await asyncpg.connect(dsn, timeout=30)
+    try:
+        with timed_statements(figures):
+            started = time.perf_counter()
+            for batch in prepared:
+                began = time.perf_counter()
+                result = await sinks.writer.write_batch(conn, batch, staged=design == "staged")
+                seconds = time.perf_counter() - began
+                reports.append(
+                    BatchReport(batch.records, batch.values, result.rows, result.refused, seconds)
+                )
+            figures.wall_s = time.perf_counter() - started
+    finally:
+        await conn.close()
     return figures, reports
 
 
@@ -520,7 +546,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     try:
         naive_dsn = await fresh_database(env.dsn, names[0])
         started = time.perf_counter()
-        published = await publish(settings, stream.records)
+        published = 0 if args.direct else await publish(settings, stream.records)
         publish_s = time.perf_counter() - started
         console.print(f"published {published:,} records in {publish_s:.1f}s")
         figures = {design: Figures() for design in args.designs}
@@ -531,9 +557,12 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
                 name = f"lf_bench_{design}_{round_}_{tag}"
                 names.append(name)
                 dsn = await fresh_database(env.dsn, name)
-                run, run_reports = await run_sink(
-                    bench_settings(dsn), published, stream.values, design
-                )
+                if args.direct:
+                    run, run_reports = await run_direct(dsn, stream, args.batch_values, design)
+                else:
+                    run, run_reports = await run_sink(
+                        bench_settings(dsn), published, stream.values, design
+                    )
                 console.print(f"sink ({design}, round {round_ + 1}) done in {run.wall_s:.1f}s")
                 figures[design].merge(run)
                 reports[design] += run_reports
@@ -570,7 +599,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "meta": {
             "events": len(events),
-            "records": published,
+            "records": len(stream.records),
+            "direct": args.direct,
             "values": stream.values,
             "batches": batches,
             "values_per_batch": stream.values / max(1, batches),
@@ -609,6 +639,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"write designs to run, the first reported against the others ({','.join(DESIGNS)})",
     )
     parser.add_argument("--rounds", type=int, default=1, help="runs of each design")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="the writer alone: fixed batches through write_batch, no Kafka, no Sink",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="save the figures to this file")
     parser.add_argument("--baseline", type=Path, help="compare with figures saved by --json")

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -29,6 +29,7 @@ from logflume.settings import Settings
 from processors.codec import RECORD_OVERHEAD_BYTES
 from processors.sequential import Emitted, SequentialStages
 from producers.contract import merge_carried
+from sinks.batch import Batch
 from sinks.sql import param_type
 from sinks.tables import SESSIONS, TRACE_ROLLUPS, TableSpec, removes, spec_for
 from tests.services import with_database  # re-exported for the bench
@@ -38,6 +39,7 @@ __all__ = [
     "Oracle",
     "Published",
     "Stream",
+    "batches",
     "contents",
     "oracle_mismatches",
     "publish",
@@ -189,6 +191,27 @@ def run_stages(
     for emitted in stages.run_records(raw_records, published):
         collect(emitted)
     return stream
+
+
+def batches(stream: Stream, size: int) -> Iterator[Batch]:
+    """The stream's records in sink batches of about ``size`` values, each record at its
+    index as offset (partition 0 when the producer chooses): what a sink reading them in
+    order would write, in fixed boundaries."""
+    batch = Batch()
+    for offset, record in enumerate(stream.records):
+        partition = record.partition or 0
+        batch.track(record.topic, partition, offset)
+        if record.topic.endswith(".deadletter"):
+            batch.add_dead_letter(record.topic, partition, offset, record.value)
+            continue
+        role = record.topic.rsplit(".", 1)[1]
+        for index, value in enumerate(orjson.loads(record.value)):
+            batch.add_value(role, value, (record.topic, partition, offset, index))
+        if len(batch) >= size:
+            yield batch
+            batch = Batch()
+    if batch.records:
+        yield batch
 
 
 async def publish(settings: Settings, records: Iterable[Published]) -> int:

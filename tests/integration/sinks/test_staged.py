@@ -5,10 +5,7 @@ again."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import asyncpg
-import orjson
 import pytest
 
 import sinks.writer
@@ -20,6 +17,7 @@ from tests.integration.sinks.harness import SinkEnv
 from tests.integration.sinks.stream import (
     SINK_TABLES,
     Stream,
+    batches,
     contents,
     oracle_mismatches,
     run_stages,
@@ -28,23 +26,6 @@ from tests.integration.sinks.stream import (
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
 STAGING = "SELECT relname FROM pg_class WHERE relname LIKE 'lf_stage_%' AND relpersistence = 't'"
-
-
-def _batches(stream: Stream, size: int) -> Iterator[Batch]:
-    """The stream's records in batches of about ``size`` values, as the sink collects them."""
-    batch = Batch()
-    for offset, record in enumerate(stream.records):
-        partition = record.partition or 0
-        if record.topic.endswith(".deadletter"):
-            batch.add_dead_letter(record.topic, partition, offset, record.value)
-            continue
-        role = record.topic.rsplit(".", 1)[1]
-        for index, value in enumerate(orjson.loads(record.value)):
-            batch.add_value(role, value, (record.topic, partition, offset, index))
-        if len(batch) >= size:
-            yield batch
-            batch = Batch()
-    yield batch
 
 
 def _stream(sink_env: SinkEnv, events: int, seed: int) -> Stream:
@@ -81,7 +62,7 @@ async def test_staged_and_unnest_writes_store_the_same_rows(
     spy = _Spy(monkeypatch)
     conn = await asyncpg.connect(sink_env.settings.dsn, timeout=30)  # a session of its own
     try:
-        for batch in _batches(stream, 700):
+        for batch in batches(stream, 700):
             await write_batch(conn, batch)
         staging = {r["relname"] for r in await conn.fetch(STAGING)}
         # Every table was written staged (the first batch made the staging tables) and the
@@ -98,7 +79,7 @@ async def test_staged_and_unnest_writes_store_the_same_rows(
 
     tables = ", ".join(f'"{t}"' for t in SINK_TABLES)
     await sink_env.conn.execute(f"TRUNCATE {tables}")
-    for batch in _batches(stream, 700):
+    for batch in batches(stream, 700):
         await write_batch(sink_env.conn, batch, staged=False)
     assert await contents(sink_env.conn) == staged
 
@@ -107,7 +88,7 @@ async def test_a_refused_row_sends_its_batch_the_unnest_way(
     sink_env: SinkEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     stream = _stream(sink_env, 200, seed=3)
-    good = next(_batches(stream, 10**9))
+    good = next(batches(stream, 10**9))
     log = next(iter(good.rows[LOGS].values()))
     entities = sink_env.settings.topics.entities
     bad = Batch()
