@@ -12,8 +12,9 @@ What it does, against the running services (``logflume up``, or ``KAFKA_BOOTSTRA
    before it): rows/s per table (rows written / time in that table's statements) and for
    the whole sink (stage outputs consumed / wall time, Kafka reads, parsing, writes and
    offset commits included); ``--rounds`` repeats them, alternating their order;
-3. writes the same stage outputs, one autocommit ``INSERT … ON CONFLICT`` per value, into a
-   second fresh database: the naive writer's rows/s per table and overall;
+   ``--direct`` times the writer alone instead (fixed batches, no Kafka, no Sink);
+3. writes the same stage outputs, one autocommit ``INSERT … ON CONFLICT`` per value, into
+   another fresh database: the naive writer's rows/s per table and overall;
 4. checks every database against the oracle and the designs' tables against each other
    (every column but ``payload_carried`` and those of ``DEFAULT now()`` or a sequence),
    prints tables (rich), optionally saves the figures (``--json``) and compares them with a
@@ -24,7 +25,8 @@ Run from the repository root::
     python bench/sink_bench.py                      # 200k events
     python bench/sink_bench.py --events 50000 --json sink.json
     python bench/sink_bench.py --baseline sink.json
-    python bench/sink_bench.py --events 50000 --rounds 2 --naive-rows 20000
+    python bench/sink_bench.py --events 100000 --rounds 3 --naive-rows 20000
+    python bench/sink_bench.py --events 100000 --direct --rounds 4   # the writer alone
 """
 
 from __future__ import annotations
