@@ -6,19 +6,27 @@ What it does, against the running services (``logflume up``, or ``KAFKA_BOOTSTRA
 1. generates N events (Maxim traces, Humanloop logs with updates, feedback, duplicates, a
    few invalid ones), runs the pure stages over them (stage 1 -> stage 2 -> groups) and
    publishes their outputs to fresh topics (entities, rollups, dead letters);
-2. runs one Sink over the pre-published records into a fresh database: rows/s per table
-   (rows written / time in that table's statements) and for the whole sink (stage outputs
-   consumed / wall time, Kafka reads, parsing, writes and offset commits included);
-3. writes the same stage outputs, one autocommit ``INSERT … ON CONFLICT`` per value, into a
-   second fresh database: the naive writer's rows/s per table and overall;
-4. checks both databases against the oracle, prints a table (rich), optionally saves the
-   figures (``--json``) and compares them with a saved run (``--baseline``).
+2. runs one Sink over the pre-published records into a fresh database per write design
+   (``--designs``: ``staged``, binary COPY into a staging table then one upsert per table,
+   the sink's path; ``unnest``, one upsert per table binding one array per column, the path
+   before it): rows/s per table (rows written / time in that table's statements) and for
+   the whole sink (stage outputs consumed / wall time, Kafka reads, parsing, writes and
+   offset commits included); ``--rounds`` repeats them, alternating their order;
+   ``--direct`` times the writer alone instead (fixed batches, no Kafka, no Sink);
+3. writes the same stage outputs, one autocommit ``INSERT … ON CONFLICT`` per value, into
+   another fresh database: the naive writer's rows/s per table and overall;
+4. checks every database against the oracle and the designs' tables against each other
+   (every column but ``payload_carried`` and those of ``DEFAULT now()`` or a sequence),
+   prints tables (rich), optionally saves the figures (``--json``) and compares them with a
+   saved run (``--baseline``).
 
 Run from the repository root::
 
     python bench/sink_bench.py                      # 200k events
     python bench/sink_bench.py --events 50000 --json sink.json
     python bench/sink_bench.py --baseline sink.json
+    python bench/sink_bench.py --events 100000 --rounds 3 --naive-rows 20000
+    python bench/sink_bench.py --events 100000 --direct --rounds 4   # the writer alone
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -58,6 +67,8 @@ from sinks.migrations import apply_migrations
 from sinks.tables import TableSpec, spec_for
 from tests.integration.sinks.stream import (
     Stream,
+    batches,
+    contents,
     oracle_mismatches,
     publish,
     run_stages,
@@ -70,6 +81,7 @@ console = Console(width=None if sys.stdout.isatty() else 150)
 WHOLE = "whole sink"
 DEAD_LETTERS = "dead_letters"
 PROMPTS = "prompts"
+DESIGNS = ("staged", "unnest")  # the sink's write path; the one before it (baseline)
 
 
 @dataclass(slots=True)
@@ -89,6 +101,14 @@ class Figures:
     def rate(self, table: str) -> float | None:
         seconds = self.seconds.get(table, 0.0)
         return self.rows.get(table, 0) / seconds if seconds > 0 else None
+
+    def merge(self, other: Figures) -> None:
+        """Add another run's figures (of the same workload) to these."""
+        for table, rows in other.rows.items():
+            self.add(table, rows, other.seconds.get(table, 0.0))
+        self.values += other.values
+        self.wall_s += other.wall_s
+        self.first_batch_s += other.first_batch_s
 
     @property
     def whole_rate(self) -> float:
@@ -117,15 +137,17 @@ class Figures:
 @contextlib.contextmanager
 def timed_statements(figures: Figures) -> Iterator[None]:
     """Time the writer's statements per table while the real Sink runs (the statements
-    themselves are untouched)."""
-    upsert, prompts, dead = sinks.writer._upsert, sinks.writer._prompts, sinks.writer._dead_letters
+    themselves are untouched; a table's time includes any fall-back to rows one by one)."""
+    write_rows, prompts = sinks.writer._write_rows, sinks.writer._prompts
+    dead = sinks.writer._dead_letters
 
-    async def timed_upsert(
-        conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
-    ) -> None:
+    async def timed_rows(
+        conn: asyncpg.Connection, spec: TableSpec, rows: dict[Any, Any], *rest: Any
+    ) -> list[DeadLetterRow]:
         started = time.perf_counter()
-        await upsert(conn, spec, values, timeout)
-        figures.add(_label(spec), len(values), time.perf_counter() - started)
+        refused = await write_rows(conn, spec, rows, *rest)
+        figures.add(_label(spec), len(rows), time.perf_counter() - started)
+        return refused
 
     async def timed_prompts(conn: asyncpg.Connection, batch: Batch, timeout: float) -> None:
         started = time.perf_counter()
@@ -139,13 +161,13 @@ def timed_statements(figures: Figures) -> Iterator[None]:
         await dead(conn, rows, timeout)
         figures.add(DEAD_LETTERS, len(rows), time.perf_counter() - started)
 
-    sinks.writer._upsert = timed_upsert  # type: ignore[assignment]
+    sinks.writer._write_rows = timed_rows  # type: ignore[assignment]
     sinks.writer._prompts = timed_prompts  # type: ignore[assignment]
     sinks.writer._dead_letters = timed_dead  # type: ignore[assignment]
     try:
         yield
     finally:
-        sinks.writer._upsert, sinks.writer._prompts = upsert, prompts
+        sinks.writer._write_rows, sinks.writer._prompts = write_rows, prompts
         sinks.writer._dead_letters = dead
 
 
@@ -154,7 +176,7 @@ def _label(spec: TableSpec) -> str:
 
 
 async def run_sink(
-    settings: Settings, published: int, values: int
+    settings: Settings, published: int, values: int, design: str
 ) -> tuple[Figures, list[BatchReport]]:
     figures = Figures(values=values)
     reports: list[BatchReport] = []
@@ -168,7 +190,8 @@ async def run_sink(
         if sum(r.records for r in reports) >= published:
             done.set()
 
-    sink = Sink(settings, on_batch=on_batch, group_id=f"{settings.sink_group}-bench")
+    group_id = f"{settings.sink_group}-{design}-{uuid.uuid4().hex[:6]}"
+    sink = Sink(settings, on_batch=on_batch, group_id=group_id, staged=design == "staged")
     with timed_statements(figures):
         started = time.perf_counter()
         task = asyncio.create_task(sink.run())
@@ -182,6 +205,32 @@ async def run_sink(
         figures.first_batch_s = first_batch[0] - started
         sink.stop()
         await task
+    return figures, reports
+
+
+async def run_direct(
+    dsn: str, stream: Stream, batch_values: int, design: str
+) -> tuple[Figures, list[BatchReport]]:
+    """The sink's writer alone: the stream in fixed batches (``stream.batches``) through
+    ``write_batch`` on one connection, no Kafka (wall = the writes)."""
+    figures = Figures(values=stream.values)
+    reports: list[BatchReport] = []
+    prepared = list(batches(stream, batch_values))
+    gc.freeze()  # the batches are the bench's: no collection of the writes walks them
+    conn = await asyncpg.connect(dsn, timeout=30)
+    try:
+        with timed_statements(figures):
+            started = time.perf_counter()
+            for batch in prepared:
+                began = time.perf_counter()
+                result = await sinks.writer.write_batch(conn, batch, staged=design == "staged")
+                seconds = time.perf_counter() - began
+                reports.append(
+                    BatchReport(batch.records, batch.values, result.rows, result.refused, seconds)
+                )
+            figures.wall_s = time.perf_counter() - started
+    finally:
+        await conn.close()
     return figures, reports
 
 
@@ -311,6 +360,25 @@ async def check(dsn: str, stream: Stream) -> list[str]:
         await conn.close()
 
 
+async def table_image(dsn: str) -> dict[str, list[str]]:
+    conn = await asyncpg.connect(dsn, timeout=30)
+    try:
+        return await contents(conn)
+    finally:
+        await conn.close()
+
+
+def image_differences(
+    name: str, image: dict[str, list[str]], other: dict[str, list[str]]
+) -> list[str]:
+    return [
+        f"{table}: {len(rows)} rows in {name}, {len(other[table])} in the first design"
+        + ("" if len(rows) != len(other[table]) else " (contents differ)")
+        for table, rows in image.items()
+        if rows != other[table]
+    ]
+
+
 def _fmt(rate: float | None) -> str:
     return "-" if rate is None else f"{rate:,.0f}"
 
@@ -393,13 +461,62 @@ def report(result: dict[str, Any], baseline: dict[str, Any] | None) -> None:
     console.print(table)
     console.print(
         f"{meta['events']:,} events -> {meta['records']:,} records holding {meta['values']:,} "
-        f"stage outputs (published in {meta['publish_s']:.1f}s). Sink: {meta['batches']} batches "
+        f"stage outputs (published in {meta['publish_s']:.1f}s). Sink ({meta['designs'][0]}, "
+        f"{meta['rounds']} round(s), times summed): {meta['batches']} batches per round "
         f"of {meta['values_per_batch']:,.0f} values on average; wall {sink['wall_s']:.1f}s, of "
         f"which {sink.get('write_s', 0):.1f}s in database transactions, first batch written "
         f"after {sink.get('first_batch_s', 0):.1f}s (group join included); rows = rows upserted "
         f"after in-batch coalescing. Naive: {naive['values']:,} statements in "
         f"{naive['wall_s']:.1f}s. Per table: rows or values / time in that table's statements; "
         f"'{WHOLE}': / wall time.",
+        soft_wrap=True,
+    )
+
+
+def report_designs(result: dict[str, Any]) -> None:
+    """values/s per table and whole of every design, and the first design's speed-up."""
+    designs, meta = result["designs"], result["meta"]
+    first, *others = list(designs)
+    rounds = meta["rounds"]
+    table = Table(title=f"write designs, same records ({rounds} round(s), order alternating)")
+    table.add_column("table")
+    table.add_column("values", justify="right")
+    for design in designs:
+        table.add_column(f"{design} values/s", justify="right")
+    for other in others:
+        table.add_column(f"{first} / {other}", justify="right")
+    transactions = "in database transactions"
+    names = sorted(set().union(*(d["tables"] for d in designs.values())))
+    for name in [*names, transactions, WHOLE]:
+        if name == WHOLE:
+            rates = {d: f["values_per_s"] for d, f in designs.items()}
+            values = designs[first]["values"] // rounds
+        elif name == transactions:
+            rates = {
+                d: f["values"] / f["write_s"] if f["write_s"] else None for d, f in designs.items()
+            }
+            values = designs[first]["values"] // rounds
+        else:
+            rates = {
+                d: (f["tables"].get(name) or {}).get("values_per_s") for d, f in designs.items()
+            }
+            values = (designs[first]["tables"].get(name) or {}).get("values", 0) // rounds
+        if name == transactions:
+            table.add_section()
+        cells = [name, f"{values:,}", *(_fmt(rates[d]) for d in designs)]
+        for other in others:
+            a, b = rates[first], rates[other]
+            cells.append(f"{a / b:.2f}x" if a and b else "-")
+        table.add_row(*cells, style="bold" if name == WHOLE else None)
+    console.print(table)
+    walls = ", ".join(
+        f"{d} {f['wall_s'] / rounds:.1f}s wall / {f['write_s'] / rounds:.1f}s in transactions"
+        for d, f in designs.items()
+    )
+    console.print(
+        f"Per round: {walls}. Load average at the end: {meta['load_average']}. Every design's "
+        "tables equal the oracle and each other (all columns but payload_carried and those of "
+        "DEFAULT now() or a sequence).",
         soft_wrap=True,
     )
 
@@ -424,42 +541,75 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     stream = run_stages(
         settings, pack_events(events, settings.partitions, seed=args.seed), len(events)
     )
+    # The stream and its oracle stay in memory all run (a sink holds one batch): out of the
+    # collector's reach, or a full collection (~0.5-1 s over them) lands in a timed write.
+    gc.collect()
+    gc.freeze()
     console.print(
         f"generated {len(events):,} events and ran the stages in "
         f"{time.perf_counter() - started:.1f}s: {len(stream.records):,} records, "
         f"{stream.values:,} stage outputs"
     )
-    names = [f"lf_bench_sink_{tag}", f"lf_bench_naive_{tag}"]
+    names = [f"lf_bench_naive_{tag}"]
     await ensure_topics(settings)
     try:
-        sink_dsn = await fresh_database(env.dsn, names[0])
-        naive_dsn = await fresh_database(env.dsn, names[1])
+        naive_dsn = await fresh_database(env.dsn, names[0])
         started = time.perf_counter()
-        published = await publish(settings, stream.records)
+        published = 0 if args.direct else await publish(settings, stream.records)
         publish_s = time.perf_counter() - started
         console.print(f"published {published:,} records in {publish_s:.1f}s")
-        sink_figures, reports = await run_sink(bench_settings(sink_dsn), published, stream.values)
-        console.print(f"sink done in {sink_figures.wall_s:.1f}s; naive writer running...")
+        figures = {design: Figures() for design in args.designs}
+        reports: dict[str, list[BatchReport]] = {design: [] for design in args.designs}
+        images: dict[str, dict[str, list[str]]] = {}
+        for round_ in range(args.rounds):  # the designs' order alternates between rounds
+            for design in args.designs if round_ % 2 == 0 else args.designs[::-1]:
+                name = f"lf_bench_{design}_{round_}_{tag}"
+                names.append(name)
+                dsn = await fresh_database(env.dsn, name)
+                if args.direct:
+                    run, run_reports = await run_direct(dsn, stream, args.batch_values, design)
+                else:
+                    run, run_reports = await run_sink(
+                        bench_settings(dsn), published, stream.values, design
+                    )
+                console.print(f"sink ({design}, round {round_ + 1}) done in {run.wall_s:.1f}s")
+                figures[design].merge(run)
+                reports[design] += run_reports
+                if problems := await check(dsn, stream):
+                    raise SystemExit(
+                        f"the {design} sink's tables differ from the oracle: {problems}"
+                    )
+                image = await table_image(dsn)
+                first = images.setdefault(args.designs[0], image)
+                if differences := image_differences(design, image, first):
+                    raise SystemExit(f"the designs' tables differ: {differences}")
+                images.setdefault(design, image)
+                if not args.keep:
+                    await drop_databases(env.dsn, [name])
+        console.print("naive writer running...")
         rows = naive_rows(stream, args.naive_rows)
         naive_figures = await run_naive(naive_dsn, rows)
-        problems = await check(sink_dsn, stream)
-        if problems:
-            raise SystemExit(f"the sink's tables differ from the oracle: {problems}")
         if not args.naive_rows and (naive_problems := await check(naive_dsn, stream)):
             raise SystemExit(f"the naive writer's tables differ from the oracle: {naive_problems}")
     finally:
         if not args.keep:
             await drop_databases(env.dsn, names)
             await delete_topics(settings)
-    batches = len(reports)
-    sink_json = sink_figures.to_json()
-    add_value_rates(sink_json, values_per_table(stream))
-    sink_json["first_batch_s"] = round(sink_figures.first_batch_s, 3)
-    sink_json["write_s"] = round(sum(r.write_seconds for r in reports), 3)
+    per_table = {k: v * args.rounds for k, v in values_per_table(stream).items()}
+    designs: dict[str, dict[str, Any]] = {}
+    for design in args.designs:
+        design_json = figures[design].to_json()
+        add_value_rates(design_json, per_table)
+        design_json["first_batch_s"] = round(figures[design].first_batch_s / args.rounds, 3)
+        design_json["write_s"] = round(sum(r.write_seconds for r in reports[design]), 3)
+        design_json["batches"] = len(reports[design])
+        designs[design] = design_json
+    batches = len(reports[args.designs[0]]) // args.rounds
     return {
         "meta": {
             "events": len(events),
-            "records": published,
+            "records": len(stream.records),
+            "direct": args.direct,
             "values": stream.values,
             "batches": batches,
             "values_per_batch": stream.values / max(1, batches),
@@ -469,9 +619,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "python": platform.python_version(),
             "cpus": os.cpu_count(),
             "naive_rows_limit": args.naive_rows,
+            "designs": list(args.designs),
+            "rounds": args.rounds,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         },
-        "sink": sink_json,
+        "sink": designs[args.designs[0]],  # the first design (the sink's, by default)
+        "designs": designs,
         "naive": naive_figures.to_json(),
     }
 
@@ -487,11 +641,30 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="stage outputs for the naive writer (0: all of them)",
     )
+    parser.add_argument(
+        "--designs",
+        type=lambda text: tuple(text.split(",")),
+        default=DESIGNS,
+        help=f"write designs to run, the first reported against the others ({','.join(DESIGNS)})",
+    )
+    parser.add_argument("--rounds", type=int, default=1, help="runs of each design")
+    parser.add_argument(
+        "--direct",
+        action="store_true",
+        help="the writer alone: fixed batches through write_batch, no Kafka, no Sink",
+    )
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json", type=Path, help="save the figures to this file")
     parser.add_argument("--baseline", type=Path, help="compare with figures saved by --json")
     parser.add_argument("--keep", action="store_true", help="keep the databases and topics")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if (
+        not args.designs
+        or set(args.designs) - set(DESIGNS)
+        or len(set(args.designs)) < len(args.designs)
+    ):
+        parser.error(f"--designs: distinct names among {', '.join(DESIGNS)}")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -501,6 +674,8 @@ def main(argv: list[str] | None = None) -> None:
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
     result = asyncio.run(main_async(args))
     report(result, baseline)
+    if len(result["designs"]) > 1:
+        report_designs(result)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         console.print(f"figures saved to {args.json}")

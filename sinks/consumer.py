@@ -58,8 +58,10 @@ class Sink:
         *,
         on_batch: Callable[[BatchReport], None] | None = None,
         group_id: str | None = None,
+        staged: bool = True,
     ) -> None:
         self._settings = settings
+        self._staged = staged  # False: the unnest write path (a benchmark's baseline)
         self._on_batch = on_batch
         self._group_id = group_id or settings.sink_group
         topics = settings.topics
@@ -163,7 +165,7 @@ class Sink:
             try:
                 pool = await self._connection_pool()
                 async with pool.acquire() as conn:
-                    result = await write_batch(conn, batch)
+                    result = await write_batch(conn, batch, staged=self._staged)
                 break
             except RETRYABLE as exc:
                 if attempt == 0:

@@ -1,15 +1,22 @@
 """All the SQL the sink runs, generated once from the table specs.
 
-Each table is written with one statement per batch that binds one array per column
-(``INSERT … SELECT … FROM unnest($1::text[], …) ON CONFLICT … DO UPDATE``), guarded by the
-row's version: an older state never overwrites a newer one, and writing the same state
-again changes nothing (not even ``updated_at``), so redelivered batches are no-ops. A
-payload column is set only when the output carries it (its bit in ``payload_carried``),
-and a ``save=false`` log's payload columns are cleared.
+Each table is written per batch by binary ``COPY`` of its rows into a temporary staging
+table of the spec's columns (``staging_ddl``: made once per connection, emptied at every
+commit), then one ``INSERT … SELECT … FROM`` the staging table ``ON CONFLICT … DO UPDATE``
+(``staged_upsert_sql``). The same upsert also runs over one array per column
+(``INSERT … SELECT … FROM unnest($1::text[], …)``, ``upsert_sql``): the path a batch falls
+back to when PostgreSQL refuses one of its rows, and the one a row is retried alone on.
+Both select the same expressions from columns of the same types, so a value is cast and
+stored the same way by either. The upsert is guarded by the row's version: an older state
+never overwrites a newer one, and writing the same state again changes nothing (not even
+``updated_at``), so redelivered batches are no-ops. A payload column is set only when the
+output carries it (its bit in ``payload_carried``), and a ``save=false`` log's payload
+columns are cleared.
 """
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 
 from .tables import TableSpec
@@ -25,6 +32,9 @@ __all__ = [
     "SESSION_SPANS",
     "param_type",
     "remove_sql",
+    "staged_upsert_sql",
+    "staging_ddl",
+    "staging_table",
     "update_clause",
     "upsert_sql",
 ]
@@ -67,13 +77,11 @@ def update_clause(spec: TableSpec, name: str) -> str:
     )
 
 
-@cache
-def upsert_sql(spec: TableSpec) -> str:
+def _upsert(spec: TableSpec, source: str) -> str:
+    """The version-guarded upsert of ``spec`` from ``source``: a row set aliased ``u``
+    whose columns are the spec's, in ``param_type`` types."""
     names = spec.names
     columns = ", ".join(_q(n) for n in names)
-    params = ", ".join(
-        f"${i}::{param_type(pg_type)}[]" for i, (_, pg_type, _) in enumerate(spec.columns, 1)
-    )
     selects = ", ".join(_select(name, pg_type) for name, pg_type, _ in spec.columns)
     keys = set(spec.conflict)
     updates = ", ".join(update_clause(spec, n) for n in names if n not in keys | spec.keep_first)
@@ -83,10 +91,52 @@ def upsert_sql(spec: TableSpec) -> str:
     version = _q(spec.version_column)
     return (
         f"INSERT INTO {_q(spec.table)} AS t ({columns})\n"
-        f"SELECT {selects}\nFROM unnest({params}) AS u({columns})\n"
+        f"SELECT {selects}\nFROM {source}\n"
         f"ON CONFLICT ({target}) DO UPDATE SET {updates}, updated_at = now()\n"
         f"WHERE t.{version} < EXCLUDED.{version}"
     )
+
+
+@cache
+def upsert_sql(spec: TableSpec) -> str:
+    """The upsert binding one array per column (``$1`` … in column order)."""
+    params = ", ".join(
+        f"${i}::{param_type(pg_type)}[]" for i, (_, pg_type, _) in enumerate(spec.columns, 1)
+    )
+    columns = ", ".join(_q(n) for n in spec.names)
+    return _upsert(spec, f"unnest({params}) AS u({columns})")
+
+
+_STAGING: dict[str, TableSpec] = {}  # staging table name -> its spec
+
+
+@cache
+def staging_table(spec: TableSpec) -> str:
+    """The name of ``spec``'s staging table (in ``pg_temp``), named after its upsert: one
+    per spec, so that two specs of one table (a trace and its rollup, even two specs of the
+    same upsert) never share one in a batch."""
+    digest = hashlib.sha1(upsert_sql(spec).encode()).hexdigest()[:10]
+    name = base = f"lf_stage_{spec.table[:40]}_{digest}"
+    while _STAGING.setdefault(name, spec) != spec:
+        name = f"{base}_{len(_STAGING)}"
+    return name
+
+
+@cache
+def staging_ddl(spec: TableSpec) -> str:
+    """A session's staging table of ``spec``: its columns in ``param_type`` types (what the
+    unnest arrays carry), no constraints, emptied at every commit."""
+    columns = ", ".join(f"{_q(n)} {param_type(t)}" for n, t, _ in spec.columns)
+    return (
+        f"CREATE TEMP TABLE IF NOT EXISTS {_q(staging_table(spec))} ({columns}) "
+        "ON COMMIT DELETE ROWS"
+    )
+
+
+@cache
+def staged_upsert_sql(spec: TableSpec) -> str:
+    """The upsert of the rows copied into ``spec``'s staging table."""
+    return _upsert(spec, f"pg_temp.{_q(staging_table(spec))} AS u")
 
 
 # Removals, like upserts, only act on an older row (a redelivered empty rollup of a group

@@ -1,12 +1,16 @@
-"""Write one batch to PostgreSQL in one transaction: one statement per table; then, in a
-second one, the spans of the sessions the batch touched (``sql.SESSION_SPANS``).
+"""Write one batch to PostgreSQL in one transaction: per table, a binary COPY of its rows
+into the connection's staging table and one version-guarded upsert from it (``sinks.sql``);
+then, in a second transaction, the spans of the sessions the batch touched
+(``sql.SESSION_SPANS``).
 
 Outputs of deleted entities, and rollups of groups with no member left, remove their rows
 (a log's feedback with it) after every table's upserts (``sinks.tables.removes``).
 
-A row the database refuses (a value no column can hold) must not stall the sink: the
-failing table's rows are then written one by one under savepoints, and each refused row
-becomes a dead letter with the database's reason, while the rest of the batch commits.
+A row the database refuses (a value no column can hold) must not stall the sink: when a
+table's staged write fails on a row (COPY or upsert, rolled back to its savepoint), the
+table's rows go the unnest path (``sql.upsert_sql``), and if that fails too they are written
+one by one under savepoints; each refused row becomes a dead letter with the database's
+reason, while the rest of the batch commits.
 Connection failures are not handled here: they propagate, and the consumer retries the
 whole batch (every statement is idempotent).
 """
@@ -27,6 +31,7 @@ from .tables import (
     LOGS_BY_REFERENCE,
     NODES,
     SESSIONS,
+    SPECS,
     TRACE_ROLLUPS,
     TRACES,
     TableSpec,
@@ -39,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Errors of a row's content (not of the connection): isolate the row, don't retry.
 _ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# COPY encodes the rows in the client: a value of the wrong Python type fails there (with
+# the unnest path it is asyncpg's DataError); the unnest path then decides as it always did.
+_STAGED_ERRORS = (*_ROW_ERRORS, TypeError, ValueError, OverflowError)
 
 
 @dataclass(slots=True)
@@ -57,6 +65,62 @@ async def _upsert(
     conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
 ) -> None:
     await conn.execute(sql.upsert_sql(spec), *_columns(spec, values), timeout=timeout)
+
+
+async def _upsert_staged(
+    conn: asyncpg.Connection, spec: TableSpec, values: list[dict[str, Any]], timeout: float
+) -> None:
+    """COPY the rows into the staging table, then upsert them from it."""
+    records = [spec.row(value) for value in values]
+    await conn.copy_records_to_table(
+        sql.staging_table(spec),
+        records=records,
+        columns=spec.names,
+        schema_name="pg_temp",
+        timeout=timeout,
+    )
+    await conn.execute(sql.staged_upsert_sql(spec), timeout=timeout)
+
+
+class _StagedRefused(Exception):
+    """A row failed the staged write of its table (the batch's transaction rolled back)."""
+
+
+async def _write_rows(
+    conn: asyncpg.Connection,
+    spec: TableSpec,
+    rows: dict[tuple[str, ...], dict[str, Any]],
+    batch: Batch,
+    timeout: float,
+    staged: bool,
+) -> list[DeadLetterRow]:
+    """Upsert one table's rows of the batch; returns the rows PostgreSQL refused.
+
+    Staged, a failed row fails the batch's transaction (``_StagedRefused``): no savepoint
+    per table, the batch is written again the unnest way. Unnest, a failed row rolls back
+    to the table's savepoint and the table's rows are written one by one."""
+    values = list(rows.values())
+    if staged:
+        try:
+            await _upsert_staged(conn, spec, values, timeout)
+        except _STAGED_ERRORS as exc:
+            raise _StagedRefused from exc
+        return []
+    try:
+        async with conn.transaction():
+            await _upsert(conn, spec, values, timeout)
+    except _ROW_ERRORS:
+        return await _upsert_isolating(conn, spec, rows, batch, timeout)
+    return []
+
+
+async def _create_staging(conn: asyncpg.Connection, batch: Batch, timeout: float) -> None:
+    """The staging tables of every spec (not only the batch's: a later batch with another
+    spec would fail and be written twice), in this session, outside a transaction (they
+    outlive a batch that fails)."""
+    specs = dict.fromkeys((*SPECS.values(), LOGS_BY_REFERENCE, *batch.rows))
+    ddl = ";\n".join(sql.staging_ddl(spec) for spec in specs)
+    await conn.execute(ddl, timeout=timeout)
 
 
 async def _remove(
@@ -189,9 +253,31 @@ async def _session_spans(
 
 
 async def write_batch(
-    conn: asyncpg.Connection, batch: Batch, *, timeout: float = 60.0
+    conn: asyncpg.Connection, batch: Batch, *, timeout: float = 60.0, staged: bool = True
 ) -> WriteResult:
-    """Write the batch in one transaction; returns rows per table and refused rows."""
+    """Write the batch in one transaction; returns rows per table and refused rows.
+
+    Staged, every table goes through COPY and its staged upsert; when a row fails that (a
+    value PostgreSQL refuses), the transaction rolls back and the batch is written the
+    unnest way, which dead-letters the refused rows. The staging tables are made when a
+    session lacks them (its first batch, or a batch whose rollback undid them).
+    ``staged=False`` writes the unnest way only (the benchmark's baseline)."""
+    if staged:
+        for created in (False, True):
+            try:
+                return await _write_batch(conn, batch, timeout, staged=True)
+            except asyncpg.UndefinedTableError:
+                if created:
+                    raise
+                await _create_staging(conn, batch, timeout)
+            except _StagedRefused:
+                break
+    return await _write_batch(conn, batch, timeout, staged=False)
+
+
+async def _write_batch(
+    conn: asyncpg.Connection, batch: Batch, timeout: float, *, staged: bool
+) -> WriteResult:
     result = WriteResult(rows={})
     dead = list(batch.dead_letters)
     async with conn.transaction():
@@ -204,15 +290,10 @@ async def write_batch(
                 removals[spec] = [v for v in all_rows.values() if removes(spec, v)]
             if not rows:
                 continue
-            values = list(rows.values())
-            try:
-                async with conn.transaction():
-                    await _upsert(conn, spec, values, timeout)
-            except _ROW_ERRORS:
-                refused = await _upsert_isolating(conn, spec, rows, batch, timeout)
-                result.refused += len(refused)
-                dead.extend(refused)
-            result.rows[spec.table] = result.rows.get(spec.table, 0) + len(values)
+            refused = await _write_rows(conn, spec, rows, batch, timeout, staged)
+            result.refused += len(refused)
+            dead.extend(refused)
+            result.rows[spec.table] = result.rows.get(spec.table, 0) + len(rows)
         for spec, values in removals.items():
             await _remove(conn, spec, values, timeout)
             result.removed[spec.table] = result.removed.get(spec.table, 0) + len(values)

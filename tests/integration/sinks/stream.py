@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -29,6 +29,7 @@ from kernel.settings import Settings
 from processors.codec import RECORD_OVERHEAD_BYTES
 from processors.sequential import Emitted, SequentialStages
 from producers.contract import merge_carried
+from sinks.batch import Batch
 from sinks.sql import param_type
 from sinks.tables import SESSIONS, TRACE_ROLLUPS, TableSpec, removes, spec_for
 from tests.services import with_database  # re-exported for the bench
@@ -38,6 +39,8 @@ __all__ = [
     "Oracle",
     "Published",
     "Stream",
+    "batches",
+    "contents",
     "oracle_mismatches",
     "publish",
     "run_stages",
@@ -191,6 +194,27 @@ def run_stages(
     return stream
 
 
+def batches(stream: Stream, size: int) -> Iterator[Batch]:
+    """The stream's records in sink batches of about ``size`` values, each record at its
+    index as offset (partition 0 when the producer chooses): what a sink reading them in
+    order would write, in fixed boundaries."""
+    batch = Batch()
+    for offset, record in enumerate(stream.records):
+        partition = record.partition or 0
+        batch.track(record.topic, partition, offset)
+        if record.topic.endswith(".deadletter"):
+            batch.add_dead_letter(record.topic, partition, offset, record.value)
+            continue
+        role = record.topic.rsplit(".", 1)[1]
+        for index, value in enumerate(orjson.loads(record.value)):
+            batch.add_value(role, value, (record.topic, partition, offset, index))
+        if len(batch) >= size:
+            yield batch
+            batch = Batch()
+    if batch.records:
+        yield batch
+
+
 async def publish(settings: Settings, records: Iterable[Published]) -> int:
     """Send the records (acks=all) and wait for every one; returns how many."""
     producer = AIOKafkaProducer(
@@ -215,6 +239,29 @@ async def snapshot(conn: asyncpg.Connection) -> dict[str, list[str]]:
     image: dict[str, list[str]] = {}
     for table in SINK_TABLES:
         rows = await conn.fetch(f'SELECT t::text AS row FROM "{table}" t ORDER BY 1', timeout=60)
+        image[table] = [r["row"] for r in rows]
+    return image
+
+
+async def contents(conn: asyncpg.Connection) -> dict[str, list[str]]:
+    """Every sink table's rows, sorted, every column but those the database fills (with
+    ``now()`` or a sequence: they differ between databases written at other times, in other
+    batches) and ``payload_carried`` (what a row's last write carried: it depends on the
+    batching, see ``oracle_mismatches``): equal contents mean the same rows stored."""
+    image: dict[str, list[str]] = {}
+    for table in SINK_TABLES:
+        filled = await conn.fetchval(
+            "SELECT coalesce(array_agg(column_name::text), '{}')"
+            " FROM information_schema.columns WHERE table_schema = current_schema()"
+            " AND table_name = $1"
+            " AND (column_default = 'now()' OR column_default LIKE 'nextval(%')",
+            table,
+        )
+        rows = await conn.fetch(
+            f'SELECT (to_jsonb(t) - $1::text[])::text AS row FROM "{table}" t ORDER BY 1',
+            [*filled, "payload_carried"],
+            timeout=60,
+        )
         image[table] = [r["row"] for r in rows]
     return image
 
