@@ -48,18 +48,30 @@ def _gateways() -> Iterator[Any]:
 
 class PublisherCollector(Collector):
     """``logflume_gateway_events_{sent,spooled,resent}_total``: what the gateways of this
-    process handed to Kafka (events out), read from their publishers' own counters."""
+    process handed to Kafka (events out), read from their publishers' own counters; and
+    what their spools lost: ``logflume_gateway_events_rejected_from_spool_total`` (spooled
+    events Kafka refused for good, dropped) and ``logflume_gateway_spool_corrupt_total``
+    (damaged spool regions skipped)."""
+
+    _EVENTS = ("sent", "spooled", "resent", "rejected_from_spool")
 
     def collect(self) -> Iterator[Metric]:
-        totals = {"sent": 0, "spooled": 0, "resent": 0}
+        totals = dict.fromkeys((*self._EVENTS, "spool_corrupt"), 0)
         for gateway in _gateways():
             stats = gateway.ingest.publisher.stats
             for name in totals:
                 totals[name] += int(getattr(stats, name, 0))
-        for name, value in totals.items():
+        for name in self._EVENTS:
             yield CounterMetricFamily(
-                f"logflume_gateway_events_{name}", f"Events {name} by the gateway.", value=value
+                f"logflume_gateway_events_{name}",
+                f"Events {name.replace('_', ' ')} by the gateway.",
+                value=totals[name],
             )
+        yield CounterMetricFamily(
+            "logflume_gateway_spool_corrupt",
+            "Damaged regions of the gateway's spool skipped (their events lost).",
+            value=totals["spool_corrupt"],
+        )
 
 
 GATEWAY_REGISTRY.register(PublisherCollector())

@@ -67,6 +67,8 @@ def test_gateway_counts_requests_by_route_template(client: TestClient) -> None:
     assert moved("logflume_gateway_requests_total", route="/traces/{id}", status="401") == 1
     assert moved("logflume_gateway_request_seconds_count", route="/v1/events") == 1
     assert moved("logflume_gateway_events_sent_total") == 1
+    for lost in ("events_rejected_from_spool", "spool_corrupt"):  # exposed, nothing lost
+        assert f"logflume_gateway_{lost}_total 0.0" in after
     assert "tr-secret-id" not in after
     assert "logflume_sink_" not in after and "logflume_stage_" not in after
 
