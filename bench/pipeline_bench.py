@@ -60,6 +60,7 @@ from rich.table import Table
 # The oracle and process helpers live with the tests: the repository's root on the path.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.cpu import cpu_by_role, cpu_spent
 from bench.processors_bench import regressions  # events/s lost vs a baseline
 from kernel.settings import Settings
 from logflume.synthetic import generate_events, generate_heavy_events, pack_events
@@ -156,12 +157,16 @@ async def behind(
     conn: asyncpg.Connection, targets: dict[tuple[str, str], tuple[int, int]]
 ) -> list[str]:
     """The tables that do not hold their final rows yet (versions only grow, so equal sums
-    mean final), each with the sum of versions found and the one expected."""
+    mean final), each with the sum of versions found and the one expected. A table found
+    final is removed from ``targets``: it is not scanned again (each scan reads the whole
+    table, CPU that PostgreSQL and the sink would otherwise have)."""
     lagging = []
-    for (table, column), (_, total) in targets.items():
+    for (table, column), (_, total) in list(targets.items()):
         found = await conn.fetchval(f'SELECT coalesce(sum("{column}"), 0) FROM "{table}"')
         if int(found) < total:
             lagging.append(f"{table}.{column} {int(found):,} of {total:,}")
+        else:
+            del targets[(table, column)]
     return lagging
 
 
@@ -206,6 +211,8 @@ class Design:
         records = pack_events(events, s.partitions, max_per_record=per_record)
         oracle = run_stages(s, [*self.warm_records, *records], len(events)).oracle
         targets = final_targets(oracle)
+        roles = {p.pid: p.kind for p in self.processes.running.values()}
+        cpu_before = cpu_by_role(roles)
         started = await send_all(s, records)
         emitted = time.monotonic() - started
         deadline = started + timeout_s
@@ -216,6 +223,7 @@ class Design:
                 )
             await asyncio.sleep(REACHED_POLL_S)
         seconds = time.monotonic() - started
+        cpu = cpu_spent(cpu_before, cpu_by_role(roles))
         oracle.dead_letters.clear()  # checked by the suites; offsets differ after the warm-up
         problems = await oracle_mismatches(self.conn, oracle)
         return {
@@ -224,6 +232,9 @@ class Design:
             "emit_s": emitted,
             "seconds": seconds,
             "events_per_s": len(events) / seconds,
+            # CPU per event of each role over the phase (emit to final rows): where it goes.
+            "cpu_us_per_event": {role: t * 1e6 / len(events) for role, t in cpu.items()},
+            "cpu_busy": sum(cpu.values()) / seconds,  # cores busy on average
             "matches_oracle": not problems,
             "problems": problems[:3],
         }
@@ -377,7 +388,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         per_record = 1 if name == "one-event-per-record" else 40
         async with running(args, name) as design:
             figures = await design.sustained(events, per_record, args.timeout)
-            console.print(f"[dim]{name}: {figures['events_per_s']:,.0f} events/s sustained[/]")
+            cpu = ", ".join(f"{r} {us:,.0f}" for r, us in figures["cpu_us_per_event"].items())
+            console.print(
+                f"[dim]{name}: {figures['events_per_s']:,.0f} events/s sustained (emitted in "
+                f"{figures['emit_s']:.1f}s of {figures['seconds']:.1f}s); CPU us/event: {cpu}; "
+                f"{figures['cpu_busy']:.2f} cores busy[/]"
+            )
             if name == "pipeline":
                 figures["latency"] = []
                 for rate in rates:
@@ -483,7 +499,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--prompt-versions", type=int, default=100,
                         help="prompt versions of the latency events (0: no prompt)")  # fmt: skip
     parser.add_argument("--designs", default=",".join(DESIGNS))
-    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="Faust workers, each with all three stages (2: `logflume run`'s default)",
+    )
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--linger-ms", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)

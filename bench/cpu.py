@@ -1,0 +1,77 @@
+"""Where a benchmark's CPU goes: CPU seconds per role (the workers, the sink, Kafka,
+PostgreSQL, the benchmark itself), read from ``/proc`` before and after a phase.
+
+    before = cpu_by_role(roles)
+    ...  # the phase
+    spent = cpu_spent(before, cpu_by_role(roles))  # role -> CPU seconds
+
+A process is given a role by its pid (``roles``: the deployables the benchmark started),
+else by its command line: ``kafka`` (the broker's JVM), ``postgres`` (the postmaster and
+every backend), ``bench`` (this process); anything else is left out. Linux only: elsewhere
+every figure is empty.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+_TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+_PROC = Path("/proc")
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of ``pid`` (all its threads), or None if it is gone."""
+    try:
+        stat = (_PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    # The command may hold spaces and parentheses: the fields start after the last ")".
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S  # utime, stime (fields 14, 15)
+
+
+def _role_of(pid: int, roles: Mapping[int, str]) -> str | None:
+    if pid in roles:
+        return roles[pid]
+    if pid == os.getpid():
+        return "bench"
+    try:
+        command = (_PROC / str(pid) / "cmdline").read_bytes().replace(b"\0", b" ")
+    except OSError:
+        return None
+    if b"kafka.Kafka" in command or b"kafka.server" in command:
+        return "kafka"
+    if command.startswith(b"postgres") or b"/postgres " in command or b"postgres:" in command:
+        return "postgres"
+    return None
+
+
+def cpu_by_role(roles: Mapping[int, str]) -> dict[tuple[str, int], float]:
+    """``(role, pid) -> CPU seconds so far`` for every process with a role."""
+    found: dict[tuple[str, int], float] = {}
+    if not _PROC.is_dir():
+        return found
+    for entry in _PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        role = _role_of(pid, roles)
+        if role is None:
+            continue
+        seconds = _cpu_seconds(pid)
+        if seconds is not None:
+            found[(role, pid)] = seconds
+    return found
+
+
+def cpu_spent(
+    before: Mapping[tuple[str, int], float], after: Mapping[tuple[str, int], float]
+) -> dict[str, float]:
+    """Role -> CPU seconds spent between two readings (a process started in between counts
+    from zero; one that ended in between is lost, which a phase's deployables never do)."""
+    spent: dict[str, float] = {}
+    for (role, pid), seconds in after.items():
+        spent[role] = spent.get(role, 0.0) + seconds - before.get((role, pid), 0.0)
+    return dict(sorted(spent.items()))
