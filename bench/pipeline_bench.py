@@ -76,7 +76,7 @@ PROBE_EVERY = 25
 POLL_S = 0.025
 TICK_S = 0.02
 # Sums over every table: polled often, they would take the CPU the sink and Postgres need.
-REACHED_POLL_S = 0.5
+REACHED_POLL_S = 0.2
 
 
 # -- emitting --------------------------------------------------------------------------------
@@ -216,13 +216,19 @@ class Design:
         started = await send_all(s, records)
         emitted = time.monotonic() - started
         deadline = started + timeout_s
-        while lagging := await behind(self.conn, targets):
+        pending = dict(targets)  # behind() removes the tables found final
+        final_at: dict[str, float] = {}  # table -> seconds after the first emit
+        while lagging := await behind(self.conn, pending):
+            for table, _ in set(targets) - set(pending):
+                final_at.setdefault(table, time.monotonic() - started)
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"{self.name}: not done after {timeout_s:.0f}s ({'; '.join(lagging)})"
                 )
             await asyncio.sleep(REACHED_POLL_S)
         seconds = time.monotonic() - started
+        for table, _ in targets:
+            final_at.setdefault(table, seconds)
         cpu = cpu_spent(cpu_before, cpu_by_role(roles))
         oracle.dead_letters.clear()  # checked by the suites; offsets differ after the warm-up
         problems = await oracle_mismatches(self.conn, oracle)
@@ -235,6 +241,9 @@ class Design:
             # CPU per event of each role over the phase (emit to final rows): where it goes.
             "cpu_us_per_event": {role: t * 1e6 / len(events) for role, t in cpu.items()},
             "cpu_busy": sum(cpu.values()) / seconds,  # cores busy on average
+            # When each table was first seen final (polled every REACHED_POLL_S): which
+            # step of the pipeline the last seconds waited for.
+            "final_at_s": dict(sorted(final_at.items(), key=lambda item: item[1])),
             "matches_oracle": not problems,
             "problems": problems[:3],
         }
@@ -394,6 +403,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 f"{figures['emit_s']:.1f}s of {figures['seconds']:.1f}s); CPU us/event: {cpu}; "
                 f"{figures['cpu_busy']:.2f} cores busy[/]"
             )
+            final = ", ".join(f"{t} {at:.1f}s" for t, at in figures["final_at_s"].items())
+            console.print(f"[dim]  tables final after the first emit: {final}[/]")
             if name == "pipeline":
                 figures["latency"] = []
                 for rate in rates:

@@ -171,6 +171,14 @@ class ProcessorOptions(BaseSettings):
     rebalance_timeout_s: float = Field(default=30.0, gt=0, description="Rejoin deadline.")
     commit_interval_s: float = Field(default=2.0, gt=0, description="Offset commit period.")
     producer_linger_s: float = Field(default=0.005, ge=0, description="Producer batching delay.")
+    fetch_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        le=1500,
+        description="Longest wait of a fetch at the broker for data. Faust fixes it at 1,500 "
+        "ms, and aiokafka keeps one fetch in flight per broker: a stage's input that arrived "
+        "after the fetch was sent waited for it, up to 1.5 s per stage.",
+    )
     window_records: int = Field(
         default=500, ge=1, description="A stage flushes its outputs after this many records..."
     )
@@ -280,6 +288,13 @@ class Settings(BaseSettings):
     )
     sink_linger_ms: int = Field(
         default=200, ge=0, description="...or when its first record is this old."
+    )
+    sink_fetch_wait_ms: int = Field(
+        default=50,
+        ge=1,
+        le=1500,
+        description="Longest wait of the sink's fetch at the broker for data (aiokafka's 500 "
+        "ms default delayed stage outputs that arrived after the fetch was sent).",
     )
     sink_retry_max_s: float = Field(
         default=10.0, gt=0, description="Longest pause between retries while Postgres is down."

@@ -45,6 +45,7 @@ __all__ = [
     "main",
     "parse_stages",
     "patch_faust_consumer",
+    "patch_faust_fetch_wait",
     "prepare_topics",
     "run_worker",
     "watchdog_for",
@@ -142,6 +143,32 @@ def patch_faust_consumer() -> None:
     consumer_cls._logflume_patched = True
 
 
+def patch_faust_fetch_wait(wait_ms: int) -> None:
+    """Set how long the worker's fetches wait at the broker for data (``fetch_wait_ms``).
+
+    faust-streaming 0.15.3 builds its aiokafka consumer with ``fetch_max_wait_ms=1500``
+    and no setting for it. aiokafka keeps one fetch in flight per broker and leaves out the
+    partitions that still hold fetched records, so records that reach a stage's input (the
+    stage before it just flushed) after that fetch was sent waited for it to come back: up
+    to 1.5 s when its partitions stayed empty. The whole-pipeline benchmark saw it as a
+    tail: entities and traces final 2.4 s after the first emit, sessions and prompt-version
+    stats 2.7 s later with the processes mostly idle. A shorter wait costs an empty fetch
+    per ``wait_ms`` while idle. The last value set wins (one app per worker process)."""
+    from faust.transport.drivers import aiokafka as faust_aiokafka
+
+    thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
+    create = getattr(thread_cls, "_logflume_create_worker_consumer", None)
+    if create is None:
+        create = thread_cls._logflume_create_worker_consumer = thread_cls._create_worker_consumer
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = wait_ms  # read when the consumer starts its fetcher
+        return consumer
+
+    thread_cls._create_worker_consumer = create_worker_consumer
+
+
 class _Worker(faust.Worker):
     """Faust's worker without its terminal spinner, so that logging stays at ``loglevel``.
 
@@ -192,6 +219,7 @@ def run_worker(
     """Run one worker until SIGTERM/SIGINT; exits the process (status 0 on a clean stop)."""
     options = options or settings.processor
     patch_faust_consumer()
+    patch_faust_fetch_wait(options.fetch_wait_ms)
     patch_faust_commits()  # never commit past an unacknowledged record: processors/commits.py
     patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
     tune_gc()

@@ -89,6 +89,7 @@ class Sink:
             auto_offset_reset="earliest",
             max_poll_records=max(100, s.sink_batch_values),
             fetch_max_bytes=64 * 1024 * 1024,
+            fetch_max_wait_ms=s.sink_fetch_wait_ms,
         )
         await consumer.start()
         try:
