@@ -289,6 +289,8 @@ class Design:
         poller = asyncio.create_task(poll())
         futures = []
         sent = 0
+        roles = {p.pid: p.kind for p in self.processes.running.values()}
+        cpu_before = cpu_by_role(roles)
         started = time.monotonic()
         try:
             while (elapsed := time.monotonic() - started) < duration_s:
@@ -314,6 +316,7 @@ class Design:
             poller.cancel()
             await producer.stop()
         gave_up = time.monotonic()
+        cpu = cpu_spent(cpu_before, cpu_by_role(roles))  # emit and drain: all of its work
         unseen = [gave_up - at for i, at in emitted_at.items() if i not in seen_after]
         latencies = sorted([*seen_after.values(), *unseen])
         return {
@@ -325,6 +328,10 @@ class Design:
             "p50_s": statistics.median(latencies),
             "p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
             "max_s": latencies[-1],
+            "cpu_us_per_event": {role: t * 1e6 / max(sent, 1) for role, t in cpu.items()},
+            # Cores busy while emitting and draining: near 2 on 2 cores, the rate is over
+            # what the machine sustains for these events, and the backlog is the latency.
+            "cpu_busy": sum(cpu.values()) / (gave_up - started),
         }
 
 
@@ -412,9 +419,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         rate, args.duration, args.drain, args.prompt_versions
                     )
                     figures["latency"].append(measured)
+                    cpu = sum(measured["cpu_us_per_event"].values())
                     console.print(
                         f"[dim]  {rate:,}/s: p50 {measured['p50_s'] * 1000:,.0f} ms, "
-                        f"p99 {measured['p99_s'] * 1000:,.0f} ms, {measured['unseen']} unseen[/]"
+                        f"p99 {measured['p99_s'] * 1000:,.0f} ms, {measured['unseen']} unseen; "
+                        f"CPU {cpu:,.0f} us/event, {measured['cpu_busy']:.2f} cores busy[/]"
                     )
                     # The next rate starts on an idle pipeline (stages 2 and groups too).
                     await design.drain(args.drain)
