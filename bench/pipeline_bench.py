@@ -419,11 +419,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         rate, args.duration, args.drain, args.prompt_versions
                     )
                     figures["latency"].append(measured)
-                    cpu = sum(measured["cpu_us_per_event"].values())
+                    cpu = ", ".join(
+                        f"{r} {us:,.0f}" for r, us in measured["cpu_us_per_event"].items()
+                    )
                     console.print(
                         f"[dim]  {rate:,}/s: p50 {measured['p50_s'] * 1000:,.0f} ms, "
                         f"p99 {measured['p99_s'] * 1000:,.0f} ms, {measured['unseen']} unseen; "
-                        f"CPU {cpu:,.0f} us/event, {measured['cpu_busy']:.2f} cores busy[/]"
+                        f"CPU us/event: {cpu}; {measured['cpu_busy']:.2f} cores busy[/]"
                     )
                     # The next rate starts on an idle pipeline (stages 2 and groups too).
                     await design.drain(args.drain)

@@ -77,7 +77,7 @@ async def supervise(supervisor: Supervisor) -> int:
     show_default=True,
     type=click.IntRange(0, 10),
     help="Faust workers (one consumer group; they share the partitions). Two fill a 2-core "
-    "machine: +22% events/s over one in bench/pipeline_bench.py (see the README).",
+    "machine: 1.2-1.5x the events/s of one in bench/pipeline_bench.py (see the README).",
 )
 @click.option(
     "--sinks",
