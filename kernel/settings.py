@@ -432,13 +432,16 @@ _SECTION_PREFIXES = {
 
 
 def settings_problems(exc: ValidationError) -> str:
-    """One line naming each bad setting: a section's by its variable
-    (``LOGFLUME_GATEWAY_PORT: ...``), the others by their field."""
+    """One line naming each bad setting by its variable (``LOGFLUME_GATEWAY_PORT: ...``,
+    ``LOGFLUME_SINK_LINGER_MS: ...``); a field given by an alias is named by it already."""
     prefix = _SECTION_PREFIXES.get(exc.title)
     parts = []
     for error in exc.errors():
-        where = ".".join(map(str, error["loc"]))
+        loc = error["loc"]
+        where = ".".join(map(str, loc))
         if prefix is not None:
             where = prefix + where.upper()
+        elif exc.title == Settings.__name__ and len(loc) == 1 and loc[0] in Settings.model_fields:
+            where = f"LOGFLUME_{str(loc[0]).upper()}"  # the top level's own prefix
         parts.append(f"{where}: {error['msg']}")
     return "; ".join(parts)
