@@ -550,6 +550,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.json:  # stdout holds the JSON alone; the progress lines go to stderr
+        console.file = sys.stderr
     logging.basicConfig(level=logging.WARNING)
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
     report = asyncio.run(run(args))
