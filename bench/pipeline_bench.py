@@ -184,6 +184,23 @@ _VERSIONED = (("logs", "version"), ("traces", "rollup_version"), ("sessions", "r
               ("prompt_version_stats", "rollup_version"))  # fmt: skip
 
 
+def cpu_figures(
+    roles: dict[int, str], before: dict[tuple[str, int], float], events: int, seconds: float
+) -> dict[str, Any]:
+    """CPU per event of each role since ``before`` (``bench.cpu``), and the cores busy on
+    average over ``seconds``: where a phase's time went."""
+    spent = cpu_spent(before, cpu_by_role(roles))
+    return {
+        "cpu_us_per_event": {role: t * 1e6 / max(events, 1) for role, t in spent.items()},
+        "cpu_busy": sum(spent.values()) / seconds,
+    }
+
+
+def cpu_text(figures: dict[str, Any]) -> str:
+    per_event = ", ".join(f"{r} {us:,.0f}" for r, us in figures["cpu_us_per_event"].items())
+    return f"CPU us/event: {per_event}; {figures['cpu_busy']:.2f} cores busy"
+
+
 # -- one design ------------------------------------------------------------------------------
 
 
@@ -194,6 +211,11 @@ class Design:
     processes: PipelineProcesses
     conn: asyncpg.Connection
     warm_records: list[tuple[int, bytes]] = field(default_factory=list)
+
+    def cpu_reading(self) -> tuple[dict[int, str], dict[tuple[str, int], float]]:
+        """The roles of the deployables (by pid) and the CPU of every role so far."""
+        roles = {p.pid: p.kind for p in self.processes.running.values()}
+        return roles, cpu_by_role(roles)
 
     async def warm_up(self, timeout_s: float) -> float:
         """Probe events until visible: group joins and table recovery out of the figures."""
@@ -211,8 +233,7 @@ class Design:
         records = pack_events(events, s.partitions, max_per_record=per_record)
         oracle = run_stages(s, [*self.warm_records, *records], len(events)).oracle
         targets = final_targets(oracle)
-        roles = {p.pid: p.kind for p in self.processes.running.values()}
-        cpu_before = cpu_by_role(roles)
+        roles, cpu_before = self.cpu_reading()
         started = await send_all(s, records)
         emitted = time.monotonic() - started
         deadline = started + timeout_s
@@ -229,7 +250,7 @@ class Design:
         seconds = time.monotonic() - started
         for table, _ in targets:
             final_at.setdefault(table, seconds)
-        cpu = cpu_spent(cpu_before, cpu_by_role(roles))
+        cpu = cpu_figures(roles, cpu_before, len(events), seconds)  # emit to final rows
         oracle.dead_letters.clear()  # checked by the suites; offsets differ after the warm-up
         problems = await oracle_mismatches(self.conn, oracle)
         return {
@@ -238,9 +259,7 @@ class Design:
             "emit_s": emitted,
             "seconds": seconds,
             "events_per_s": len(events) / seconds,
-            # CPU per event of each role over the phase (emit to final rows): where it goes.
-            "cpu_us_per_event": {role: t * 1e6 / len(events) for role, t in cpu.items()},
-            "cpu_busy": sum(cpu.values()) / seconds,  # cores busy on average
+            **cpu,
             # When each table was first seen final (polled every REACHED_POLL_S): which
             # step of the pipeline the last seconds waited for.
             "final_at_s": dict(sorted(final_at.items(), key=lambda item: item[1])),
@@ -289,8 +308,7 @@ class Design:
         poller = asyncio.create_task(poll())
         futures = []
         sent = 0
-        roles = {p.pid: p.kind for p in self.processes.running.values()}
-        cpu_before = cpu_by_role(roles)
+        roles, cpu_before = self.cpu_reading()
         started = time.monotonic()
         try:
             while (elapsed := time.monotonic() - started) < duration_s:
@@ -316,7 +334,9 @@ class Design:
             poller.cancel()
             await producer.stop()
         gave_up = time.monotonic()
-        cpu = cpu_spent(cpu_before, cpu_by_role(roles))  # emit and drain: all of its work
+        # Emit and drain, all of its work: near 2 cores busy on 2 cores, the rate is over what
+        # the machine sustains for these events, and the backlog is the latency.
+        cpu = cpu_figures(roles, cpu_before, sent, gave_up - started)
         unseen = [gave_up - at for i, at in emitted_at.items() if i not in seen_after]
         latencies = sorted([*seen_after.values(), *unseen])
         return {
@@ -328,10 +348,7 @@ class Design:
             "p50_s": statistics.median(latencies),
             "p99_s": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))],
             "max_s": latencies[-1],
-            "cpu_us_per_event": {role: t * 1e6 / max(sent, 1) for role, t in cpu.items()},
-            # Cores busy while emitting and draining: near 2 on 2 cores, the rate is over
-            # what the machine sustains for these events, and the backlog is the latency.
-            "cpu_busy": sum(cpu.values()) / (gave_up - started),
+            **cpu,
         }
 
 
@@ -404,11 +421,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         per_record = 1 if name == "one-event-per-record" else 40
         async with running(args, name) as design:
             figures = await design.sustained(events, per_record, args.timeout)
-            cpu = ", ".join(f"{r} {us:,.0f}" for r, us in figures["cpu_us_per_event"].items())
             console.print(
                 f"[dim]{name}: {figures['events_per_s']:,.0f} events/s sustained (emitted in "
-                f"{figures['emit_s']:.1f}s of {figures['seconds']:.1f}s); CPU us/event: {cpu}; "
-                f"{figures['cpu_busy']:.2f} cores busy[/]"
+                f"{figures['emit_s']:.1f}s of {figures['seconds']:.1f}s); {cpu_text(figures)}[/]"
             )
             final = ", ".join(f"{t} {at:.1f}s" for t, at in figures["final_at_s"].items())
             console.print(f"[dim]  tables final after the first emit: {final}[/]")
@@ -419,13 +434,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                         rate, args.duration, args.drain, args.prompt_versions
                     )
                     figures["latency"].append(measured)
-                    cpu = ", ".join(
-                        f"{r} {us:,.0f}" for r, us in measured["cpu_us_per_event"].items()
-                    )
                     console.print(
                         f"[dim]  {rate:,}/s: p50 {measured['p50_s'] * 1000:,.0f} ms, "
                         f"p99 {measured['p99_s'] * 1000:,.0f} ms, {measured['unseen']} unseen; "
-                        f"CPU us/event: {cpu}; {measured['cpu_busy']:.2f} cores busy[/]"
+                        f"{cpu_text(measured)}[/]"
                     )
                     # The next rate starts on an idle pipeline (stages 2 and groups too).
                     await design.drain(args.drain)
