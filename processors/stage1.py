@@ -1,19 +1,23 @@
 """Stage 1, entity merge: one raw-topic record in, coalesced state writes and canonical
 entities out. Pure: no Faust, no Kafka (the agent around it stays a dozen lines).
 
-A record is a JSON array of events (``producers.contract.records``). The fast path
-validates the whole array in one ``validate_json`` call; when that fails, each event is
-validated alone so that only the bad ones become dead letters, each with its reason and
-origin, and every valid event around them is merged. Every entity the record touches
-is re-emitted, duplicates included (at-least-once, made idempotent downstream by the
-entity's ``version``). Payload values travel only in the output of the version that
-brought them, never in the state, so a stage writes its state only after its outputs are
-acknowledged by Kafka (``processors.agents``): a crash between the two re-merges the
-record and sends the payload again, instead of finding it already merged and gone.
+A record is a JSON array of events (``producers.contract.records``). The fast path checks
+the whole array with the contract's msgspec mirror (``producers.contract.mirror``: never
+looser than the contract, ~2x cheaper than its models), then with the contract's models in
+one ``validate_json`` call; when both refuse, each event is validated alone so that only
+the bad ones become dead letters, each with its reason and origin, and every valid event
+around them is merged. Either way the merge runs on plain data
+(:class:`processors.entities.PlainEvent`). Every entity the record touches is re-emitted,
+duplicates included (at-least-once, made idempotent downstream by the entity's
+``version``). Payload values travel only in the output of the version that brought them,
+never in the state, so a stage writes its state only after its outputs are acknowledged by
+Kafka (``processors.agents``): a crash between the two re-merges the record and sends the
+payload again, instead of finding it already merged and gone.
 """
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -21,8 +25,9 @@ from pydantic import TypeAdapter, ValidationError
 
 from producers.contract import ContractError, Event, validate_event
 from producers.contract.keys import project_key
+from producers.contract.mirror import FastEvent, fast_record
 
-from .entities import canonical_entity, to_change
+from .entities import TIME_FIELDS, PlainEvent, canonical_entity, json_time, plain_event, to_change
 from .merge import apply_change
 from .outcome import DeadLetter, Lookup, Origin, Outcome, Output, load_record
 from .text import NUL_ESCAPE
@@ -43,20 +48,31 @@ def _nested(item: Any, levels: int) -> Any:
 
 def _parse(
     value: bytes, origin: Origin, max_event_bytes: int, outcome: Outcome, lookup: Lookup
-) -> tuple[list[Event], list[dict[str, Any]]]:
-    """The valid events of a record and their bodies as decoded from the wire; the invalid
-    events are appended as dead letters (without the payload of a save=false log, whose
-    state ``lookup`` reads: :mod:`processors.unsaved`)."""
+) -> list[PlainEvent]:
+    """The valid events of a record as plain data; the invalid events are appended as dead
+    letters (without the payload of a save=false log, whose state ``lookup`` reads:
+    :mod:`processors.unsaved`).
+
+    Three ways, cheapest first: the contract's msgspec mirror accepts the whole record
+    (:func:`producers.contract.mirror.fast_record`, never looser than the contract); the
+    contract's models accept the whole record; else each event alone, so that only the bad
+    ones become dead letters."""
     if len(value) <= max_event_bytes and value[:1] == b"[":
+        fast = fast_record(value) if _shallow(value) else None
+        if fast is not None:
+            try:  # (orjson refuses what msgspec may take, such as an escaped lone surrogate)
+                items = orjson.loads(value)
+                return [_fast_event(item, found) for item, found in zip(items, fast, strict=True)]
+            except orjson.JSONDecodeError:
+                pass
         try:  # validate_json also refuses JSON nested deeper than ~200 levels
             events = _RECORD.validate_json(value)
             items = orjson.loads(value)
-            return events, [item["body"] for item in items]
+            return [plain_event(e, item["body"]) for e, item in zip(events, items, strict=True)]
         except (ValidationError, orjson.JSONDecodeError):
             pass  # find which events are bad, one by one
     items = load_record(value, origin, outcome)
-    events: list[Event] = []
-    bodies: list[dict[str, Any]] = []
+    plain: list[PlainEvent] = []
     for index, item in enumerate(items):
         event_id = item.get("event_id") if isinstance(item, dict) else None
         event_id = event_id if isinstance(event_id, str) else None
@@ -76,13 +92,40 @@ def _parse(
             outcome.dead_letters.append(DeadLetter(origin, index, reason, kept, event_id))
             continue
         try:
-            events.append(validate_event(item))
+            event = validate_event(item)
         except ContractError as exc:
             kept = _private_raw(item, raw, lookup)
             outcome.dead_letters.append(DeadLetter(origin, index, str(exc), kept, event_id))
             continue
-        bodies.append(item["body"])
-    return events, bodies
+        plain.append(plain_event(event, item["body"]))
+    return plain
+
+
+# Below this many brackets a record cannot nest deep enough to matter (see _shallow).
+_SHALLOW_BRACKETS = 200
+
+
+def _shallow(value: bytes) -> bool:
+    """Whether every event of the record, nested a few levels deeper in its entity's state,
+    still encodes (orjson writes at most 254 levels; the contract's ``validate_json`` refuses
+    ~200, the mirror has no limit of its own). Counting brackets bounds the depth cheaply."""
+    if value.count(b"[") + value.count(b"{") < _SHALLOW_BRACKETS:
+        return True
+    try:
+        orjson.dumps(_nested(orjson.loads(value), _STATE_HEADROOM))
+    except (orjson.JSONEncodeError, orjson.JSONDecodeError):
+        return False
+    return True
+
+
+def _fast_event(item: dict[str, Any], found: FastEvent) -> PlainEvent:
+    """The plain event of an item the mirror accepted (its datetimes in the contract's form)."""
+    body = item["body"]
+    for name in TIME_FIELDS:
+        text = body.get(name)
+        if text is not None:
+            body[name] = json_time(datetime.fromisoformat(text))
+    return PlainEvent(found.type, item["event_id"], item["project"], found.ts, found.identity, body)
 
 
 def _private_raw(item: Any, raw: bytes, lookup: Lookup) -> bytes:
@@ -101,22 +144,13 @@ def entity_output_key(entity: dict[str, Any]) -> bytes:
 
 
 def merge_events(
-    events: list[Event],
-    lookup: Lookup,
-    outcome: Outcome,
-    *,
-    scrub: bool = False,
-    raw_bodies: list[dict[str, Any]] | None = None,
+    events: list[PlainEvent], lookup: Lookup, outcome: Outcome, *, scrub: bool = False
 ) -> None:
-    """Merge events into their entities' states; one write and one output per entity.
-
-    ``raw_bodies``: the events' bodies as decoded from the wire (a faster source of the
-    carried fields than the models, see :func:`processors.entities.carried_fields`)."""
+    """Merge events into their entities' states; one write and one output per entity."""
     states: dict[str, dict[str, Any] | None] = {}
     carried: dict[str, dict[str, Any]] = {}  # per entity: the payload values that won
-    for index, event in enumerate(events):
-        raw_body = raw_bodies[index] if raw_bodies is not None else None
-        key, change = to_change(event, scrub=scrub, raw_body=raw_body)
+    for event in events:
+        key, change = to_change(event, scrub=scrub)
         state = states[key] if key in states else lookup(key)
         merged = apply_change(state, change, carried.setdefault(key, {}))
         if merged is None:
@@ -140,6 +174,6 @@ def process_events_record(
     value: bytes, origin: Origin, lookup: Lookup, *, max_event_bytes: int
 ) -> Outcome:
     outcome = Outcome()
-    events, bodies = _parse(value, origin, max_event_bytes, outcome, lookup)
-    merge_events(events, lookup, outcome, scrub=NUL_ESCAPE in value, raw_bodies=bodies)
+    events = _parse(value, origin, max_event_bytes, outcome, lookup)
+    merge_events(events, lookup, outcome, scrub=NUL_ESCAPE in value)
     return outcome

@@ -13,7 +13,7 @@ mode) turns that into an :data:`Encoded` pair, ``(routing key, event bytes)``
    passes last up to ~150 ms at 50k calls/s, each one a pause of the calling thread);
 2. those exact bytes are validated, so every caller-supplied field is checked, and checked
    on the bytes that travel: ``log`` and ``log_update`` bodies first by the SDK's msgspec
-   mirror of the contract (:mod:`producers.sdk.fastcheck`, ~1.5 µs against ~6 µs), which
+   mirror of the contract (:mod:`producers.contract.mirror`, ~1.5 µs against ~6 µs), which
    only ever accepts what the contract accepts; everything it does not accept, and every
    other type, by the contract's body model (``validate_json``);
 3. the envelope around them is built by hand: ``event_id``, ``ts`` and ``project`` are made
@@ -54,8 +54,7 @@ from producers.contract import (
     parse_event,
 )
 from producers.contract.keys import key_part
-
-from .fastcheck import fast_identity
+from producers.contract.mirror import fast_identity
 
 __all__ = ["PRE_ENCODED", "Encoded", "EventEncoder", "Item", "new_id", "to_jsonable"]
 

@@ -7,6 +7,7 @@ import orjson
 import pytest
 
 from gateway.release import sweep
+from processors.entities import plain_event
 from processors.outcome import Outcome
 from processors.stage1 import merge_events
 from producers.contract import parse_event
@@ -45,7 +46,7 @@ def test_prompts_log_answers_ids_that_the_pipeline_computes_the_same(env: Env):
     assert sent["body"]["trace_parent_log_id"] == "data_parent"
     assert sent["body"]["start_time"] == "2026-01-01T10:00:00+00:00"
     outcome = Outcome()
-    merge_events([parse_event(orjson.dumps(sent))], lambda key: None, outcome)
+    merge_events([plain_event(parse_event(orjson.dumps(sent)))], lambda key: None, outcome)
     (entity,) = [o.value for o in outcome.outputs]
     assert (entity["prompt_id"], entity["version_id"]) == (
         answer["prompt_id"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import orjson
 
+from processors.entities import plain_event
 from processors.outcome import Outcome
 from processors.stage1 import merge_events
 from producers.contract import parse_event
@@ -15,7 +16,7 @@ from .conftest import A, Env
 
 def _entity(sent: dict) -> dict:
     outcome = Outcome()
-    merge_events([parse_event(orjson.dumps(sent))], lambda key: None, outcome)
+    merge_events([plain_event(parse_event(orjson.dumps(sent)))], lambda key: None, outcome)
     (entity,) = [o.value for o in outcome.outputs]
     return entity
 

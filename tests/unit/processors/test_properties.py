@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from processors.assembly import COST_UNIT, group_rollup
-from processors.entities import canonical_entity, to_change
+from processors.entities import canonical_entity, plain_event, to_change
 from processors.merge import apply_change
 from processors.outcome import Origin
 from processors.stage1 import process_events_record
@@ -60,7 +60,7 @@ def log_history(draw: st.DrawFn) -> list[dict[str, Any]]:
 def _fold(events: list[dict[str, Any]]) -> dict[str, Any] | None:
     state = None
     for raw in events:
-        _, change = to_change(validate_event(raw))
+        _, change = to_change(plain_event(validate_event(raw)))
         state = apply_change(state, change) or state
     return state
 

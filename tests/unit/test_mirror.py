@@ -1,16 +1,19 @@
-"""The SDK's msgspec mirror never accepts what the contract rejects (the drift guard).
+"""The contract's msgspec mirror never accepts what the contract rejects (the drift guard).
 
-``producers.sdk.fastcheck`` may be stricter than the contract (a body it rejects is judged by
-the contract), never looser. Three guards: a corpus of valid and invalid bodies with the
-verdict of both, hypothesis-generated bodies (every field of the contract's JSON Schema set
-to edge values), and the fields and JSON Schema of the mirrored models pinned, so that a
-change to the contract fails here until the mirror is reviewed with it.
+``producers.contract.mirror`` may be stricter than the contract (a body or record it rejects
+is judged by the contract), never looser. Three guards: a corpus of valid and invalid bodies
+with the verdict of both, hypothesis-generated bodies and records (every field of the
+contract's JSON Schema set to edge values), and the fields and JSON Schema of the mirrored
+models pinned, so that a change to the contract fails here until the mirror is reviewed
+with it. The SDK checks bodies with it (``fast_identity``), stage 1 whole records
+(``fast_record``).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -18,22 +21,56 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from producers.contract import ContractError, LogBody, LogUpdateBody, parse_event
-from producers.sdk import fastcheck
-from producers.sdk.encoding import _IDENTITY, EventEncoder
-from producers.sdk.fastcheck import FAST_TYPES, fast_identity
+from logflume.synthetic import generate_events, pack_events
+from producers.contract import (
+    ContractError,
+    Event,
+    entity_identity,
+    mirror,
+    parse_event,
+)
+from producers.contract.mirror import FAST_TYPES, fast_identity, fast_record
+from producers.sdk.encoding import _BODY_MODELS, _IDENTITY, EventEncoder
 
-MODELS: dict[str, type[BaseModel]] = {"log": LogBody, "log_update": LogUpdateBody}
+# The contract's body model of each type the mirror covers.
+MODELS: dict[str, type[BaseModel]] = {t: m for t, m in _BODY_MODELS.items() if t in FAST_TYPES}
 MIRRORS: dict[str, type[msgspec.Struct]] = {
-    "log": fastcheck._LogBody,
-    "log_update": fastcheck._LogUpdateBody,
+    "log": mirror._LogBody,
+    "log_update": mirror._LogUpdateBody,
+    "feedback": mirror._FeedbackBody,
+    "trace": mirror._TraceBody,
+    "span": mirror._SpanBody,
+    "generation": mirror._GenerationBody,
+    "generation_result": mirror._GenerationResultBody,
+    "generation_error": mirror._GenerationErrorBody,
 }
 # Reviewed against the mirror; a contract change makes this fail (see the module docstring).
 SCHEMA_SHA256 = {
     "log": "0387d7482f6a7640bedd697abed69dd49d38deb841340aaedc6adac2f24f4555",
     "log_update": "b914088aa195d721e1444c3bb263c363b2c52bddf624765802dd287a89530b3f",
+    "feedback": "978cc48291dfd6e9df999a9f12b79435132fd63f360f0b00de2e3fc1f047c3e7",
+    "trace": "c681eabe2d5c466a4f4b6bb340dd5b2bb417ff8efcd3ee19667fe8529bd66edb",
+    "span": "8774161f03a90f056175daf527c16451da6f958a5b33ef715a97a8e83e6d4e48",
+    "generation": "a1cf0905eeef1e02eaafaa2a2142a54560bf8ff67c68b37db33e6ef49201de80",
+    "generation_result": "f3514b1bbd9db18989b1f656c26f62cf00f78dc4763ab48aa1a92ada527eb185",
+    "generation_error": "9700615e1bf4368e7f98cf4ccbe7fd279831ca1c6f2b278d0093dce67d8d471d",
+}
+# The least body of each type (what generated bodies start from).
+BASES: dict[str, dict[str, Any]] = {
+    "log": {"id": "d"},
+    "log_update": {"reference_id": "r"},
+    "feedback": {"id": "f", "reference_id": "r", "value": "good"},
+    "trace": {"id": "t"},
+    "span": {"id": "s", "trace_id": "t"},
+    "generation": {"id": "g", "trace_id": "t", "provider": "openai", "model": "gpt-4o"},
+    "generation_result": {
+        "generation_id": "g",
+        "trace_id": "t",
+        "result": {"id": "c", "created": 1},
+    },
+    "generation_error": {"generation_id": "g", "trace_id": "t", "error": {"message": "x"}},
 }
 
 MESSAGES = [
@@ -99,6 +136,62 @@ VALID: list[tuple[str, dict[str, Any]]] = [
     ("log_update", {"reference_id": "r", "log_status": "complete"}),
     ("log_update", {"id": "data_1", "messages": MESSAGES, "judgment": "good"}),
     ("log_update", {"id": "data_1", "reference_id": "r", "metadata": None}),
+    ("feedback", {"id": "f", "log_id": "l", "value": True, "comment": "ok", "user": "u"}),
+    ("feedback", {"id": "f", "trace_id": "t", "value": 4.5, "metadata": {"k": [1]}}),
+    (
+        "feedback",
+        {"id": "f", "session_id": "s", "value": ["a"], "created_at": "2026-01-01T00:00:00Z"},
+    ),
+    ("trace", {"id": "t", "name": "chat", "tags": {"env": "prod"}, "session_id": "s"}),
+    ("trace", {"id": "t", "action": "end", "output": "bye", "end_time": "2026-01-01T00:00:01Z"}),
+    ("trace", {"id": "t", "action": "update", "metrics": {"x": 1.5}, "input": "hi"}),
+    ("span", {"id": "s", "trace_id": "t", "parent_id": "s0", "name": "retrieve"}),
+    ("span", {"id": "s", "trace_id": "t", "action": "end", "end_time": "2026-01-01T00:00:00Z"}),
+    (
+        "generation",
+        {
+            "id": "g",
+            "trace_id": "t",
+            "parent_id": "s",
+            "provider": "openai",
+            "model": "gpt-4o",
+            "model_parameters": {"temperature": 0.2},
+            "messages": MESSAGES,
+            "start_time": "2026-01-01T00:00:00.5+02:00",
+            "cost": {"input": 0.1, "output": 0.2, "total": 0.3},
+        },
+    ),
+    ("generation", {"id": "g", "trace_id": "t", "action": "update", "add_messages": MESSAGES}),
+    ("generation", {"id": "g", "trace_id": "t", "action": "end", "model": "m"}),
+    (
+        "generation_result",
+        {
+            "generation_id": "g",
+            "trace_id": "t",
+            "result": {
+                "id": "chatcmpl-1",
+                "object": "chat.completion",
+                "created": 1700000000,
+                "model": "gpt-4o",
+                "choices": [
+                    {"index": 0, "message": MESSAGES[2], "finish_reason": "stop", "logprobs": None}
+                ],
+                "usage": {
+                    "prompt_tokens": 5,
+                    "completion_tokens": 7,
+                    "total_tokens": 12,
+                    "prompt_tokens_details": {"cached_tokens": 1, "new_one": 2},
+                    "completion_tokens_details": {"reasoning_tokens": 3},
+                },
+                "system_fingerprint": "fp_1",
+            },
+            "end_time": "2026-01-01T00:00:02Z",
+        },
+    ),
+    (
+        "generation_error",
+        {"generation_id": "g", "trace_id": "t", "error": {"message": "m", "code": "429"}},
+    ),
 ]
 # Bodies both must reject.
 INVALID: list[tuple[str, dict[str, Any]]] = [
@@ -158,6 +251,57 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("log_update", {"output": "no target"}),
     ("log_update", {"id": "d", "save": False}),
     ("log_update", {"id": "d", "path": "a/b"}),
+    ("feedback", {"id": "f", "value": "good"}),
+    ("feedback", {"id": "f", "log_id": "l"}),
+    ("feedback", {"id": "f", "log_id": "l", "value": None}),
+    ("feedback", {"id": "f", "log_id": "l", "value": {"score": 1}}),
+    ("feedback", {"id": "f", "log_id": "l", "value": 1, "comment": "x" * 65537}),
+    ("feedback", {"id": "f", "log_id": "l", "value": 1, "created_at": "soon"}),
+    ("trace", {"id": "t", "action": "finish"}),
+    ("trace", {"id": "t", "tags": {"k": 1}}),
+    ("trace", {"id": "t", "tags": {"k": "x" * 4097}}),
+    ("trace", {"id": "t", "trace_id": "t"}),
+    ("trace", {"id": "t", "start_time": "2026-01-01T00:00:00"}),
+    ("span", {"id": "s"}),
+    ("span", {"id": "s", "trace_id": ""}),
+    ("span", {"id": "s", "trace_id": "t", "output": "not a span's"}),
+    ("generation", {"id": "g", "trace_id": "t"}),
+    ("generation", {"id": "g", "trace_id": "t", "provider": "openai"}),
+    ("generation", {"id": "g", "trace_id": "t", "action": "create", "model": "m"}),
+    ("generation", {"id": "g", "trace_id": "t", "action": "update", "messages": None}),
+    ("generation", {"id": "g", "trace_id": "t", "action": "update", "cost": {"input": 1}}),
+    ("generation", {"id": "g", "trace_id": "t", "action": "update", "cost": {"total": -1}}),
+    (
+        "generation",
+        {"id": "g", "trace_id": "t", "action": "end", "end_time": "2026-13-01T00:00:00Z"},
+    ),
+    ("generation_result", {"generation_id": "g", "trace_id": "t"}),
+    ("generation_result", {"generation_id": "g", "trace_id": "t", "result": {"id": "c"}}),
+    (
+        "generation_result",
+        {"generation_id": "g", "trace_id": "t", "result": {"id": "c", "created": -1}},
+    ),
+    (
+        "generation_result",
+        {
+            "generation_id": "g",
+            "trace_id": "t",
+            "result": {"id": "c", "created": 1, "usage": {"prompt_tokens": -1}},
+        },
+    ),
+    (
+        "generation_result",
+        {
+            "generation_id": "g",
+            "trace_id": "t",
+            "result": {"id": "c", "created": 1, "choices": [{}]},
+        },
+    ),
+    ("generation_error", {"generation_id": "g", "trace_id": "t", "error": {}}),
+    (
+        "generation_error",
+        {"generation_id": "g", "trace_id": "t", "error": {"message": "m", "x": 1}},
+    ),
     (
         "log_update",
         {
@@ -229,7 +373,7 @@ def test_a_rejection_names_fields_exactly_as_the_contract_does() -> None:
 def test_the_mirror_has_the_contracts_fields() -> None:
     for etype, model in MODELS.items():
         assert set(MIRRORS[etype].__struct_fields__) == set(model.model_fields), etype
-    assert set(MODELS) == FAST_TYPES
+    assert FAST_TYPES == set(_BODY_MODELS) - {"node", "delete"} == set(MIRRORS)
 
 
 def schema_digest(model: type[BaseModel]) -> str:
@@ -358,7 +502,7 @@ def _bodies(etype: str) -> st.SearchStrategy[dict[str, Any]]:
     schema = MODELS[etype].model_json_schema()
     defs = schema.get("$defs", {})
     props = schema["properties"]
-    base = {"id": "d"} if etype == "log" else {"reference_id": "r"}
+    base = BASES[etype]
     changes = st.lists(
         st.sampled_from(sorted(props)).flatmap(
             lambda f: st.tuples(st.just(f), from_schema(props[f], defs))
@@ -381,3 +525,102 @@ def test_generated_bodies_the_mirror_accepts_the_contract_accepts(
         assert contract_identity(etype, raw) == fast
         event = EventEncoder("p", max_event_bytes=1 << 22).finish(etype, 0.0, raw)[1]
         parse_event(event, max_bytes=1 << 22)  # the consumer takes the whole event too
+
+
+# -- whole records (stage 1's fast path) ------------------------------------------------
+
+_CONTRACT_RECORD = TypeAdapter(list[Event])
+ENVELOPE = {"event_id": "evt_1", "ts": "2026-01-01T00:00:00.25+00:00", "project": "acme"}
+
+
+def _event(etype: str, body: dict[str, Any], **envelope: Any) -> dict[str, Any]:
+    return {**ENVELOPE, "type": etype, "body": body, **envelope}
+
+
+def contract_record(value: bytes) -> list[tuple[str, str, datetime]] | None:
+    """The contract's verdict on a whole record: type, identity and time of each event."""
+    try:
+        events = _CONTRACT_RECORD.validate_json(value)
+    except ValidationError:
+        return None
+    return [(e.type, entity_identity(e), e.ts) for e in events]
+
+
+def test_the_synthetic_stream_takes_the_fast_path_with_the_contracts_verdict() -> None:
+    """Every record of the benchmarks' mix: where the mirror accepts a record, the contract
+    does too and finds the same identities and times; the mirror accepts most of them."""
+    records = [value for _, value in pack_events(generate_events(6000, seed=3), 4, seed=3)]
+    accepted = 0
+    for value in records:
+        fast = fast_record(value)
+        if fast is None:
+            continue
+        accepted += 1
+        assert [tuple(found) for found in fast] == contract_record(value)
+    # the mix holds bad events on purpose (dead letters): those records go to the contract
+    assert accepted >= 0.9 * len(records)
+
+
+@pytest.mark.parametrize(("etype", "body"), VALID)
+def test_a_record_of_valid_events_is_accepted_whole(etype: str, body: dict[str, Any]) -> None:
+    value = orjson.dumps([_event(etype, body), _event("trace", {"id": "t"}, event_id="evt_2")])
+    assert fast_record(value) is not None
+    assert [tuple(found) for found in fast_record(value) or []] == contract_record(value)
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        _event("log", {"id": "d"}, project="acme\n"),  # Python's `$` would take it
+        _event("log", {"id": "d"}, project=""),
+        _event("log", {"id": "d"}, project="a/b"),
+        _event("log", {"id": "d"}, project="x" * 129),
+        _event("log", {"id": "d"}, ts="2026-01-01T00:00:00"),
+        _event("log", {"id": "d"}, ts="2026-02-30T00:00:00Z"),
+        _event("log", {"id": "d"}, event_id=""),
+        _event("log", {"id": "d"}, extra=1),
+        _event("log", {"id": "d"}, type="metric"),
+        {k: v for k, v in _event("log", {"id": "d"}).items() if k != "type"},
+        {k: v for k, v in _event("log", {"id": "d"}).items() if k != "ts"},
+        _event("log", {}),
+    ],
+)
+def test_a_record_with_a_bad_envelope_is_refused_by_both(event: dict[str, Any]) -> None:
+    value = orjson.dumps([_event("trace", {"id": "t"}, event_id="evt_0"), event])
+    assert contract_record(value) is None
+    assert fast_record(value) is None
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        _event("node", {"id": "n", "kind": "event", "trace_id": "t"}),  # not mirrored
+        _event("delete", {"kind": "log", "id": "d"}),  # not mirrored
+        _event("log", {"id": "d", "metadata": {"note": "a\x00b"}}),  # NUL: the contract's
+        _event("log", {"id": "d"}, ts="2026-01-01 00:00:00+00:00"),  # stricter form
+    ],
+)
+def test_what_the_mirror_does_not_judge_goes_to_the_contract(event: dict[str, Any]) -> None:
+    value = orjson.dumps([event])
+    assert fast_record(value) is None
+    assert contract_record(value) is not None
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    etypes=st.lists(st.sampled_from(sorted(MODELS)), min_size=1, max_size=4),
+    data=st.data(),
+    ts=st.sampled_from(DATETIMES) | st.datetimes(timezones=st.timezones()).map(str),
+    project=st.sampled_from(["acme", "a.b:c@d-e_f", "-x", "A", "a b", "é"]),
+)
+def test_generated_records_the_mirror_accepts_the_contract_accepts(
+    etypes: list[str], data: st.DataObject, ts: str, project: str
+) -> None:
+    events = [
+        _event(etype, data.draw(_bodies(etype)), event_id=f"e{i}", ts=ts, project=project)
+        for i, etype in enumerate(etypes)
+    ]
+    value = orjson.dumps(events)
+    fast = fast_record(value)
+    if fast is not None:
+        assert [tuple(found) for found in fast] == contract_record(value)

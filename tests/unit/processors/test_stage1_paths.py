@@ -1,0 +1,69 @@
+"""Stage 1 reads a record three ways (the contract's msgspec mirror, the contract's models
+over the whole record, each event alone): whichever way a record takes, the states, outputs
+and dead letters are the same."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from logflume.synthetic import generate_events, pack_events
+from processors import stage1
+from processors.outcome import Origin
+from processors.stage1 import process_events_record
+
+LIMIT = 1 << 20
+
+
+def run(records: list[tuple[int, bytes]]) -> tuple[dict[str, Any], list[Any], list[Any], int]:
+    table: dict[str, Any] = {}
+    outputs: list[Any] = []
+    dead: list[Any] = []
+    duplicates = 0
+    for offset, (partition, value) in enumerate(records):
+        outcome = process_events_record(
+            value, Origin("events", partition, offset), table.get, max_event_bytes=LIMIT
+        )
+        table.update(outcome.writes)
+        outputs += [(o.key, o.value) for o in outcome.outputs]
+        dead += [(d.index, d.reason, d.event_id) for d in outcome.dead_letters]
+        duplicates += outcome.duplicates
+    return table, outputs, dead, duplicates
+
+
+@pytest.mark.parametrize("payload_bytes", [0, 200])
+def test_the_mirror_changes_nothing_but_the_cost(
+    monkeypatch: pytest.MonkeyPatch, payload_bytes: int
+) -> None:
+    events = generate_events(4000, seed=5, payload_bytes=payload_bytes)
+    # Duplicated records too: redelivery must meet the same states either way.
+    records = pack_events(events, 4, seed=5)
+    records += records[: len(records) // 3]
+    fast = run(records)
+    taken = sum(stage1.fast_record(value) is not None for _, value in records)
+    assert taken >= 0.9 * len(records)  # the fast path is the common one
+    monkeypatch.setattr(stage1, "fast_record", lambda value: None)
+    assert run(records) == fast
+
+
+def test_a_record_of_one_bad_event_keeps_its_good_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    good = {
+        "event_id": "e1",
+        "type": "trace",
+        "ts": "2026-01-01T00:00:00+00:00",
+        "project": "p",
+        "body": {"id": "t1", "name": "chat", "start_time": "2026-01-01T00:00:00.5+01:00"},
+    }
+    bad = {**good, "event_id": "e2", "body": {"id": ""}}
+    value = orjson.dumps([good, bad])
+    assert stage1.fast_record(value) is None
+    table, outputs, dead, _ = run([(0, value)])
+    assert [key for key, _ in outputs] and len(table) == 1
+    assert [(index, event_id) for index, _, event_id in dead] == [(1, "e2")]
+    (entity,) = [value for _, value in outputs]
+    # the datetimes as the contract's JSON dump writes them, whichever path
+    assert entity["start_time"] == "2026-01-01T00:00:00.500000+01:00"
+    alone = run([(0, orjson.dumps([good]))])
+    assert alone[1] == outputs
