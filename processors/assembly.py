@@ -26,6 +26,7 @@ both and for states written before.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,14 @@ _SUMMED = (
 
 def _utc(value: str | None) -> str | None:
     """ISO time in UTC, so that min / max over strings are min / max over instants."""
-    return datetime.fromisoformat(value).astimezone(UTC).isoformat() if value else None
+    return _utc_text(value) if value else None
+
+
+# An entity's times come back with every version of it (and a span's start with each of its
+# updates): parsed once. Pure functions of a string, so a cache is exact.
+@functools.lru_cache(maxsize=1 << 16)
+def _utc_text(value: str) -> str:
+    return datetime.fromisoformat(value).astimezone(UTC).isoformat()
 
 
 def _parent(entity: dict[str, Any]) -> str | None:
