@@ -67,7 +67,21 @@ def price_call(
     """The price of a call, or None when the model (or provider) is not in the table."""
     if not model:
         return None
-    model_price = _model_price(provider or None, model, at.date())
+    return _price(provider or None, model, at.date(), prompt_tokens, output_tokens, cached_tokens)
+
+
+# Calls repeat (one model, a day, the usual token counts; a log's every version prices its
+# call again): a pure function of its arguments, so a cache is exact.
+@lru_cache(maxsize=1 << 16)
+def _price(
+    provider: str | None,
+    model: str,
+    day: date,
+    prompt_tokens: int,
+    output_tokens: int,
+    cached_tokens: int,
+) -> Price | None:
+    model_price = _model_price(provider, model, day)
     if model_price is None:
         return None
     cached = min(cached_tokens, prompt_tokens)
