@@ -231,6 +231,8 @@ class Design:
     async def sustained(self, events: list[bytes], per_record: int, timeout_s: float) -> dict:
         s = self.settings
         records = pack_events(events, s.partitions, max_per_record=per_record)
+        # (the oracle runs before the clock starts: ~1 minute per 500,000 events here)
+        console.print(f"[dim]{self.name}: computing the oracle of {len(events):,} events")
         oracle = run_stages(s, [*self.warm_records, *records], len(events)).oracle
         targets = final_targets(oracle)
         roles, cpu_before = self.cpu_reading()

@@ -4,6 +4,7 @@ and dead letters are the same."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
@@ -67,3 +68,23 @@ def test_a_record_of_one_bad_event_keeps_its_good_ones(monkeypatch: pytest.Monke
     assert entity["start_time"] == "2026-01-01T00:00:00.500000+01:00"
     alone = run([(0, orjson.dumps([good]))])
     assert alone[1] == outputs
+
+
+def test_nan_read_by_the_standard_library_is_refused_not_made_null() -> None:
+    """A record orjson refuses for a NaN (Python's ``json.dumps`` writes one) is read with
+    the standard library; orjson would re-encode the NaN as null, which the mirror would
+    accept, so that event is judged by the contract: a dead letter naming the field."""
+    good = {
+        "event_id": "e1",
+        "type": "log",
+        "ts": "2026-01-01T00:00:00+00:00",
+        "project": "p",
+        "body": {"id": "d1", "prompt_tokens": 3},
+    }
+    bad = {**good, "event_id": "e2", "body": {"id": "d2", "prompt_tokens": float("nan")}}
+    value = json.dumps([good, bad]).encode()
+    assert b"NaN" in value
+    _, outputs, dead, _ = run([(0, value)])
+    assert [(index, event_id) for index, _, event_id in dead] == [(1, "e2")]
+    assert dead[0][1].startswith("body.prompt_tokens")
+    assert [entity["id"] for _, entity in outputs] == ["d1"]
