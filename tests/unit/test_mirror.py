@@ -624,3 +624,15 @@ def test_generated_records_the_mirror_accepts_the_contract_accepts(
     fast = fast_record(value)
     if fast is not None:
         assert [tuple(found) for found in fast] == contract_record(value)
+
+
+def test_a_repeated_key_goes_to_the_contract() -> None:
+    """orjson and the contract keep the last of a repeated key; the mirror refuses the
+    record, so it never judges a value other than the one that is merged."""
+    body = b'{"id":"d","prompt_tokens":5,"prompt_tokens":-1}'
+    value = b'[{"event_id":"e","type":"log","ts":"2026-01-01T00:00:00Z","project":"p","body":%b}]'
+    assert fast_record(value % body) is None
+    assert contract_record(value % body) is None  # the last one, -1, is refused
+    fixed = body.replace(b"5,", b"-1,").replace(b":-1}", b":5}")
+    assert fast_record(value % fixed) is None
+    assert contract_record(value % fixed) is not None
