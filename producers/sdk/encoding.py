@@ -28,6 +28,7 @@ A rejected event is re-parsed whole with :func:`producers.contract.parse_event`,
 
 from __future__ import annotations
 
+import math
 import os
 import random
 from collections.abc import Callable, Mapping
@@ -181,9 +182,14 @@ class EventEncoder:
             for name in stamp:
                 body[name] = text
         try:
-            return orjson.dumps(body, default=to_jsonable)
+            data = orjson.dumps(body, default=to_jsonable)
         except TypeError:
             raise ContractError([_unserializable_field(body)]) from None
+        if b"null" in data:  # orjson writes NaN and the infinities as null, silently
+            where = _non_finite(body, "body")
+            if where is not None:
+                raise ContractError([FieldError(where, "Input should be a finite number")])
+        return data
 
     def finish(self, etype: str, ts: float, body_bytes: bytes) -> Encoded:
         """The routing key and wire bytes of a serialized body (the worker's part);
@@ -223,6 +229,23 @@ def _contract_error(data: bytes, max_bytes: int | None = None) -> ContractError:
     except ContractError as exc:
         return exc
     return ContractError([FieldError("body", "rejected by the contract")])  # pragma: no cover
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinity in plain containers, or None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else path
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _non_finite(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _non_finite(item, f"{path}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _unserializable_field(body: dict[str, Any]) -> FieldError:

@@ -109,6 +109,27 @@ def test_unserializable_value_names_the_field_and_type_only() -> None:
     assert "1.5" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"id": "d", "prompt_cost": float("nan")}, "body.prompt_cost"),
+        ({"id": "d", "duration": float("inf")}, "body.duration"),
+        ({"id": "d", "metadata": {"a": [1.0, float("-inf")]}}, "body.metadata.a[1]"),
+    ],
+)
+def test_nan_and_infinities_are_refused_not_sent_as_null(body: dict[str, Any], field: str) -> None:
+    """orjson writes them as null, which would change the caller's value silently."""
+    with pytest.raises(ContractError) as info:
+        ENCODER.encode("log", time.time(), body, ())
+    assert info.value.fields == (field,)
+
+
+def test_nulls_and_finite_numbers_still_pass() -> None:
+    body = {"id": "d", "output": None, "prompt_cost": 0.5, "metadata": {"x": None, "y": [2.5]}}
+    _, data = ENCODER.encode("log", time.time(), body, ())
+    assert orjson.loads(data)["body"] == body
+
+
 def test_too_large_event_is_rejected_as_event() -> None:
     small = EventEncoder("p", max_event_bytes=2048)
     with pytest.raises(ContractError) as info:
