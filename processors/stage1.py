@@ -36,9 +36,6 @@ from .unsaved import private_event, private_record, unsaved_event
 __all__ = ["entity_output_key", "merge_events", "process_events_record"]
 
 _RECORD = TypeAdapter(list[Event])
-# The types the mirror does not cover, as a compact JSON encoder (the SDK's, the gateway's)
-# writes them; only a hint of which way is cheaper, never a verdict.
-_UNMIRRORED = (b'"type":"node"', b'"type":"delete"')
 # Levels an event's values gain in its entity's state (state -> "mut" -> field -> entry).
 _STATE_HEADROOM = 4
 
@@ -58,10 +55,8 @@ def _parse(
 
     Three ways, cheapest first: the contract's msgspec mirror accepts the whole record
     (:func:`producers.contract.mirror.fast_record`, never looser than the contract); the
-    contract's models accept the whole record (tried only for a record holding a type the
-    mirror does not cover: a record the mirror refused for a bad event would be refused
-    again); else each event alone, the mirror then the contract, so that only the bad ones
-    become dead letters."""
+    contract's models accept the whole record; else each event alone, the mirror then the
+    contract, so that only the bad ones become dead letters."""
     if len(value) <= max_event_bytes and value[:1] == b"[":
         fast = fast_record(value) if _shallow(value) else None
         if fast is not None:
@@ -70,13 +65,16 @@ def _parse(
                 return [_fast_event(item, found) for item, found in zip(items, fast, strict=True)]
             except orjson.JSONDecodeError:
                 pass
-        if any(mark in value for mark in _UNMIRRORED):
-            try:  # validate_json also refuses JSON nested deeper than ~200 levels
-                events = _RECORD.validate_json(value)
-                items = orjson.loads(value)
-                return [plain_event(e, it["body"]) for e, it in zip(events, items, strict=True)]
-            except (ValidationError, orjson.JSONDecodeError):
-                pass  # find which events are bad, one by one
+        # A record the mirror refused may still be valid whole (a type it does not cover, a
+        # stricter rule of its own): the contract's verdict over the original bytes, as
+        # before the mirror (one by one, each event is re-encoded: sizes and number forms
+        # may differ).
+        try:  # validate_json also refuses JSON nested deeper than ~200 levels
+            events = _RECORD.validate_json(value)
+            items = orjson.loads(value)
+            return [plain_event(e, it["body"]) for e, it in zip(events, items, strict=True)]
+        except (ValidationError, orjson.JSONDecodeError):
+            pass  # find which events are bad, one by one
     items = load_record(value, origin, outcome)
     # orjson writes NaN and the infinities (which only the standard library's reading of a
     # record lets in) as null, so the mirror may judge an event's re-encoding only when

@@ -238,6 +238,10 @@ INVALID: list[tuple[str, dict[str, Any]]] = [
     ("log", {"id": "d", "start_time": "yesterday"}),
     ("log", {"id": "d", "start_time": "2026-01-02T00:00:00Z", "end_time": "2026-01-01T00:00:00Z"}),
     ("log", {"id": "d", "created_at": "2026-01-01T25:00:00Z"}),
+    # Python's fromisoformat takes offset minutes of 60-99 (as the next hour); pydantic not
+    ("log", {"id": "d", "start_time": "2026-01-01T00:00:00+05:60"}),
+    ("trace", {"id": "t", "end_time": "2026-01-01T00:00:00-03:75"}),
+    ("feedback", {"id": "f", "log_id": "l", "value": 1, "created_at": "2026-01-01T00:00:00+24:00"}),
     ("log", {"id": "d", "batches": ["ok", ""]}),
     ("log", {"id": "d", "finish_reason": "x" * 1025}),
     ("log", {"id": "d", "log_kind": "flow", "prompt": {"model": "m"}}),
@@ -384,7 +388,7 @@ def schema_digest(model: type[BaseModel]) -> str:
 @pytest.mark.parametrize("etype", sorted(MODELS))
 def test_the_contract_is_the_one_the_mirror_was_reviewed_against(etype: str) -> None:
     """Fails when the contract's model changes (a field, a bound, a pattern): review
-    ``producers/sdk/fastcheck.py`` against it, then pin the new digest here."""
+    ``producers/contract/mirror.py`` against it, then pin the new digest here."""
     assert schema_digest(MODELS[etype]) == SCHEMA_SHA256[etype]
 
 
@@ -403,6 +407,8 @@ DATETIMES = [
     "2026-01-01T00:00:00.1234567Z",
     "2026-01-01T00:00:00+24:00",
     "2026-01-01T00:00:00-23:59",
+    "2026-01-01T00:00:00+05:60",
+    "2026-01-01T00:00:00-03:99",
     "2026-01-01T00:00:00+0000",
     "0000-01-01T00:00:00Z",
     "9999-12-31T23:59:59.999999-23:59",
@@ -577,6 +583,7 @@ def test_a_record_of_valid_events_is_accepted_whole(etype: str, body: dict[str, 
         _event("log", {"id": "d"}, project="x" * 129),
         _event("log", {"id": "d"}, ts="2026-01-01T00:00:00"),
         _event("log", {"id": "d"}, ts="2026-02-30T00:00:00Z"),
+        _event("log", {"id": "d"}, ts="2026-01-01T00:00:00+05:60"),
         _event("log", {"id": "d"}, event_id=""),
         _event("log", {"id": "d"}, extra=1),
         _event("log", {"id": "d"}, type="metric"),

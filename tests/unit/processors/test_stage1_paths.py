@@ -88,3 +88,20 @@ def test_nan_read_by_the_standard_library_is_refused_not_made_null() -> None:
     assert [(index, event_id) for index, _, event_id in dead] == [(1, "e2")]
     assert dead[0][1].startswith("body.prompt_tokens")
     assert [entity["id"] for _, entity in outputs] == ["d1"]
+
+
+def test_a_valid_record_the_mirror_refuses_is_judged_whole_on_its_own_bytes() -> None:
+    """A path the mirror is stricter about ("a/...b" is valid), and numbers that orjson
+    re-encodes longer (1E5 -> 100000.0): the record is exactly at the size limit and valid,
+    so nothing is dead-lettered (event by event, the re-encoded event would be over it)."""
+    body = b'{"id":"d","path":"a/...b","metadata":{"x":[' + b",".join([b"1E5"] * 20) + b"]}}"
+    value = (
+        b'[{"event_id":"e","type":"log","ts":"2026-01-01T00:00:00Z","project":"p","body":%b}]'
+        % body
+    )
+    assert stage1.fast_record(value) is None
+    outcome = process_events_record(
+        value, Origin("events", 0, 0), {}.get, max_event_bytes=len(value)
+    )
+    assert not outcome.dead_letters
+    assert [o.value["id"] for o in outcome.outputs] == ["d"]
