@@ -24,6 +24,7 @@ its ``usage`` and model, kept in the state as fields of their own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,7 @@ __all__ = [
     "entity_key",
     "plain_event",
     "to_change",
+    "wire_event",
 ]
 
 # Fields a log keeps from its first create (architecture section 2: immutable).
@@ -103,13 +105,26 @@ def plain_event(event: Event, raw_body: dict[str, Any] | None = None) -> PlainEv
     if raw_body is None:
         body = event.body.model_dump(mode="json", exclude_unset=True)
     else:
-        body = dict(raw_body)
-        for name in TIME_FIELDS:
-            if body.get(name) is not None:
-                body[name] = json_time(getattr(event.body, name))
+        body = _json_times(dict(raw_body), lambda name: getattr(event.body, name))
     return PlainEvent(
         event.type, event.event_id, event.project, event.ts, entity_identity(event), body
     )
+
+
+def wire_event(item: dict[str, Any], etype: str, identity: str, ts: datetime) -> PlainEvent:
+    """An event as decoded from the wire, checked by the contract's mirror (which found its
+    type, identity and emit time), as stage 1's plain event; its body is re-used."""
+    body = item["body"]
+    _json_times(body, lambda name: datetime.fromisoformat(body[name]))
+    return PlainEvent(etype, item["event_id"], item["project"], ts, identity, body)
+
+
+def _json_times(body: dict[str, Any], time_of: Callable[[str], datetime]) -> dict[str, Any]:
+    """``body`` with its datetimes (``time_of`` each field) in the contract's JSON form."""
+    for name in TIME_FIELDS:
+        if body.get(name) is not None:
+            body[name] = json_time(time_of(name))
+    return body
 
 
 def entity_key(kind: str, project: str, identity: str) -> str:

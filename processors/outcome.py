@@ -30,6 +30,7 @@ __all__ = [
     "Output",
     "encode_dead_letter",
     "load_record",
+    "read_record",
 ]
 
 # Reads one table value (a plain JSON-able dict) by key; None when absent.
@@ -59,21 +60,26 @@ class Outcome:
 
 def load_record(value: bytes, origin: Origin, outcome: Outcome) -> list[Any]:
     """The items of a record holding a JSON array (or one object); a record that is not
-    JSON becomes one dead letter and yields nothing.
+    JSON becomes one dead letter and yields nothing (see :func:`read_record`)."""
+    return read_record(value, origin, outcome)[0]
+
+
+def read_record(value: bytes, origin: Origin, outcome: Outcome) -> tuple[list[Any], bool]:
+    """:func:`load_record`'s items, and whether orjson read them (else the standard library).
 
     A record that orjson refuses is read again with the standard library, which accepts the
     ``NaN`` and ``Infinity`` that Python's own ``json.dumps`` writes: then only the events
     holding them are dead-lettered (naming the field), not every valid event beside them.
     """
     try:
-        decoded = orjson.loads(value)
+        decoded, by_orjson = orjson.loads(value), True
     except orjson.JSONDecodeError as exc:
         try:
-            decoded = json.loads(value)
+            decoded, by_orjson = json.loads(value), False
         except (ValueError, RecursionError):
             reason = f"record is not valid JSON: {exc}"
             outcome.dead_letters.append(DeadLetter(origin, -1, reason, value))
-            return []
+            return [], False
     items = decoded if isinstance(decoded, list) else [decoded]
     outcome.inputs += len(items)
-    return items
+    return items, by_orjson

@@ -17,7 +17,6 @@ payload again, instead of finding it already merged and gone.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -25,11 +24,11 @@ from pydantic import TypeAdapter, ValidationError
 
 from producers.contract import ContractError, Event, validate_event
 from producers.contract.keys import project_key
-from producers.contract.mirror import FastEvent, fast_record
+from producers.contract.mirror import fast_record
 
-from .entities import TIME_FIELDS, PlainEvent, canonical_entity, json_time, plain_event, to_change
+from .entities import PlainEvent, canonical_entity, plain_event, to_change, wire_event
 from .merge import apply_change
-from .outcome import DeadLetter, Lookup, Origin, Outcome, Output, load_record
+from .outcome import DeadLetter, Lookup, Origin, Outcome, Output, read_record
 from .text import NUL_ESCAPE
 from .unsaved import private_event, private_record, unsaved_event
 
@@ -58,13 +57,14 @@ def _parse(
     contract's models accept the whole record; else each event alone, the mirror then the
     contract, so that only the bad ones become dead letters."""
     if len(value) <= max_event_bytes and value[:1] == b"[":
-        fast = fast_record(value) if _shallow(value) else None
+        fast = fast_record(value)
         if fast is not None:
             try:  # (orjson refuses what msgspec may take, such as an escaped lone surrogate)
                 items = orjson.loads(value)
-                return [_fast_event(item, found) for item, found in zip(items, fast, strict=True)]
             except orjson.JSONDecodeError:
-                pass
+                items = None
+            if items is not None and _shallow(value, items):
+                return [wire_event(it, *found) for it, found in zip(items, fast, strict=True)]
         # A record the mirror refused may still be valid whole (a type it does not cover, a
         # stricter rule of its own): the contract's verdict over the original bytes, as
         # before the mirror (one by one, each event is re-encoded: sizes and number forms
@@ -75,11 +75,10 @@ def _parse(
             return [plain_event(e, it["body"]) for e, it in zip(events, items, strict=True)]
         except (ValidationError, orjson.JSONDecodeError):
             pass  # find which events are bad, one by one
-    items = load_record(value, origin, outcome)
     # orjson writes NaN and the infinities (which only the standard library's reading of a
     # record lets in) as null, so the mirror may judge an event's re-encoding only when
-    # orjson itself reads the record; else the contract judges the decoded values.
-    mirrored = _orjson_reads(value)
+    # orjson itself read the record; else the contract judges the decoded values.
+    items, mirrored = read_record(value, origin, outcome)
     plain: list[PlainEvent] = []
     for index, item in enumerate(items):
         event_id = item.get("event_id") if isinstance(item, dict) else None
@@ -101,7 +100,7 @@ def _parse(
             continue
         found = fast_record(b"[%b]" % raw) if mirrored else None  # most events are good
         if found is not None:
-            plain.append(_fast_event(item, found[0]))
+            plain.append(wire_event(item, *found[0]))
             continue
         try:
             event = validate_event(item)
@@ -113,39 +112,22 @@ def _parse(
     return plain
 
 
-def _orjson_reads(value: bytes) -> bool:
-    try:
-        orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return False
-    return True
-
-
 # Below this many brackets a record cannot nest deep enough to matter (see _shallow).
 _SHALLOW_BRACKETS = 200
 
 
-def _shallow(value: bytes) -> bool:
-    """Whether every event of the record, nested a few levels deeper in its entity's state,
-    still encodes (orjson writes at most 254 levels; the contract's ``validate_json`` refuses
-    ~200, the mirror has no limit of its own). Counting brackets bounds the depth cheaply."""
+def _shallow(value: bytes, items: list[Any]) -> bool:
+    """Whether every event of the record (``items``, decoded), nested a few levels deeper in
+    its entity's state, still encodes (orjson writes at most 254 levels; the contract's
+    ``validate_json`` refuses ~200, the mirror has no limit of its own). Counting brackets
+    bounds the depth cheaply."""
     if value.count(b"[") + value.count(b"{") < _SHALLOW_BRACKETS:
         return True
     try:
-        orjson.dumps(_nested(orjson.loads(value), _STATE_HEADROOM))
-    except (orjson.JSONEncodeError, orjson.JSONDecodeError):
+        orjson.dumps(_nested(items, _STATE_HEADROOM))
+    except orjson.JSONEncodeError:
         return False
     return True
-
-
-def _fast_event(item: dict[str, Any], found: FastEvent) -> PlainEvent:
-    """The plain event of an item the mirror accepted (its datetimes in the contract's form)."""
-    body = item["body"]
-    for name in TIME_FIELDS:
-        text = body.get(name)
-        if text is not None:
-            body[name] = json_time(datetime.fromisoformat(text))
-    return PlainEvent(found.type, item["event_id"], item["project"], found.ts, found.identity, body)
 
 
 def _private_raw(item: Any, raw: bytes, lookup: Lookup) -> bytes:
