@@ -145,6 +145,12 @@ class ProcessorOptions(BaseSettings):
         description="A state quiet this long leaves memory for the worker's disk "
         "(processors.cold) until its TTL; 0 keeps every state in memory.",
     )
+    gc_full_interval_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Period of the worker's full garbage collection: between them the "
+        "collector walks only what the current output window allocated (kernel.runtime.Heap).",
+    )
     ttl_sweep_interval_s: float = Field(
         default=60.0, gt=0, description="Period of the sweep that moves and expires states."
     )

@@ -49,6 +49,7 @@ from typing import Any, NoReturn
 import faust
 from faust.types import EventT, StreamT
 
+from kernel.runtime import HEAP
 from kernel.settings import Settings
 from processors.app import (
     ExpiringTable,
@@ -273,6 +274,7 @@ class Stage:
             flushed = self.runner.flush()
             writes = self.table.take_writes()
             snapshot = self._snapshot_if_due()  # the table exactly as of these writes
+            HEAP.settle()  # what lives on leaves the collector's sight (kernel.runtime)
             sent = [await self._send(t, value, p) for t, p, value in flushed.records]
             self.stats.outputs += sum(len(values) for values in flushed.outputs.values())
             self.stats.output_records += len(flushed.records)

@@ -22,13 +22,14 @@ from kernel.metrics import (
     watch_lag,
     with_probes,
 )
+from kernel.runtime import HEAP, Heap
 from kernel.settings import Settings
 
 if TYPE_CHECKING:
     from processors.agents import Stage
     from processors.watchdog import Watchdog
 
-__all__ = ["LivenessCollector", "StageCollector", "instrument_processor"]
+__all__ = ["HeapCollector", "LivenessCollector", "StageCollector", "instrument_processor"]
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,32 @@ class LivenessCollector(Collector):
         yield lag
 
 
+class HeapCollector(Collector):
+    """The worker's full garbage collections (:class:`kernel.runtime.Heap`):
+    ``logflume_gc_full_passes_total``, ``logflume_gc_full_seconds_total`` (their pauses) and
+    ``logflume_gc_collected_total`` (unreachable objects they freed: cyclic garbage that
+    was frozen while alive; steady growth here is memory the interval holds)."""
+
+    def __init__(self, heap: Heap = HEAP) -> None:
+        self._heap = heap
+
+    def collect(self) -> Iterator[Metric]:
+        heap = self._heap
+        yield CounterMetricFamily(
+            "logflume_gc_full_passes", "Full garbage collections.", value=heap.full_passes
+        )
+        yield CounterMetricFamily(
+            "logflume_gc_full_seconds",
+            "Time spent in full garbage collections.",
+            value=heap.full_seconds_total,
+        )
+        yield CounterMetricFamily(
+            "logflume_gc_collected",
+            "Unreachable objects freed by the full garbage collections.",
+            value=heap.collected_total,
+        )
+
+
 def instrument_processor(
     settings: Settings, stages: Mapping[str, Stage], watchdog: Watchdog | None = None
 ) -> int | None:
@@ -136,6 +163,7 @@ def instrument_processor(
     if port is None:
         return None
     PROCESSOR_REGISTRY.register(StageCollector(stages))
+    PROCESSOR_REGISTRY.register(HeapCollector())
     watch_lag(settings, settings.processors_group, PROCESSOR_LAG)
     if watchdog is None:
         return serve(settings, "process", PROCESSOR_REGISTRY)

@@ -34,6 +34,7 @@ from typing import Any
 
 import orjson
 
+from kernel.runtime import HEAP
 from kernel.settings import Settings, Topics
 
 from .codec import encode_dead_letter
@@ -178,6 +179,7 @@ class SequentialStages:
         self._publish_dead(emitted, 0, publish)
         if self.runners["entities"].window.records >= self.window_records:
             self._flush("entities", emitted, publish)
+            HEAP.settle()  # as the live agents do at each window (kernel.runtime)
         return emitted
 
     def finish(self, publish: Publish) -> Emitted:
@@ -186,6 +188,7 @@ class SequentialStages:
         for name in STAGES:
             if self.runners[name].window.records:
                 self._flush(name, emitted, publish)
+        HEAP.settle()
         return emitted
 
     def _flush(self, name: StageName, emitted: Emitted, publish: Publish) -> None:
@@ -242,6 +245,7 @@ class SequentialStages:
             self._reduce("entities", Origin(self.topics.events, partition, offset), value, emitted)
         drained = self.runners["entities"].drain()
         emitted.entities = [o.value for o in drained.get(self.topics.entities, [])]
+        HEAP.settle()  # a batch is replay's window (kernel.runtime)
         return emitted
 
     def downstream(self, entities: list[dict[str, Any]], emitted: Emitted) -> None:

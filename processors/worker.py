@@ -28,7 +28,7 @@ import faust
 
 from kernel.errors import ServiceError
 from kernel.logs import LogFormat, apply_format
-from kernel.runtime import tune_gc
+from kernel.runtime import HEAP, tune_gc
 from kernel.settings import Settings
 from kernel.topics import ensure_topics
 from processors.agents import STAGES, Reducers, Stage, StageName, install_stages
@@ -223,6 +223,7 @@ def run_worker(
     patch_faust_commits()  # never commit past an unacknowledged record: processors/commits.py
     patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
     tune_gc()
+    HEAP.full_interval_s = options.gc_full_interval_s
     worker_datadir(settings, options).parent.mkdir(parents=True, exist_ok=True)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
