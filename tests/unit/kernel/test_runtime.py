@@ -76,3 +76,16 @@ def test_the_interval_restarts_after_a_full_pass() -> None:
     clock.now = 20.0
     heap.settle()
     assert heap.full_passes == 2
+
+
+def test_the_full_passes_are_metrics() -> None:
+    from processors.metrics import HeapCollector
+
+    clock = _Clock()
+    heap = Heap(full_interval_s=1, clock=clock)
+    clock.now = 1.0
+    heap.settle()
+    samples = {s.name: s.value for family in HeapCollector(heap).collect() for s in family.samples}
+    assert samples["logflume_gc_full_passes_total"] == 1
+    assert samples["logflume_gc_full_seconds_total"] > 0
+    assert samples["logflume_gc_collected_total"] == heap.collected_total
