@@ -91,7 +91,10 @@ class _Bloom:
 class _Partition:
     """One partition's file. Its Bloom filter is built by a thread of its own, so opening a
     partition costs the same whatever the file holds; until the filter is there, every
-    lookup asks SQLite (the same answers, a few microseconds slower)."""
+    lookup asks SQLite (the same answers, a few microseconds slower). A filter that fills
+    up is rebuilt twice the size the same way, and the full one answers meanwhile: a Bloom
+    filter has no false negatives however full, only more false positives (a rebuild used
+    to leave every lookup to SQLite, 17% of the lookups of a 500,000-state demotion)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -105,12 +108,16 @@ class _Partition:
         self._lock = threading.Lock()
         self._generation = 0  # a clear or a new build makes a running build's result stale
         self._added: list[str] = []  # keys stored while a build runs
+        self._building = False
         self._build_in_background()
 
-    def _build_in_background(self) -> None:
+    def _build_in_background(self, *, keep: bool = False) -> None:
+        """A new filter from the file's keys; ``keep``: the current one answers meanwhile."""
         with self._lock:
-            self.bloom = None
+            if not keep:
+                self.bloom = None
             self._added = []
+            self._building = True
             self._generation += 1
             generation = self._generation
         threading.Thread(
@@ -127,8 +134,11 @@ class _Partition:
                     bloom.add(key)
             finally:
                 reader.close()
-        except sqlite3.Error as exc:  # the filter stays off: lookups ask SQLite
+        except sqlite3.Error as exc:  # no new filter: the old one, if any, or SQLite answers
             log.warning("cold store %s: no filter (%s)", self.path, exc)
+            with self._lock:
+                if generation == self._generation:
+                    self._building = False
             return
         with self._lock:
             if generation != self._generation:
@@ -138,6 +148,7 @@ class _Partition:
             self.rows = rows + len(self._added)
             self._added = []
             self.bloom = bloom
+            self._building = False
 
     def clear(self) -> None:
         self.db.execute("DELETE FROM states")
@@ -145,6 +156,7 @@ class _Partition:
             self._generation += 1  # a build still running read the old keys
             self.rows = 0
             self._added = []
+            self._building = False
             self.bloom = _Bloom.sized(1)
 
     def may_hold(self, key: str) -> bool:
@@ -167,15 +179,18 @@ class _Partition:
             db.execute("ROLLBACK")
             raise
         with self._lock:
+            if self._building:  # the filter being built may not have read these keys
+                self._added.extend(key for key, _, _ in rows)
             bloom = self.bloom
             if bloom is None:
-                self._added.extend(key for key, _, _ in rows)
                 return
             for key, _, _ in rows:
                 bloom.add(key)
-            self.rows += len(rows)  # an upper bound (a replaced copy counts again)
-        if bloom.full:
-            self._build_in_background()
+            if not self._building:
+                self.rows += len(rows)  # an upper bound (a replaced copy counts again)
+            grow = bloom.full and not self._building
+        if grow:
+            self._build_in_background(keep=True)
 
     def delete(self, keys: list[str]) -> None:
         db = self.db

@@ -401,13 +401,18 @@ _CHECKS: Final[dict[str, tuple[msgspec.json.Decoder[Any], _Rule]]] = {
 FAST_TYPES: Final = frozenset(_CHECKS)
 
 
+_BACKSLASH: Final = ord("\\")
+
+
 def fast_identity(etype: str, body_bytes: bytes) -> str | None:
     """The entity identity of a body the mirror accepts (so the contract accepts it too), or
     None: the mirror does not judge this body, ask the contract."""
     check = _CHECKS.get(etype)
     # JSON escapes every control character, so a NUL inside any string shows as \u0000 (a
-    # literal "\u0000" in a string shows as \\u0000 and is sent to the contract too).
-    if check is None or b"\\u0000" in body_bytes:
+    # literal "\u0000" in a string shows as \\u0000 and is sent to the contract too). A
+    # body without a backslash has none: that test is a memchr (~20 ns for a typical log,
+    # the search for the sequence ~300 ns).
+    if check is None or (_BACKSLASH in body_bytes and b"\\u0000" in body_bytes):
         return None
     decoder, identity = check
     try:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
+
 from processors.cold import ColdStore
 
 
@@ -81,3 +83,39 @@ def test_states_stored_while_the_filter_is_built_are_found_after(tmp_path: Path)
     assert all(store.get(0, f"new{n}") == _state(n, 2.0) for n in range(1000))
     assert store.get(0, "old199999") == _state(199_999, 1.0)
     assert store.get(0, "never") is None
+
+
+def test_a_full_filter_answers_while_its_successor_is_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from processors import cold
+
+    release = threading.Event()
+    build = cold._Partition._build
+
+    def held_build(self: cold._Partition, generation: int) -> None:
+        if self.bloom is not None:  # a rebuild (not the first build at open): held
+            release.wait(10)
+        build(self, generation)
+
+    monkeypatch.setattr(cold._Partition, "_build", held_build)
+    part = cold._Partition(tmp_path / "0.sqlite")
+    deadline = time.monotonic() + 10
+    while part.bloom is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    first = part.bloom
+    assert first is not None
+    capacity = first.bits // cold._BITS_PER_KEY
+    value = b'{"last_ts": 1.0}'
+    part.put([(f"k{n}", 1.0, value) for n in range(capacity + 1)])  # full: a rebuild starts
+    part.put([("during", 1.0, value)])
+    assert part.bloom is first  # the full filter still answers, holding the new key too
+    assert part.may_hold("during") and part.may_hold("k0")
+    assert part.get("during") == {"last_ts": 1.0}
+    release.set()
+    while part.bloom is first and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert part.bloom is not first and part.bloom.bits > first.bits
+    assert all(part.may_hold(k) for k in ("during", "k0", f"k{capacity}"))
