@@ -119,3 +119,16 @@ def test_a_full_filter_answers_while_its_successor_is_built(
         time.sleep(0.01)
     assert part.bloom is not first and part.bloom.bits > first.bits
     assert all(part.may_hold(k) for k in ("during", "k0", f"k{capacity}"))
+
+
+def test_a_store_of_the_first_layout_counts_as_none_and_is_removed(tmp_path: Path) -> None:
+    folder = tmp_path / "changelog"
+    folder.mkdir()
+    for suffix in ("", "-wal", "-shm"):
+        (folder / f"2.sqlite{suffix}").write_bytes(b"old")
+    store = ColdStore(tmp_path, "changelog")
+    assert not store.exists(2)  # so its snapshot is not trusted: the changelog rebuilds both
+    store.open(2, trusted=False)
+    assert not any(folder.glob("2.sqlite*"))
+    store.put(2, [("log:p/1", _state(1, 1.0))])
+    assert store.get(2, "log:p/1") == _state(1, 1.0)
