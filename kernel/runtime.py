@@ -13,8 +13,10 @@ the middle generation's passes: ~14% of the pure stages' time (7.6 of 55 us per 
 ``gc.callbacks`` over ``bench/stage_cost_bench.py``'s stream), nearly all of it spent on
 states that live on. :class:`Heap` takes what is alive at the end of each output window
 out of the collector's sight (``gc.freeze``: a list splice, no walk) and collects the
-whole heap on a timer instead, so a cycle that was alive at a freeze and dies later is
-freed at the next full pass, not never.
+whole heap on a timer instead. A freeze takes cyclic garbage not yet collected along with
+the living (and resets the young generation's count, so automatic passes become rare): all
+the cycles a process drops are freed at the next full pass, so what they hold is bounded by
+what one interval makes (``logflume_gc_collected_total`` counts them).
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ class Heap:
     stages alike): what is alive then is frozen, so the collector's automatic passes walk
     only what the next window allocates. Every ``full_interval_s`` it also thaws the heap and
     collects it whole (the pause of one full pass, as CPython's own oldest-generation pass
-    would cost), which bounds what cyclic garbage frozen while alive can hold to what one
-    interval makes."""
+    would cost), which bounds the cyclic garbage held (frozen alive or already dead) to
+    what one interval makes."""
 
     def __init__(
         self,

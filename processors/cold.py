@@ -237,8 +237,13 @@ class ColdStore:
 
     def exists(self, partition: int) -> bool:
         """Whether the partition has a store on disk (a snapshot is loaded only then: the
-        states that left memory before it was taken are in the store, not in it)."""
-        return partition in self._partitions or self._path(partition).exists()
+        states that left memory before it was taken are in the store, not in it). Not while
+        a file of the first layout is there too: a worker of the older code may have moved
+        states into it since, and written the snapshot beside it (workers of one home folder
+        share the snapshots), so neither file goes with that snapshot."""
+        if partition in self._partitions:
+            return True
+        return self._path(partition).exists() and not self._first_layout(partition).exists()
 
     def close(self, partitions: Iterable[int]) -> None:
         for partition in partitions:
@@ -287,6 +292,9 @@ class ColdStore:
         no store, so its partition is rebuilt from the changelog; it is removed at open."""
         return self.folder / f"{partition}.{_LAYOUT}.sqlite"
 
+    def _first_layout(self, partition: int) -> Path:
+        return self.folder / f"{partition}.sqlite"
+
     def _remove_first_layout(self, partition: int) -> None:
-        for suffix in ("", "-wal", "-shm"):
-            (self.folder / f"{partition}.sqlite{suffix}").unlink(missing_ok=True)
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{self._first_layout(partition)}{suffix}").unlink(missing_ok=True)

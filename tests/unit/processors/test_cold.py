@@ -132,3 +132,18 @@ def test_a_store_of_the_first_layout_counts_as_none_and_is_removed(tmp_path: Pat
     assert not any(folder.glob("2.sqlite*"))
     store.put(2, [("log:p/1", _state(1, 1.0))])
     assert store.get(2, "log:p/1") == _state(1, 1.0)
+
+
+def test_a_store_beside_a_file_of_the_first_layout_is_not_trusted(tmp_path: Path) -> None:
+    # A worker of the older code took the partition meanwhile: it may have moved states into
+    # the first layout's file and written the shared snapshot; the new layout's store is stale.
+    store = ColdStore(tmp_path, "changelog")
+    store.open(1, trusted=False)
+    store.put(1, [("log:p/1", _state(1, 1.0))])
+    store.close([1])
+    assert store.exists(1)
+    (tmp_path / "changelog" / "1.sqlite").write_bytes(b"older code's store")
+    assert not store.exists(1)  # so the snapshot is not loaded and the store is cleared
+    store.open(1, trusted=False)
+    assert store.get(1, "log:p/1") is None
+    assert not (tmp_path / "changelog" / "1.sqlite").exists()
