@@ -131,8 +131,9 @@ class LivenessCollector(Collector):
 class HeapCollector(Collector):
     """The worker's full garbage collections (:class:`kernel.runtime.Heap`):
     ``logflume_gc_full_passes_total``, ``logflume_gc_full_seconds_total`` (their pauses) and
-    ``logflume_gc_collected_total`` (unreachable objects they freed: cyclic garbage that
-    was frozen while alive; steady growth here is memory the interval holds)."""
+    ``logflume_gc_collected_total`` (unreachable objects they freed: cyclic garbage a
+    freeze took along, alive or already dead; steady growth here is memory the interval
+    holds)."""
 
     def __init__(self, heap: Heap = HEAP) -> None:
         self._heap = heap
