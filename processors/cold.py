@@ -14,6 +14,9 @@ Consistency with the changelog and the snapshots (:mod:`processors.snapshots`):
   it comes, removes both.
 - A state is committed to its cold store before it leaves the hot tier, so a snapshot
   taken after that (which no longer holds it) is always completed by the cold store.
+- A state moves only once Kafka holds its latest write (and so its window's outputs): a
+  cold copy never runs ahead of the changelog, so a killed worker's successor cannot take
+  redelivered events for duplicates of ones whose outputs were never sent.
 - A hot state wins over a cold copy of the same key (the cold copy may be older: the
   state came back and changed since).
 - The cold store of a partition is trusted only together with a snapshot of the same home

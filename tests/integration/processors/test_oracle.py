@@ -212,6 +212,56 @@ _COLD = {
 }
 
 
+# Windows of exactly this many records, and no age limit: the test decides which records a
+# worker has flushed and which it holds.
+_WINDOW_RECORDS = 50
+
+
+async def _hold_quiet_states(
+    settings: Settings, workers: Workers, records: list[tuple[int, bytes]]
+) -> int:
+    """Bring a worker to a window that holds states quiet enough for the disk, with a
+    snapshot taken after the earlier states moved there: the worker's successor trusts that
+    snapshot and the cold store, so a state moved to disk with writes Kafka never got would
+    make it take the held records, redelivered, for duplicates. How many records were sent."""
+    port = _free_port()
+    metrics = f"http://127.0.0.1:{port}/metrics"
+    worker = workers.start(
+        "w1",
+        real=True,
+        LOGFLUME_METRICS_PORT=str(port - ROLE_OFFSETS["process"]),
+        **{**_COLD, **_HOLDING, "LOGFLUME_PROCESSOR_WINDOW_RECORDS": str(_WINDOW_RECORDS)},
+    )
+
+    def snapshots() -> int:
+        return worker.log.read_text(errors="replace").count("stage entities: snapshot of")
+
+    async def reduced(count: int) -> None:
+        while await asyncio.to_thread(_stage_records, metrics, "entities") < count:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+
+    bulk, filler, tail = 8 * _WINDOW_RECORDS, _WINDOW_RECORDS, _WINDOW_RECORDS - 20
+    moved = "logflume_stage_states_moved_to_disk_total"
+    async with asyncio.timeout(120):
+        await produce_records(settings, records[:bulk])  # eight whole windows, flushed
+        await reduced(bulk)
+        while await asyncio.to_thread(_stage_records, metrics, "entities", moved) < 1000:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.5)  # a snapshot is due at the next flush
+        taken = snapshots()
+        await produce_records(settings, records[bulk : bulk + filler])  # one window, flushed
+        while snapshots() == taken:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+        await produce_records(settings, records[bulk + filler : bulk + filler + tail])
+        await reduced(bulk + filler + tail)  # held: the window is not full
+    await asyncio.sleep(3)  # six sweeps over the held states, quiet by their event time
+    changelog = f"{app_id(settings)}-entity_state-changelog"
+    offsets = await _end_offsets(settings, changelog)
+    await asyncio.sleep(1)
+    assert await _end_offsets(settings, changelog) == offsets  # nothing more sent
+    return bulk + filler + tail
+
+
 async def _run(settings: Settings, workers: Workers, *, kill: str | None = None) -> None:
     """The stream through real workers equals the oracle. ``kill``: ``"mid-stream"``
     SIGKILLs one of two workers once outputs flow; ``"holding"`` SIGKILLs a worker whose
@@ -253,6 +303,10 @@ async def _run(settings: Settings, workers: Workers, *, kill: str | None = None)
         await asyncio.sleep(2)  # a snapshot of the memory tier without them
         workers.kill("w1")
         workers.start("w2", real=True, **_COLD)  # the same home: snapshot and cold files
+    elif kill == "cold-held":
+        half = await _hold_quiet_states(settings, workers, records)
+        workers.kill("w1")  # its last windows' states were due for the disk, never sent
+        workers.start("w2", real=True, **_COLD)
     else:
         workers.start("w1", real=True)
         if kill:
@@ -352,3 +406,12 @@ async def test_same_result_when_states_left_memory_before_their_late_events(
     """Issue 18: events for entities, traces and sessions whose states moved to the disk
     tier merge exactly as with unbounded state, also across a SIGKILL and a restart."""
     await _run(settings, workers, kill="cold")
+
+
+async def test_same_result_when_a_worker_dies_holding_states_due_for_the_disk(
+    settings: Settings, workers: Workers
+) -> None:
+    """A state whose window was not sent when the sweep found it quiet stays in memory: a
+    copy on disk ahead of the changelog and the outputs would outlive a SIGKILL, and the
+    successor would drop the redelivered events as duplicates (a CI run, rollups behind)."""
+    await _run(settings, workers, kill="cold-held")
