@@ -144,7 +144,7 @@ def apply_change(
         if current is None or _newer(current, ts_us, event_id):
             meta[key] = [value, ts_us, event_id]
     if not save:
-        for name in PAYLOAD_FIELDS & mut.keys():
+        for name in [name for name in PAYLOAD_FIELDS if name in mut]:
             del mut[name]
         if carried is not None:
             carried.clear()

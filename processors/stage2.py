@@ -8,7 +8,7 @@ that crashed between its state write and its output re-emits on redelivery; the 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from producers.contract.keys import from_key_part, key_part, member_key, project_key
 from producers.contract.stage_records import Contribution, MemberSummary
@@ -138,7 +138,7 @@ class _Groups:
 
 
 def _contribution(
-    group: str, project: str, group_id: str, member: str, summary: MemberSummary, last_ts: float
+    group: str, project: str, group_id: str, member: str, summary: dict[str, Any], last_ts: float
 ) -> Output:
     """A member's summary for the groups step, routed by the group's key."""
     value: Contribution = {
@@ -146,10 +146,10 @@ def _contribution(
         "project": project,
         "id": group_id,
         "member": member,
-        "summary": summary,
+        "summary": cast(MemberSummary, summary),
         "last_ts": last_ts,
     }
-    return Output(project_key(project, group_id).encode(), value)
+    return Output(project_key(project, group_id).encode(), cast(dict[str, Any], value))
 
 
 def process_entities_record(value: bytes, origin: Origin, lookup: Lookup) -> Outcome:
