@@ -62,7 +62,7 @@ from processors.app import (
 )
 from processors.codec import encode_dead_letter
 from processors.faults import WedgeHook
-from processors.outcome import DeadLetter, Lookup, Origin
+from processors.outcome import DeadLetter, Origin
 from processors.snapshots import TableSnapshot, write_partitions
 from processors.topology import (
     STAGES,
@@ -161,7 +161,6 @@ class Stage:
                 help=f"state of the {name} stage",
             )
         )
-        self.lookup: Lookup = self.table.lookup
         self.source = app.topic(
             spec.source,
             key_type=bytes,
@@ -231,7 +230,7 @@ class Stage:
         message = event.message
         raw = event.value if event.value is not None else b""
         origin = Origin(message.topic, message.partition, message.offset)
-        outcome = self.runner.reduce(raw, origin, self.lookup)
+        outcome = self.runner.reduce(raw, origin, self.table.lookup_in(message.partition))
         table = self.table
         for key, state in outcome.writes.items():
             table[key] = state  # its changelog record goes at the flush

@@ -55,6 +55,7 @@ from faust.types import TP, EventT
 from kernel.settings import ProcessorOptions, Settings
 from processors.codec import RECORD_OVERHEAD_BYTES
 from processors.cold import ColdStore
+from processors.outcome import Lookup
 from processors.snapshots import TableSnapshot, load_partition, remove_temporaries
 
 __all__ = [
@@ -237,17 +238,24 @@ class ExpiringTable(faust.Table):
             return None
         return ColdStore(self._cold_folder, self.changelog_topic.get_topic_name())
 
-    def lookup(self, key: Any) -> Any:
-        """The state of ``key`` for the record being processed: hot, else cold, else None.
-        A cold state found here becomes hot when the stage writes it back."""
-        state = self._states.get(key)
-        if state is None:
-            cold = self.cold
-            if cold is not None:
-                partition = self.partition_for_key(key)  # the record's partition
-                if partition is not None:
-                    state = cold.get(partition, key)
-        return state
+    def lookup_in(self, partition: int) -> Lookup:
+        """The lookup of the stages for a record of ``partition``: a key's state, hot, else
+        cold, else None. A cold state found here becomes hot when the stage writes it back.
+        Bound to the record's partition, so a miss in memory (every new key) goes straight
+        to that partition's cold store instead of asking Faust for the partition. For the
+        duration of one reduce: a rebalance may close the store afterwards."""
+        states = self._states
+        cold = self.cold
+        store = None if cold is None else cold.store(partition)
+        if store is None:
+            return states.get
+        get_cold = store.get
+
+        def lookup(key: str) -> dict[str, Any] | None:
+            state = states.get(key)
+            return get_cold(key) if state is None else state  # type: ignore[no-any-return]
+
+        return lookup
 
     @cached_property
     def _partition_of(self) -> dict[Any, int]:

