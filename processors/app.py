@@ -278,10 +278,6 @@ class ExpiringTable(faust.Table):
             self._in_flight.append(unsent)  # until send_writes has them acknowledged
         return unsent
 
-    def _pending(self) -> list[dict[Any, tuple[int, Any]]]:
-        """The writes Kafka does not hold yet: not taken, and taken but unacknowledged."""
-        return [self._unsent, *self._in_flight]
-
     @property
     def has_unsent(self) -> bool:
         return bool(self._unsent)
@@ -539,12 +535,11 @@ class ExpiringTable(faust.Table):
         duplicates and never sent their outputs (a CI run: rollups a few versions behind;
         ``tests/integration/processors/test_oracle.py``, states with writes in flight)."""
         states, partition_of = self._states, self._partition_of
-        pending = self._pending()
+        pending = [self._unsent, *self._in_flight]  # the writes Kafka does not hold yet
 
         def unsettled(key: Any) -> bool:
             return any(key in writes for writes in pending)
 
-        inf = float("inf")
         expired = 0
         to_cold: dict[int, list[tuple[Any, Any]]] = {}
         for key in keys:
@@ -561,7 +556,7 @@ class ExpiringTable(faust.Table):
                 partition_of.pop(key, None)
                 states.pop(key, None)
                 expired += 1
-            elif last_ts < quiet_cutoff.get(partition, -inf) and not unsettled(key):  # type: ignore[arg-type]
+            elif last_ts < quiet_cutoff.get(partition, float("-inf")) and not unsettled(key):  # type: ignore[arg-type]
                 to_cold.setdefault(partition, []).append((key, state))  # type: ignore[arg-type]
         demoted = 0
         if to_cold:
