@@ -22,21 +22,22 @@ Design (README, "Replay, export, import, verify"):
   partition), overlapping stage 2 of the previous batch; stage 2 and the groups step run
   once per batch of raw records over the newest output of each entity (see
   ``processors.sequential``); a batch of stage outputs is coalesced to one row per key
-  before one ``unnest`` upsert per table, written by a task while the next batch is
-  computed (a queue of one).
+  before one staged upsert per table (``sinks.writer``), written by a thread of its own
+  while the next batch is computed (a queue of one).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from kernel.clients import kafka_consumer, pg_connect
@@ -186,7 +187,6 @@ class Replay:
             auto_offset_reset="earliest",
         )
         await consumer.start()
-        conn: asyncpg.Connection | None = None
         try:
             window = await resolve_window(
                 consumer, s.bootstrap_servers, s.topics.events, self._since, self._until
@@ -194,18 +194,13 @@ class Replay:
             self.report.window_records = window.records
             if self._on_window is not None:
                 self._on_window(window)
-            conn = await pg_connect(self._dsn, command_timeout=600)
-            await self._replay(consumer, conn, window)
+            await self._replay(consumer, window)
         finally:
             await consumer.stop()
-            if conn is not None:
-                await conn.close()
         self.report.seconds = time.perf_counter() - started
         return self.report
 
-    async def _replay(
-        self, consumer: AIOKafkaConsumer, conn: asyncpg.Connection, window: Window
-    ) -> None:
+    async def _replay(self, consumer: AIOKafkaConsumer, window: Window) -> None:
         s, report = self._settings, self.report
         tune_gc()
         stages = SequentialStages(
@@ -224,8 +219,11 @@ class Replay:
                 max_record_bytes=s.max_record_bytes,
             )
         reader = _Reader(consumer, window)
-        queue: asyncio.Queue[Batch | None] = asyncio.Queue(maxsize=1)
-        writer = asyncio.create_task(self._writer(conn, queue))
+        batches: queue.Queue[Batch | None] = queue.Queue(maxsize=1)
+        stopping_writer = threading.Event()
+        writer = asyncio.get_running_loop().run_in_executor(
+            None, self._write_thread, batches, stopping_writer
+        )
         batch = self._new_batch()
         inflight: list[Record] | None = None  # handed to the shards, not collected yet
         try:
@@ -260,7 +258,7 @@ class Replay:
                 report.records += len(done)
                 report.events += sum(count_events(value) for _, _, value in done)
                 if len(batch) >= self._batch_values:
-                    await self._hand_over(queue, writer, batch)
+                    await self._hand_over(batches, writer, batch)
                     batch = self._new_batch()
                 if self._on_progress is not None:
                     lag = window.records - report.records
@@ -268,12 +266,11 @@ class Replay:
                     self._on_progress(progress)
             report.interrupted = not reader.done
             if len(batch):
-                await self._hand_over(queue, writer, batch)
-            await queue.put(None)
+                await self._hand_over(batches, writer, batch)
+            await self._hand_over(batches, writer, None)
             await writer
         finally:
-            if not writer.done():
-                writer.cancel()
+            stopping_writer.set()  # after an error: the writer ends after its batch in hand
             if shards is not None:
                 shards.close()
 
@@ -299,27 +296,48 @@ class Replay:
         self.report.dead_letters += len(emitted.dead_letters)
 
     async def _hand_over(
-        self, queue: asyncio.Queue[Batch | None], writer: asyncio.Task[None], batch: Batch
+        self, batches: queue.Queue[Batch | None], writer: asyncio.Future[None], batch: Batch | None
     ) -> None:
-        """Queue a batch for the writer; a failed writer raises here at once."""
-        put = asyncio.create_task(queue.put(batch))
-        await asyncio.wait({put, writer}, return_when=asyncio.FIRST_COMPLETED)
-        if writer.done():
-            put.cancel()
-            writer.result()  # raises the writer's error
-            raise RuntimeError("the replay writer stopped early")
+        """Queue a batch (None: the end) for the writer; a failed writer raises here at once."""
+        while True:
+            if writer.done():
+                writer.result()  # raises the writer's error
+                raise RuntimeError("the replay writer stopped early")
+            try:
+                batches.put_nowait(batch)
+                return
+            except queue.Full:  # the writer is a batch behind: the stages wait for it
+                await asyncio.sleep(0.01)
 
-    async def _check_alive(self, writer: asyncio.Task[None]) -> None:
+    async def _check_alive(self, writer: asyncio.Future[None]) -> None:
         if writer.done():
             writer.result()
 
-    async def _writer(self, conn: asyncpg.Connection, queue: asyncio.Queue[Batch | None]) -> None:
+    def _write_thread(self, batches: queue.Queue[Batch | None], stopping: threading.Event) -> None:
+        """The database writes, on a thread of their own with their own event loop and
+        connection. On the main loop, every statement of a batch waited for the stage work
+        in hand (hundreds of milliseconds at a time) before the next could start, and
+        PostgreSQL idled meanwhile; a thread gets the GIL back within the switch interval
+        while the stages run, so PostgreSQL works beside them."""
+        asyncio.run(self._writer(batches, stopping))
+
+    async def _writer(self, batches: queue.Queue[Batch | None], stopping: threading.Event) -> None:
         report = self.report
-        while (batch := await queue.get()) is not None:
-            tick = time.perf_counter()
-            result = await write_batch(conn, batch, timeout=600)
-            report.write_seconds += time.perf_counter() - tick
-            report.batches += 1
-            for table, rows in result.rows.items():
-                report.table_rows[table] = report.table_rows.get(table, 0) + rows
-                report.rows += rows
+        conn = await pg_connect(self._dsn, command_timeout=600)
+        try:
+            while not stopping.is_set():
+                try:
+                    batch = batches.get(timeout=0.1)  # nothing else runs on this loop
+                except queue.Empty:
+                    continue
+                if batch is None:
+                    return
+                tick = time.perf_counter()
+                result = await write_batch(conn, batch, timeout=600)
+                report.write_seconds += time.perf_counter() - tick
+                report.batches += 1
+                for table, rows in result.rows.items():
+                    report.table_rows[table] = report.table_rows.get(table, 0) + rows
+                    report.rows += rows
+        finally:
+            await conn.close()

@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from logflume.history.replay import Replay
 from logflume.history.verify import verify
 from tests.integration.replay.conftest import LiveHistory
 from tests.integration.replay.history import logflume, spawn_logflume
@@ -154,3 +155,20 @@ async def test_verify_names_the_first_differing_rows(live: LiveHistory) -> None:
     assert "1 rows differ" in out
     assert "error: the databases differ" in checked.stderr
     assert "***" in out and "logflume:logflume@" not in out  # passwords are masked
+
+
+async def test_a_refused_write_ends_the_replay_with_its_error(
+    live: LiveHistory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The writes run on a thread of their own: their failure still ends the replay, with the
+    writer's own error, and nothing is written after it."""
+
+    async def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("the database refused the batch")
+
+    monkeypatch.setattr("logflume.history.replay.write_batch", refuse)
+    replay = Replay(live.settings, live.new_database("refused"), batch_values=300)
+    with pytest.raises(RuntimeError, match="refused the batch"):
+        async with asyncio.timeout(120):
+            await replay.run()
+    assert replay.report.batches == 0
