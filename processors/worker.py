@@ -37,6 +37,7 @@ from processors.assignor import patch_faust_assignor
 from processors.codec import RECORD_OVERHEAD_BYTES
 from processors.commits import patch_faust_commits
 from processors.metrics import instrument_processor
+from processors.pricing import warm_prices
 from processors.watchdog import Watchdog
 
 __all__ = [
@@ -222,6 +223,7 @@ def run_worker(
     patch_faust_fetch_wait(options.fetch_wait_ms)
     patch_faust_commits()  # never commit past an unacknowledged record: processors/commits.py
     patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
+    warm_prices()  # before tune_gc: the price data is then frozen with the rest
     tune_gc()
     HEAP.full_interval_s = options.gc_full_interval_s
     worker_datadir(settings, options).parent.mkdir(parents=True, exist_ok=True)
