@@ -89,6 +89,7 @@ _STAGE_HELP = {
     "duplicates": "Events dropped as exact duplicates (same event_id).",
     "unpriced": "Values whose model the price table does not know.",
     "flushes": "Output windows flushed (state writes and outputs sent, records acknowledged).",
+    "reduce_cpu_seconds": "CPU seconds in the stage's reducer (stage code; not Faust, not sends).",
 }
 
 

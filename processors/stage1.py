@@ -64,6 +64,7 @@ def _parse(
             except orjson.JSONDecodeError:
                 items = None
             if items is not None and _shallow(value, items):
+                outcome.inputs += len(items)
                 return [wire_event(it, *found) for it, found in zip(items, fast, strict=True)]
         # A record the mirror refused may still be valid whole (a type it does not cover, a
         # stricter rule of its own): the contract's verdict over the original bytes, as
@@ -72,6 +73,7 @@ def _parse(
         try:  # validate_json also refuses JSON nested deeper than ~200 levels
             events = _RECORD.validate_json(value)
             items = orjson.loads(value)
+            outcome.inputs += len(items)
             return [plain_event(e, it["body"]) for e, it in zip(events, items, strict=True)]
         except (ValidationError, orjson.JSONDecodeError):
             pass  # find which events are bad, one by one

@@ -105,3 +105,22 @@ def test_a_valid_record_the_mirror_refuses_is_judged_whole_on_its_own_bytes() ->
     )
     assert not outcome.dead_letters
     assert [o.value["id"] for o in outcome.outputs] == ["d"]
+
+
+def _inputs(records: list[tuple[int, bytes]]) -> int:
+    return sum(
+        process_events_record(
+            value, Origin("events", partition, offset), {}.get, max_event_bytes=LIMIT
+        ).inputs
+        for offset, (partition, value) in enumerate(records)
+    )
+
+
+def test_every_path_counts_the_events_it_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``logflume_stage_inputs_total{stage="entities"}`` stayed at 0 while the mirror's path
+    (nearly every record) and the contract's whole-record path did not count."""
+    records = pack_events(generate_events(2000, seed=9), 4, seed=9)
+    events = sum(len(orjson.loads(value)) for _, value in records)
+    assert _inputs(records) == events  # the mirror's path, and one by one for bad records
+    monkeypatch.setattr(stage1, "fast_record", lambda value: None)
+    assert _inputs(records) == events  # the contract's models over whole records
