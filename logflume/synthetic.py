@@ -208,7 +208,12 @@ def rng_project(rng: random.Random) -> str:
     return PROJECTS[0] if rng.random() < 0.75 else PROJECTS[1]
 
 
-def _humanloop_log(gen: _Gen, n: int, parents: list[tuple[str, str]]) -> None:
+# A log joins the trace of one of its project's latest roots. Kept per project and only the
+# latest: a scan of every root so far for each log made 1,000,000 events take minutes.
+_RECENT_ROOTS = 10
+
+
+def _humanloop_log(gen: _Gen, n: int, parents: dict[str, list[str]]) -> None:
     rng, project = gen.rng, rng_project(gen.rng)
     log_id = f"data_{n}"
     reference = f"ref-{n}" if rng.random() < 0.7 else None
@@ -236,15 +241,17 @@ def _humanloop_log(gen: _Gen, n: int, parents: list[tuple[str, str]]) -> None:
         body["session_id"] = session
     if rng.random() < 0.1:
         body.update(prompt_cost=0.0012, output_cost=0.0034)  # a caller-given cost wins
-    same_project = [p for p in parents if p[0] == project]
+    recent = parents.setdefault(project, [])  # the project's latest trace roots
     kind = rng.random()  # Humanloop's other log kinds: a Flow opens a trace, a Tool joins one
-    if same_project and rng.random() < 0.2:
-        _, root = rng.choice(same_project[-10:])
+    if recent and rng.random() < 0.2:
+        root = rng.choice(recent)
         body.update(trace_id=root, trace_parent_log_id=root)
         if kind < 0.3:
             _as_kind(body, "tool", "tools/lookup", {"function": {"name": "lookup"}})
     else:
-        parents.append((project, log_id))
+        recent.append(log_id)
+        if len(recent) > _RECENT_ROOTS:
+            del recent[0]
         if kind < 0.2:
             _as_kind(body, "flow", "flows/support", {"attributes": {"v": n % 3}})
             body["log_status"] = "incomplete"
@@ -345,7 +352,7 @@ def generate_events(
     processors expire states by event time)."""
     gen = _Gen(random.Random(seed), sessions=max(40, count // 60), prompts=max(4, count // 2000))
     gen.clock = start
-    parents: list[tuple[str, str]] = []
+    parents: dict[str, list[str]] = {}  # project -> its latest trace roots
     n = 0
     while len(gen.events) < count:
         n += 1
