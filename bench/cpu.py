@@ -26,15 +26,21 @@ _TICKS_PER_S = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PROC = Path("/proc")
 
 
-def _cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of ``pid`` (all its threads), or None if it is gone."""
+def _stat_seconds(stat: Path) -> float | None:
+    """User + system CPU in a ``/proc`` ``stat`` file (a process's or one thread's), or None
+    if it is gone."""
     try:
-        stat = (_PROC / str(pid) / "stat").read_text()
+        text = stat.read_text()
     except OSError:
         return None
     # The command may hold spaces and parentheses: the fields start after the last ")".
-    fields = stat[stat.rindex(")") + 2 :].split()
+    fields = text[text.rindex(")") + 2 :].split()
     return (int(fields[11]) + int(fields[12])) / _TICKS_PER_S  # utime, stime (fields 14, 15)
+
+
+def _cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of ``pid`` (all its threads), or None if it is gone."""
+    return _stat_seconds(_PROC / str(pid) / "stat")
 
 
 def _jit_seconds(pid: int) -> float:
@@ -46,13 +52,11 @@ def _jit_seconds(pid: int) -> float:
         return total
     for task in tasks:
         try:
-            if not (task / "comm").read_text().startswith(("C1 Compiler", "C2 Compiler")):
-                continue
-            stat = (task / "stat").read_text()
+            compiler = (task / "comm").read_text().startswith(("C1 Compiler", "C2 Compiler"))
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        total += (int(fields[11]) + int(fields[12])) / _TICKS_PER_S
+        if compiler:
+            total += _stat_seconds(task / "stat") or 0.0
     return total
 
 
