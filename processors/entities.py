@@ -40,6 +40,7 @@ from .text import scrub_nul
 __all__ = [
     "PlainEvent",
     "canonical_entity",
+    "canonical_time",
     "entity_key",
     "plain_event",
     "to_change",
@@ -115,8 +116,24 @@ def wire_event(item: dict[str, Any], etype: str, identity: str, ts: datetime) ->
     """An event as decoded from the wire, checked by the contract's mirror (which found its
     type, identity and emit time), as stage 1's plain event; its body is re-used."""
     body = item["body"]
-    _json_times(body, lambda name: datetime.fromisoformat(body[name]))
+    for name in TIME_FIELDS:
+        text = body.get(name)
+        if text is not None:
+            body[name] = canonical_time(text)
     return PlainEvent(etype, item["event_id"], item["project"], ts, identity, body)
+
+
+def canonical_time(text: str) -> str:
+    """``json_time(datetime.fromisoformat(text))`` for a time the contract's mirror accepted
+    (its pattern: ``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|±HH:MM)``, and a valid date). The forms
+    of the SDK and of ``isoformat()`` in UTC with microseconds are answered by slicing:
+    parsing and formatting cost ~2.4 µs per field, a tenth of stage 1's merge of an event."""
+    size = len(text)
+    if size == 27 and text[26] == "Z" and text[19] == "." and text[20:26] != "000000":
+        return text
+    if size == 32 and text[19] == "." and text.endswith("+00:00") and text[20:26] != "000000":
+        return text[:26] + "Z"
+    return json_time(datetime.fromisoformat(text))
 
 
 def _json_times(body: dict[str, Any], time_of: Callable[[str], datetime]) -> dict[str, Any]:
