@@ -38,6 +38,7 @@ __all__ = [
     "add_member",
     "entity_summary",
     "group_rollup",
+    "utc_text",
 ]
 
 TOKEN_FIELDS = ("prompt_tokens", "output_tokens", "cached_tokens", "reasoning_tokens", "tokens")
@@ -53,13 +54,22 @@ _SUMMED = (
 
 def _utc(value: str | None) -> str | None:
     """ISO time in UTC, so that min / max over strings are min / max over instants."""
-    return _utc_text(value) if value else None
+    return utc_text(value) if value else None
+
+
+def utc_text(value: str) -> str:
+    """``value`` (a time of a canonical entity) in UTC as ``isoformat()`` writes it. Stage 1
+    writes UTC times with microseconds as ``...ffffffZ``: answered by slicing (~0.2 µs
+    against ~2 µs to parse and format)."""
+    if len(value) == 27 and value[26] == "Z" and value[19] == "." and value[20:26] != "000000":
+        return value[:26] + "+00:00"
+    return _parsed_utc_text(value)
 
 
 # An entity's times come back with every version of it (and a span's start with each of its
 # updates): parsed once. Pure functions of a string, so a cache is exact.
 @functools.lru_cache(maxsize=1 << 16)
-def _utc_text(value: str) -> str:
+def _parsed_utc_text(value: str) -> str:
     return datetime.fromisoformat(value).astimezone(UTC).isoformat()
 
 

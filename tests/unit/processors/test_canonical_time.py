@@ -1,14 +1,16 @@
 """Stage 1 writes the times of a body the mirror accepted in the contract's JSON form by
-slicing where it can (``processors.entities.canonical_time``): for every string of the
-mirror's pattern that parses, the result is what parsing and formatting give."""
+slicing where it can (``processors.entities.canonical_time``), and stage 2 reads them back
+in UTC the same way (``processors.assembly.utc_text``): for every string of the mirror's
+pattern that parses, the result is what parsing and formatting give."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from hypothesis import example, given
 from hypothesis import strategies as st
 
+from processors.assembly import utc_text
 from processors.entities import canonical_time, json_time
 
 _OFFSETS = st.one_of(
@@ -41,4 +43,10 @@ def test_canonical_time_equals_parsing_and_formatting(
     moment: datetime, fraction: str, offset: str
 ) -> None:
     text = moment.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0") + fraction + offset
-    assert canonical_time(text) == json_time(datetime.fromisoformat(text))
+    canonical = canonical_time(text)
+    assert canonical == json_time(datetime.fromisoformat(text))
+    try:
+        expected = datetime.fromisoformat(canonical).astimezone(UTC).isoformat()
+    except OverflowError:  # in UTC before year 1 or after 9999: parsing fails alike
+        return
+    assert utc_text(canonical) == expected
