@@ -197,10 +197,8 @@ async def behind(
 
 
 async def last_commit(conn: asyncpg.Connection, table: str) -> float | None:
-    """When the newest row of ``table`` was committed (Unix time), or None: it needs the
-    server's ``track_commit_timestamp`` (``logflume up`` turns it on)."""
-    if await conn.fetchval("SHOW track_commit_timestamp") != "on":
-        return None
+    """When the newest row of ``table`` was committed (Unix time), or None (no rows). Needs
+    the server's ``track_commit_timestamp`` (``logflume up`` turns it on)."""
     value = await conn.fetchval(
         f'SELECT extract(epoch FROM max(pg_xact_commit_timestamp(xmin))) FROM "{table}"'
     )
@@ -283,6 +281,7 @@ class Design:
         emitted = time.monotonic() - started
         deadline = started + timeout_s
         pending = dict(targets)  # behind() removes the tables found final
+        commit_times = await self.conn.fetchval("SHOW track_commit_timestamp") == "on"
         final_at: dict[str, float] = {}  # table -> seconds after the first emit
         lagging_at = started  # when the last poll that found a table lagging began
         while True:
@@ -292,7 +291,7 @@ class Design:
                 # Final between the poll that found it lagging and this one: the commit of
                 # its newest row says when (a delete as the last change leaves the bounds).
                 found = time.monotonic() - started
-                committed = await last_commit(self.conn, table)
+                committed = await last_commit(self.conn, table) if commit_times else None
                 final_at[table] = (
                     found
                     if committed is None

@@ -126,8 +126,8 @@ def wire_event(item: dict[str, Any], etype: str, identity: str, ts: datetime) ->
 def canonical_time(text: str) -> str:
     """``json_time(datetime.fromisoformat(text))`` for a time the contract's mirror accepted
     (its pattern: ``YYYY-MM-DDTHH:MM:SS[.f{1,6}](Z|±HH:MM)``, and a valid date). The forms
-    of the SDK and of ``isoformat()`` in UTC with microseconds are answered by slicing:
-    parsing and formatting cost ~2.4 µs per field, a tenth of stage 1's merge of an event."""
+    of the SDK and of ``isoformat()`` in UTC with microseconds are answered by slicing
+    (~0.2 µs against ~2-2.7 µs to parse and format, compiled)."""
     size = len(text)
     if size == 27 and text[26] == "Z" and text[19] == "." and text[20:26] != "000000":
         return text
