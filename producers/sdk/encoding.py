@@ -117,7 +117,11 @@ _IDENTITY: Final[dict[str, Callable[[Any], str]]] = {
 }
 
 _TYPE_BYTES: Final = {name: name.encode() for name in _BODY_MODELS}
-_ENVELOPE: Final = b'{"event_id":"%b","type":"%b","ts":"%b","project":"%b","body":%b}'
+# The whole event in one formatting: the id's hex (new_id's), the type, the emit time (the
+# date and time of the second, then the microseconds), the project and the body.
+_ENVELOPE: Final = (
+    b'{"event_id":"evt_%032x","type":"%b","ts":"%b.%06d+00:00","project":"%b","body":%b}'
+)
 
 
 # Ids come from a private Mersenne Twister seeded from os.urandom, reseeded in a forked
@@ -159,15 +163,20 @@ class EventEncoder:
         self._max_bytes = max_event_bytes
         self._second: tuple[int, bytes] = (-1, b"")  # one reference: safe across threads
 
-    def _iso(self, ts: float) -> bytes:
-        """RFC 3339 UTC with microseconds; the date and time of day computed once a second
+    def _second_text(self, second: int) -> bytes:
+        """The date and time of day of ``second`` (UTC), computed once a second
         (``datetime.fromtimestamp(...).isoformat()`` costs ~1.5 µs per event)."""
-        second = int(ts)
         cached, text = self._second
         if second != cached:
             formatted = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
             text = formatted.encode()
             self._second = (second, text)
+        return text
+
+    def _iso(self, ts: float) -> bytes:
+        """RFC 3339 UTC with microseconds."""
+        second = int(ts)
+        text = self._second_text(second)
         return b"%b.%06d+00:00" % (text, min(int((ts - second) * 1e6), 999_999))
 
     def serialize(
@@ -189,15 +198,22 @@ class EventEncoder:
             where = _non_finite(body, "body")
             if where is not None:
                 raise ContractError([FieldError(where, "Input should be a finite number")])
-        return data
+        # A copy of the exact size waits in the queue, not orjson's own buffer: orjson writes
+        # into 1 KB (too large for Python's small-object allocator, so from malloc) and then
+        # shrinks it, so queued bodies left holes that the next call's 1 KB did not fit, and
+        # ~0.56 calls in 1 touched a fresh page of memory (a page fault, ~2 µs: the tight loop's
+        # p50 went 5.8 -> 3.7 µs with the copy, which costs ~0.1 µs).
+        return memoryview(data).tobytes()
 
     def finish(self, etype: str, ts: float, body_bytes: bytes) -> Encoded:
         """The routing key and wire bytes of a serialized body (the worker's part);
         raises ContractError naming fields."""
+        second = int(ts)
         data = _ENVELOPE % (
-            b"evt_%032x" % (_getrandbits(128) & _UUID4_CLEAR | _UUID4_SET),  # new_id, as bytes
+            _getrandbits(128) & _UUID4_CLEAR | _UUID4_SET,  # new_id's
             _TYPE_BYTES[etype],
-            self._iso(ts),
+            self._second_text(second),
+            min(int((ts - second) * 1e6), 999_999),
             self._project,
             body_bytes,
         )

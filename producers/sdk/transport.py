@@ -38,11 +38,17 @@ __all__ = [
     "SendFailure",
     "Transport",
     "build_records",
+    "group_by_partition",
+    "pack_groups",
 ]
 
 log = logging.getLogger(__name__)
 
-_BUILD_SLICE = 500  # events whose records are built in one step of the event loop
+# Events grouped by partition in one step of the event loop: a whole batch (2,000 events)
+# held the GIL for ~1-3 ms, a pause of any application thread that wanted it meanwhile
+# (bench/sdk_bench.py, worker steps). The records are packed once the batch is grouped, so
+# a record holds a whole batch's events of its partition, not a slice's.
+_GROUP_SLICE = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,11 +74,31 @@ def build_records(
     if not packed:
         return [Record(partition_for(key, partitions), data, ((key, data),))
                 for key, data in events]  # fmt: skip
-    by_partition: dict[int, list[Encoded]] = {}
+    groups: dict[int, list[Encoded]] = {}
+    group_by_partition(events, partitions, groups)
+    return pack_groups(groups, max_bytes=max_bytes, max_events=max_events)
+
+
+def group_by_partition(
+    events: Sequence[Encoded], partitions: int, groups: dict[int, list[Encoded]]
+) -> None:
+    """Append each event to its partition's list in ``groups``, in order (the per-event part
+    of :func:`build_records`, which a caller may run a slice at a time)."""
     for event in events:
-        by_partition.setdefault(partition_for(event[0], partitions), []).append(event)
+        partition = partition_for(event[0], partitions)
+        group = groups.get(partition)
+        if group is None:
+            groups[partition] = [event]
+        else:
+            group.append(event)
+
+
+def pack_groups(
+    groups: dict[int, list[Encoded]], *, max_bytes: int, max_events: int
+) -> list[Record]:
+    """The records of events grouped by partition (see :func:`build_records`)."""
     records: list[Record] = []
-    for partition, group in by_partition.items():
+    for partition, group in groups.items():
         start, size = 0, 2
         for index, (_, data) in enumerate(group):
             if index > start and (index - start >= max_events or size + len(data) + 1 > max_bytes):
@@ -166,29 +192,27 @@ class KafkaTransport:
         except (KafkaError, OSError, TimeoutError) as exc:
             await self._reset()
             raise SendFailure(f"no metadata for the topic: {type(exc).__name__}", events) from None
-        records: list[Record] = []
         futures: list[asyncio.Future[object] | BaseException] = []
-        # In slices, with a pass of the event loop between them: building the records of a
-        # whole batch (2,000 events) in one step held the GIL for ~1-3 ms, a pause of any
-        # application thread that wanted it meanwhile (bench/sdk_bench.py, worker steps).
-        for start in range(0, len(events), _BUILD_SLICE):
-            if start:
-                await asyncio.sleep(0)
-            built = build_records(
-                events[start : start + _BUILD_SLICE],
-                len(partitions),
-                max_bytes=s.record_max_bytes,
-                max_events=s.record_max_events,
-                packed=self._packed,
+        if self._packed:
+            groups: dict[int, list[Encoded]] = {}
+            for start in range(0, len(events), _GROUP_SLICE):
+                if start:
+                    await asyncio.sleep(0)  # a pass of the loop: see _GROUP_SLICE
+                group_by_partition(events[start : start + _GROUP_SLICE], len(partitions), groups)
+            records = pack_groups(
+                groups, max_bytes=s.record_max_bytes, max_events=s.record_max_events
             )
-            records += built
-            for record in built:
-                try:
-                    futures.append(
-                        await producer.send(s.topic, value=record.value, partition=record.partition)
-                    )
-                except (KafkaError, OSError, AssertionError) as exc:
-                    futures.append(exc)
+        else:
+            records = build_records(
+                events, len(partitions), max_bytes=0, max_events=1, packed=False
+            )
+        for record in records:
+            try:
+                futures.append(
+                    await producer.send(s.topic, value=record.value, partition=record.partition)
+                )
+            except (KafkaError, OSError, AssertionError) as exc:
+                futures.append(exc)
         outcomes = await asyncio.gather(*(_settled(f) for f in futures), return_exceptions=True)
         retry: list[Encoded] = []
         rejected: list[Encoded] = []
