@@ -20,7 +20,7 @@ from producers.contract import (
     unpack_record,
 )
 from producers.sdk.encoding import EventEncoder, new_id
-from producers.sdk.transport import build_records
+from producers.sdk.transport import build_records, group_by_partition, pack_groups
 
 ENCODER = EventEncoder("proj-1", max_event_bytes=64 * 1024)
 COMPLETION = {
@@ -211,6 +211,36 @@ def test_records_hold_only_events_of_their_partition_and_respect_bounds() -> Non
         orjson.loads(d)["body"]["id"] for r in records if r.partition == 0 for _, d in r.events
     ]
     assert order == sorted(order, key=lambda i: int(i.split("_")[1]))
+
+
+@pytest.mark.parametrize("slice_size", [1, 7, 128, 1000])
+def test_grouping_in_slices_packs_the_same_records_as_the_whole_batch(slice_size: int) -> None:
+    # The Kafka transport groups a batch by partition a slice at a time (a pass of its
+    # event loop between slices) and packs once: records hold the batch's events of their
+    # partition, exactly as build_records over the whole batch packs them.
+    events = [
+        ENCODER.encode("log", time.time(), {"id": f"data_{i}", "output": "y" * (i % 90)}, ())
+        for i in range(700)
+    ]
+    groups: dict[int, list[tuple[bytes, bytes]]] = {}
+    for start in range(0, len(events), slice_size):
+        group_by_partition(events[start : start + slice_size], 12, groups)
+    sliced = pack_groups(groups, max_bytes=8 * 1024, max_events=40)
+    whole = build_records(events, 12, max_bytes=8 * 1024, max_events=40)
+    assert sliced == whole
+    # a record is cut only by its bounds, never by a slice: at most one record per partition
+    # is not full, and it is the partition's last
+    for partition in {r.partition for r in whole}:
+        own = [r for r in whole if r.partition == partition]
+        for record in own[:-1]:
+            assert len(record.events) == 40 or len(record.value) + 500 > 8 * 1024
+
+
+def test_a_serialized_body_is_orjsons_output() -> None:
+    # The queued copy (of orjson's buffer, for the allocator's sake) holds the same bytes.
+    body = {"id": "data_1", "output": "z" * 300, "messages": [{"role": "user", "content": "q"}]}
+    data = ENCODER.serialize("log", time.time(), dict(body), ())
+    assert data == orjson.dumps(body) and type(data) is bytes
 
 
 def test_unpacked_records_hold_one_event_each_as_its_bytes() -> None:
