@@ -201,8 +201,8 @@ class EventEncoder:
         # A copy of the exact size waits in the queue, not orjson's own buffer: orjson writes
         # into 1 KB (too large for Python's small-object allocator, so from malloc) and then
         # shrinks it, so queued bodies left holes that the next call's 1 KB did not fit, and
-        # ~0.56 calls in 1 touched a fresh page of memory (a page fault, ~2 µs: the tight loop's
-        # p50 went 5.8 -> 3.7 µs with the copy, which costs ~0.1 µs).
+        # ~0.56-1 call in 1 touched a fresh page of memory (a page fault, ~2 µs: the tight
+        # loop's p50 went 5.9 -> 3.7 µs). The copy costs ~0.2 µs when memory is warm.
         return memoryview(data).tobytes()
 
     def finish(self, etype: str, ts: float, body_bytes: bytes) -> Encoded:
