@@ -204,7 +204,11 @@ class KafkaTransport:
             )
         else:
             records = build_records(
-                events, len(partitions), max_bytes=0, max_events=1, packed=False
+                events,
+                len(partitions),
+                max_bytes=s.record_max_bytes,
+                max_events=s.record_max_events,
+                packed=False,
             )
         for record in records:
             try:
