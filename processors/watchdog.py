@@ -46,7 +46,7 @@ from faust.types import TP
 from kernel.clients import kafka_consumer
 from processors.liveness import PartitionState, Progress, StallTracker, partition_lag
 
-__all__ = ["EX_STALLED", "Health", "Watchdog"]
+__all__ = ["EX_STALLED", "Health", "Watchdog", "where_it_waits"]
 
 log = logging.getLogger(__name__)
 
@@ -340,6 +340,17 @@ def _task_stacks(depth: int = 4) -> str:
             coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None)
         lines.append(f"  {task.get_name()}: {' > '.join(chain[-depth:]) or 'done'}")
     return "\n".join(sorted(lines))
+
+
+def where_it_waits() -> str:
+    """Every thread's stack and every task of the running loop, as code locations only
+    (what a worker logs when asked with SIGUSR1: :mod:`processors.worker`)."""
+    names = {thread.ident: thread.name for thread in threading.enumerate()}
+    threads = [
+        f"thread {names.get(ident, ident)}:\n" + "".join(traceback.format_stack(frame, limit=12))
+        for ident, frame in sys._current_frames().items()
+    ]
+    return "\n".join([*threads, "tasks:", _task_stacks()])
 
 
 def _main_thread_stack() -> str:

@@ -38,7 +38,7 @@ from processors.codec import RECORD_OVERHEAD_BYTES
 from processors.commits import patch_faust_commits
 from processors.metrics import instrument_processor
 from processors.pricing import warm_prices
-from processors.watchdog import Watchdog
+from processors.watchdog import Watchdog, where_it_waits
 
 __all__ = [
     "build",
@@ -187,6 +187,16 @@ class _Worker(faust.Worker):
         apply_format(self.log_format, logger)  # --log-format json: JSON lines
         for name in _QUIET_LOGGERS:  # Faust's and mode's INFO is a line per service state
             logging.getLogger(name).setLevel(max(level, logging.WARNING))
+
+    def _on_sigusr1(self) -> None:
+        """``kill -USR1 <worker>``: where every thread and task waits, logged as code
+        locations only. mode's own answer (``logging.cry``) prints every frame's local
+        variables too: events' payloads, settings with credentials."""
+        log.warning("SIGUSR1: where the worker waits:\n%s", where_it_waits())
+
+    def _on_sigusr2(self) -> None:
+        """mode's answer is a pdb prompt on the worker's stdin: a worker would stop there."""
+        log.warning("SIGUSR2 ignored (SIGUSR1 logs where the worker waits)")
 
 
 def watchdog_for(

@@ -160,24 +160,13 @@ async def group_lag(settings: Settings) -> dict[str, int]:
     """Records not yet committed by each consumer group of the pipeline (the processors'
     and the sinks'), summed over their partitions: what tells a stall (lag left) from a
     wrong result (nothing left to read)."""
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka.admin import AIOKafkaAdminClient
-
     from processors.app import app_id
+    from tests.offsets import group_offsets
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    await consumer.start()
-    try:
-        lags: dict[str, int] = {}
-        for group in (app_id(settings), settings.sink_group):
-            committed = await admin.list_consumer_group_offsets(group)
-            # Only the pipeline's own topics: changelogs are read by recovery, not committed.
-            tps = [tp for tp in committed if tp.topic in settings.topics.all()]
-            ends = await consumer.end_offsets(tps) if tps else {}
-            lags[group] = sum(max(0, ends[tp] - committed[tp].offset) for tp in tps)
-        return lags
-    finally:
-        await consumer.stop()
-        await admin.close()
+    topics = settings.topics.all()
+    lags: dict[str, int] = {}
+    for group in (app_id(settings), settings.sink_group):
+        # Only the pipeline's own topics: changelogs are read by recovery, not committed.
+        offsets = await group_offsets(settings, group, lambda tp: tp.topic in topics)
+        lags[group] = sum(max(0, end - (done or 0)) for done, end in offsets.values())
+    return lags

@@ -30,6 +30,7 @@ from kernel.settings import Settings
 from kernel.topics import ensure_topics
 from processors.app import app_id
 from producers.contract import pack_record, partition_for
+from tests.offsets import group_offsets
 from tests.services import REPO_ROOT, Services
 
 PARTITIONS = 4
@@ -104,6 +105,14 @@ class Workers:
         for name in list(self.running):
             self.kill(name)
 
+    async def dump_stacks(self) -> None:
+        """Ask every running worker for the stacks of its threads and tasks (mode's
+        worker answers SIGUSR1 with them, into its log), for a failed test to show."""
+        for worker in self.running.values():
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGUSR1)
+        await asyncio.sleep(1.0)
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {log.name} ---\n{log.read_text(errors='replace')[-4000:]}"
@@ -126,8 +135,12 @@ async def workers(
     try:
         yield pool
     finally:
+        failed = getattr(request.node, "rep_call", None) is None or request.node.rep_call.failed
+        if failed:  # what each worker was doing, and how far each source partition got
+            await pool.dump_stacks()
+            print(await group_progress(settings))
         pool.kill_all()
-        if getattr(request.node, "rep_call", None) is None or request.node.rep_call.failed:
+        if failed:
             print(pool.logs())  # and keep the topics to look at
             print(f"kept the topics of {settings.topic_prefix}; worker logs in {tmp_path}")
         else:
@@ -280,6 +293,28 @@ async def group_assignments(settings: Settings) -> dict[str, set[tuple[str, int]
             tps = {(topic, p) for topic, parts in assignment.assignment for p in parts}
         found[member["client_id"]] = tps
     return found
+
+
+async def group_progress(settings: Settings) -> str:
+    """Per source partition of the stages: its owner in the processors' group, the group's
+    committed offset and the log end (a failed test prints it: which stage and partition
+    stopped, and whether a worker still held it)."""
+    group = app_id(settings)
+    sources = (settings.topics.events, settings.topics.entities, settings.topics.groups)
+    tps = [TopicPartition(t, p) for t in sources for p in range(settings.partitions)]
+    try:
+        offsets = await group_offsets(settings, group, tps)
+        owners = {
+            tp: client for client, held in (await group_assignments(settings)).items()
+            for tp in held
+        }  # fmt: skip
+    except Exception as exc:  # diagnostics only: never hide the test's own failure
+        return f"group progress of {group}: unavailable ({type(exc).__name__}: {exc})"
+    lines = [f"group progress of {group} (topic:partition committed/end owner):"]
+    for tp, (done, end) in offsets.items():
+        owner = owners.get((tp.topic, tp.partition), "nobody")
+        lines.append(f"  {tp.topic}:{tp.partition} {done}/{end} {owner}")
+    return "\n".join(lines)
 
 
 async def wait_for_assignment(

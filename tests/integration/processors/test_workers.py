@@ -8,6 +8,8 @@ their TTL through the changelog.
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
 from collections import Counter
 
@@ -211,3 +213,34 @@ async def test_worker_killed_mid_stream_loses_nothing(settings: Settings, worker
         settings, settings.topics.rollups, lambda c: c.has_rollups_of(ids), timeout_s=50
     )
     assert rollups.event_ids("trace") == ids and rollups.event_ids("group") == ids
+
+
+async def test_sigusr1_logs_where_the_worker_waits_without_values(
+    settings: Settings, workers: Workers
+):
+    worker = workers.start("w1")
+    await wait_for_assignment(settings, ["w1"])
+    secret = "payload-that-must-not-be-logged"
+    events = [event(f"s{i}", f"ent{i}", "tr") for i in range(50)]
+    for item in events:
+        item["body"]["note"] = secret
+    ids = {e["event_id"] for e in events}
+    await produce_events(settings, events)
+    await consume(settings, settings.topics.rollups, lambda c: c.has_rollups_of(ids))
+
+    worker.process.send_signal(signal.SIGUSR2)  # mode would open pdb on stdin
+    worker.process.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 20
+    while "SIGUSR1: where the worker waits" not in worker.log.read_text(errors="replace"):
+        assert time.monotonic() < deadline, worker.log.read_text(errors="replace")[-2000:]
+        await asyncio.sleep(0.2)
+    text = worker.log.read_text(errors="replace")
+    assert "SIGUSR2 ignored" in text
+    assert "thread MainThread:" in text and "tasks:" in text and "agents.py" in text
+    assert secret not in text and "self = <" not in text  # code locations, never values
+
+    more = [event(f"t{i}", f"ent{i}", "tr") for i in range(50)]  # and it goes on
+    more_ids = {e["event_id"] for e in more}
+    await produce_events(settings, more)
+    await consume(settings, settings.topics.rollups, lambda c: c.has_rollups_of(more_ids))
+    assert worker.process.poll() is None

@@ -18,14 +18,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from kernel.settings import Settings
 from logflume.synthetic import generate_events, pack_events
 from processors.app import app_id
 from processors.codec import RECORD_OVERHEAD_BYTES
+from tests.offsets import group_offsets
 from tests.services import REPO_ROOT
 
 __all__ = [
@@ -122,18 +122,9 @@ async def produce_history(settings: Settings, events: int, *, seed: int = 7) -> 
 async def group_lag(settings: Settings, group: str, topics: Sequence[str]) -> int:
     """Records of ``topics`` not yet committed by ``group`` (uncommitted partitions count
     from offset 0: every topic here starts empty)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
-    await admin.start()
-    await consumer.start()
-    try:
-        committed = await admin.list_consumer_group_offsets(group)
-        tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
-        ends = await consumer.end_offsets(tps)
-        return sum(ends[tp] - (committed[tp].offset if tp in committed else 0) for tp in tps)
-    finally:
-        await consumer.stop()
-        await admin.close()
+    tps = [TopicPartition(t, p) for t in topics for p in range(settings.partitions)]
+    offsets = await group_offsets(settings, group, tps)
+    return sum(end - (done or 0) for done, end in offsets.values())
 
 
 @dataclass
