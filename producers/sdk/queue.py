@@ -8,7 +8,9 @@ encoded sizes it sees and the queue turns the byte bound into a count limit:
 ``min(max_events, max_bytes / average encoded size)``. The caller pays one comparison.
 
 Several threads may race past the check at once, so the queue can exceed its limit by at
-most the number of threads calling at that instant.
+most the number of threads calling at that instant. A put that raced :meth:`EventQueue.close`
+(checked before it, appended after) takes its item back unless the worker already took it,
+so an event is never left in a queue nobody drains.
 """
 
 from __future__ import annotations
@@ -57,8 +59,20 @@ class EventQueue:
         if size >= self.limit:
             return False
         items.append(item)
+        if self.limit == 0:  # closed between the check and the append (another thread)
+            return not self._withdraw(item)
         if size + 1 == self._wake_at and self._wake is not None:
             self._wake()
+        return True
+
+    def _withdraw(self, item: Item) -> bool:
+        """Take back an item appended after :meth:`close`: True if it was still queued (the
+        worker's last drain may have run already: nothing would ever take it), False if the
+        worker took it."""
+        try:
+            self._items.remove(item)
+        except ValueError:
+            return False
         return True
 
     def close(self) -> None:

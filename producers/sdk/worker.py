@@ -34,7 +34,7 @@ from kernel.backoff import Backoff
 from producers.contract import ContractError
 
 from .config import SDKSettings
-from .drain import RetryPolicy, SpoolDrain, settle
+from .drain import RetryPolicy, SpoolDrain, send_within, settle
 from .encoding import PRE_ENCODED, Encoded, EventEncoder, Item
 from .queue import EventQueue
 from .spool import Spool, SpoolError
@@ -76,7 +76,9 @@ class Worker:
         self._wake_event: asyncio.Event | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, name="logflume-sdk-worker", daemon=True)
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Direct sends in flight, each with its batch: a send cancelled at close before it
+        # ever ran never reaches its own handler, so close settles its batch from here.
+        self._tasks: dict[asyncio.Task[None], list[Encoded]] = {}
         self._drain: asyncio.Task[None] | None = None
         self._pending: deque[list[Encoded]] = deque()
         self._pending_bytes = 0
@@ -88,7 +90,12 @@ class Worker:
         self._spool_drain: SpoolDrain | None = None
         if spool is not None:
             self._spool_drain = SpoolDrain(
-                spool, transport, self._retry, self, max_events=settings.batch_max_events
+                spool,
+                transport,
+                self._retry,
+                self,
+                max_events=settings.batch_max_events,
+                send_timeout_s=settings.send_timeout_s,
             )
         self._close_deadline: float | None = None
         self.delivered_all = False
@@ -317,12 +324,12 @@ class Worker:
         self._inflight_bytes += nbytes
         self.inflight_events += len(batch)
         task = asyncio.get_running_loop().create_task(self._send(batch, nbytes))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = batch
 
     async def _send(self, batch: list[Encoded], nbytes: int) -> None:
+        task = asyncio.current_task()
         try:
-            await self._transport.send(batch)
+            await send_within(self._transport, batch, self._s.send_timeout_s)
         except SendFailure as failure:
             settle(failure, len(batch), self, self._retry, resent=False)
             self._keep(failure.retry)
@@ -339,6 +346,8 @@ class Worker:
         finally:
             self._inflight_bytes -= nbytes
             self.inflight_events -= len(batch)
+            if task is not None:
+                self._tasks.pop(task, None)
 
     async def _drain_backlog(self) -> None:
         """Re-send the spool (or, without one, the memory backlog) in order."""
@@ -357,7 +366,7 @@ class Worker:
         while self._pending:
             batch = self._pending[0]
             try:
-                await self._transport.send(batch)
+                await send_within(self._transport, batch, self._s.send_timeout_s)
             except SendFailure as failure:
                 settle(failure, len(batch), self, self._retry, resent=True)
                 if failure.retry:
@@ -415,6 +424,13 @@ class Worker:
         for task in running:
             task.cancel()
         await asyncio.gather(*running, return_exceptions=True)
+        # A send cancelled before its first step never ran its handler: its batch is still
+        # here, neither sent nor kept. Keep it (spool) or count it, as the handler would.
+        for batch in self._tasks.values():
+            self.inflight_events -= len(batch)
+            self._inflight_bytes -= sum(len(data) for _, data in batch)
+            self._keep_at_close(batch)
+        self._tasks.clear()
         if self._pending:
             self._stats.drop(DropReason.UNSENT_AT_CLOSE, sum(len(b) for b in self._pending))
             self._pending.clear()

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from producers.sdk import MemoryTransport
 from producers.sdk.stats import DropReason
@@ -222,3 +223,36 @@ def test_a_spooled_event_kafka_refuses_for_good_is_counted_and_the_drain_goes_on
     assert stats.spool_bytes == 0
     refs = [body["body"]["reference_id"] for body in refusing.bodies()]
     assert sorted(refs) == ["after"] * 10 + ["before"] * 10
+
+
+@pytest.mark.parametrize("overflow", ["spool", "drop"])
+def test_close_whose_deadline_passes_while_a_batch_is_routed_keeps_or_counts_it(
+    make_client: MakeClient, overflow: str
+) -> None:
+    # close(timeout=0): the worker's closing cycle routes the queued batch to a send task and
+    # the deadline has passed, so the task is cancelled before its first step (its own
+    # handler never runs). The batch was once neither sent, spooled nor counted.
+    transport = MemoryTransport()
+    client = make_client(transport, overflow=overflow, flush_interval_ms=1000)
+    for i in range(500):
+        client.log(output=str(i))
+    client.close(timeout=0)
+    stats = client.stats()
+    assert stats.inflight == 0
+    kept = stats.spooled if overflow == "spool" else stats.dropped[DropReason.UNSENT_AT_CLOSE]
+    assert len(transport.event_ids()) + kept == stats.sent + kept == 500
+
+
+def test_a_send_that_outlasts_send_timeout_goes_to_the_spool(make_client: MakeClient) -> None:
+    # aiokafka retries a retriable error forever with an idempotent producer: without a
+    # bound the events waited in memory (up to max_inflight_bytes) for the whole outage.
+    transport = MemoryTransport()
+    transport.stall()
+    client = make_client(transport, send_timeout_s=0.3)
+    for i in range(300):
+        client.log(output=str(i))
+    wait_for(lambda: client.stats().spooled == 300, timeout=5)
+    assert client.stats().inflight == 0
+    transport.release()
+    assert client.flush(10)
+    assert len(set(transport.event_ids())) == 300  # all delivered (the stalled send may too)
