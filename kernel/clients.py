@@ -16,6 +16,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
+from kernel.errors import ServiceError
+from kernel.logs import hide_payload_debug
 from kernel.settings import Settings
 
 __all__ = [
@@ -35,14 +37,17 @@ def kafka_options(cluster: Settings | str) -> dict[str, Any]:
 
 
 def kafka_producer(cluster: Settings | str, **options: Any) -> AIOKafkaProducer:
+    hide_payload_debug()
     return AIOKafkaProducer(**kafka_options(cluster), **options)
 
 
 def kafka_consumer(cluster: Settings | str, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    hide_payload_debug()
     return AIOKafkaConsumer(*topics, **kafka_options(cluster), **options)
 
 
 def kafka_admin(cluster: Settings | str, **options: Any) -> AIOKafkaAdminClient:
+    hide_payload_debug()
     return AIOKafkaAdminClient(**kafka_options(cluster), **options)
 
 
@@ -55,10 +60,23 @@ async def pg_connect(
 ) -> asyncpg.Connection:
     """One connection to the settings' database or a DSN (a secret: never log it);
     ``options`` are asyncpg's (``database`` picks another database of the cluster)."""
-    return await asyncpg.connect(_dsn(target), timeout=timeout, **options)
+    try:
+        return await asyncpg.connect(_dsn(target), timeout=timeout, **options)
+    except ValueError:  # asyncpg's parse errors quote pieces of the DSN: its password
+        raise _unparsable_dsn() from None
 
 
 async def pg_pool(target: Settings | str, **options: Any) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(_dsn(target), **options)
+    try:
+        pool = await asyncpg.create_pool(_dsn(target), **options)
+    except ValueError:
+        raise _unparsable_dsn() from None
     assert pool is not None  # None only when the pool is not awaited
     return pool
+
+
+def _unparsable_dsn() -> ServiceError:
+    return ServiceError(
+        "the database URL (DATABASE_URL) could not be parsed; percent-encode the characters "
+        "/ ? # @ : of its user and password (the URL is not shown: it holds the password)"
+    )

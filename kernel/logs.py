@@ -17,11 +17,13 @@ from typing import Any, Literal
 
 import orjson
 
-__all__ = ["JsonFormatter", "LogFormat", "apply_format", "redact"]
+__all__ = ["JsonFormatter", "LogFormat", "apply_format", "hide_payload_debug", "redact"]
 
 LogFormat = Literal["text", "json"]
 
-_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]+:)[^@\s/]+@")
+# The password runs to the URL's last "@" (one left unencoded, or a "/", stays inside it);
+# the user may be empty (``postgresql://:pw@host``).
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^:/@\s]*:)\S+@")
 # Attributes every LogRecord has: anything else on a record came from ``extra=``.
 _STANDARD = frozenset(
     vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
@@ -59,6 +61,32 @@ def apply_format(fmt: LogFormat, logger: logging.Logger | None = None) -> None:
     target = logger or logging.getLogger()
     for handler in target.handlers:
         handler.setFormatter(JsonFormatter())
+
+
+# aiokafka's DEBUG lines that print what travels: every produced record's key and value,
+# every request and response (record batches included). Payloads never go to logs, so
+# these are dropped whatever level an application or ``--log-level debug`` sets.
+_PAYLOAD_DEBUG = {
+    "aiokafka.producer.producer": ("Sending (key=",),
+    "aiokafka.conn": ("Request to ", "Response from "),
+}
+
+
+class _DropPayloadDebug(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(self.prefixes))
+
+
+def hide_payload_debug() -> None:
+    """Drop the Kafka client's DEBUG lines that carry records or requests (idempotent)."""
+    for name, prefixes in _PAYLOAD_DEBUG.items():
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropPayloadDebug) for f in logger.filters):
+            logger.addFilter(_DropPayloadDebug(prefixes))
 
 
 def json_handler() -> logging.Handler:

@@ -27,7 +27,7 @@ from typing import Any, NoReturn
 import faust
 
 from kernel.errors import ServiceError
-from kernel.logs import LogFormat, apply_format
+from kernel.logs import LogFormat, apply_format, hide_payload_debug
 from kernel.runtime import HEAP, tune_gc
 from kernel.settings import Settings
 from kernel.topics import ensure_topics
@@ -233,6 +233,7 @@ def run_worker(
     patch_faust_fetch_wait(options.fetch_wait_ms)
     patch_faust_commits()  # never commit past an unacknowledged record: processors/commits.py
     patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
+    hide_payload_debug()  # Faust's aiokafka clients: their DEBUG lines print records
     warm_prices()  # before tune_gc: the price data is then frozen with the rest
     tune_gc()
     HEAP.full_interval_s = options.gc_full_interval_s

@@ -145,7 +145,9 @@ def to_jsonable(obj: Any) -> Any:
     read-only mappings. Anything else is not JSON and raises ``TypeError``."""
     dump = getattr(obj, "model_dump", None)
     if callable(dump):
-        return dump(mode="json", exclude_unset=True)
+        # warnings=False: pydantic warns about values its serializer did not expect (the
+        # openai package's parsed completions) and quotes them: the LLM's output on stderr.
+        return dump(mode="json", exclude_unset=True, warnings=False)
     if isinstance(obj, Mapping):
         return dict(obj)
     if isinstance(obj, set | frozenset):

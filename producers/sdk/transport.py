@@ -26,6 +26,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, KafkaTimeoutError, ProducerClosed
 
+from kernel.logs import hide_payload_debug
 from producers.contract import pack_record, partition_for
 
 from .config import SDKSettings
@@ -155,6 +156,7 @@ class KafkaTransport:
             if self._producer is not None:
                 return self._producer
             s = self._settings
+            hide_payload_debug()  # aiokafka's DEBUG prints every record: never payloads
             producer = AIOKafkaProducer(
                 bootstrap_servers=s.bootstrap_servers,
                 client_id=s.client_id,

@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from kernel.logs import JsonFormatter, apply_format, redact
+from kernel.logs import JsonFormatter, apply_format, hide_payload_debug, redact
 
 
 def _logger(stream: io.StringIO) -> logging.Logger:
@@ -61,3 +61,33 @@ def test_text_format_leaves_handlers_alone() -> None:
     apply_format("text", logger)
     assert not isinstance(handler.formatter, JsonFormatter)
     logger.removeHandler(handler)
+
+
+def test_passwords_with_unencoded_characters_and_empty_users_are_masked() -> None:
+    assert redact("postgresql://u:se/cret@db:5432/app") == "postgresql://u:***@db:5432/app"
+    assert redact("postgresql://u:p@ss@db/app") == "postgresql://u:***@db/app"
+    assert redact("postgresql://:secret@db/app") == "postgresql://:***@db/app"
+
+
+def test_kafka_client_debug_lines_that_carry_records_are_dropped() -> None:
+    hide_payload_debug()
+    hide_payload_debug()  # idempotent: one filter per logger
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    producer = logging.getLogger("aiokafka.producer.producer")
+    conn = logging.getLogger("aiokafka.conn")
+    assert len(producer.filters) == len(conn.filters) == 1
+    for logger in (producer, conn):
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+    try:
+        producer.debug("Sending (key=%s value=%s) to %s", b"k", b"SECRET MESSAGES", "tp")
+        conn.debug("Request to %s:%d %d: %s", "h", 9092, 7, "ProduceRequest(SECRET)")
+        conn.debug("Response from %s:%d %d: %s", "h", 9092, 7, "FetchResponse(SECRET)")
+        producer.debug("Sending batch to %s", "tp")  # carries no record: kept
+    finally:
+        for logger in (producer, conn):
+            logger.removeHandler(handler)
+            logger.setLevel(logging.NOTSET)
+    assert "SECRET" not in stream.getvalue()
+    assert "Sending batch to tp" in stream.getvalue()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import time
 import uuid
+import warnings
 from decimal import Decimal
 from typing import Any
 
@@ -251,3 +252,22 @@ def test_unpacked_records_hold_one_event_each_as_its_bytes() -> None:
     assert all(
         r.partition == partition_for(key, 3) for r, (key, _) in zip(records, events, strict=True)
     )
+
+
+def test_a_model_the_serializer_did_not_expect_is_dumped_without_a_warning_quoting_it() -> None:
+    # The openai package builds parsed completions without validating them; pydantic then
+    # warns "PydanticSerializationUnexpectedValue(... input_value=<the LLM's answer>)".
+    class Answer(BaseModel):
+        answer: str
+
+    class Message(BaseModel):
+        role: str
+        parsed: int | None = None  # narrower than what it holds, like ParsedChatCompletion
+
+    message = Message.model_construct(role="assistant", parsed=Answer(answer="SECRET ANSWER"))
+    encoder = EventEncoder("p", max_event_bytes=1 << 20)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        body = encoder.serialize("log", 0.0, {"output_message": message}, ())
+    assert b"SECRET ANSWER" in body  # the value travels in the event...
+    assert not [w for w in caught if "SECRET" in str(w.message)]  # ...never in a warning
