@@ -78,7 +78,15 @@ class Batch:
             table[key] = value
             if origin is not None:
                 self.origins[(spec, key)] = origin
-        if spec.table == "logs" and value.get("prompt") and value.get("prompt_id"):
+        # A log names a prompt version only with a version id: a Flow's log that also holds
+        # prompt details (a later create merged into an earlier flow create) has none, and a
+        # prompt version row without one failed the whole batch, again on every restart.
+        if (
+            spec.table == "logs"
+            and value.get("prompt")
+            and value.get("prompt_id")
+            and value.get("version_id")
+        ):
             self._add_prompt(value)
         return True
 

@@ -55,3 +55,22 @@ def test_the_consumer_records_each_value_s_topic_partition_offset_and_index() ->
     letters = [(d.topic, d.partition, d.offset, d.index) for d in batch.dead_letters]
     assert letters == [(topics.entities, 3, 41, 1), (topics.entities, 3, 42, -1)]
     assert batch.offsets == {(topics.entities, 3): 43, (topics.rollups, 1): 8}
+
+
+def test_a_log_with_prompt_details_but_no_version_id_names_no_prompt_version() -> None:
+    # Stage 1 merges a flow create (no version) and a later create with prompt details into
+    # a flow log with a prompt and a prompt id but no version id (a real stage-1 output).
+    # Its prompt version row (version_id NOT NULL) once failed the batch on every restart.
+    flow = {"kind": "log", "project": "p", "id": "data_1", "version": 2, "log_kind": "flow",
+            "prompt": {"model": "gpt-4o", "provider": "openai"}, "prompt_id": "pr_1",
+            "version_id": None}  # fmt: skip
+    batch = Batch()
+    assert batch.add_value("entities", flow, ("e", 0, 1, 0))
+    assert batch.rows[LOGS] == {("p", "data_1"): flow}  # the log is written
+    assert batch.prompts == {}
+    without_key = {k: v for k, v in flow.items() if k != "version_id"}
+    assert batch.add_value("entities", {**without_key, "id": "data_2"}, ("e", 0, 2, 0))
+    assert batch.prompts == {}  # (a KeyError once: the log dead-lettered as malformed)
+    prompt_log = {**flow, "id": "data_3", "log_kind": "prompt", "version_id": "pv_1"}
+    assert batch.add_value("entities", prompt_log, ("e", 0, 3, 0))
+    assert list(batch.prompts) == [("p", "pv_1")]
