@@ -44,9 +44,13 @@ log = logging.getLogger(__name__)
 
 # Errors of a row's content (not of the connection): isolate the row, don't retry.
 _ROW_ERRORS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+# A value whose fields cannot become its columns in the client (a stage output of the
+# wrong shape: tokens as text, an id that is a number): its own dead letter, like a row
+# PostgreSQL refuses, never the end of the sink.
+_MALFORMED = (TypeError, ValueError, OverflowError, AttributeError)
 # COPY encodes the rows in the client: a value of the wrong Python type fails there (with
 # the unnest path it is asyncpg's DataError); the unnest path then decides as it always did.
-_STAGED_ERRORS = (*_ROW_ERRORS, TypeError, ValueError, OverflowError)
+_STAGED_ERRORS = (*_ROW_ERRORS, *_MALFORMED)
 
 
 @dataclass(slots=True)
@@ -109,7 +113,7 @@ async def _write_rows(
     try:
         async with conn.transaction():
             await _upsert(conn, spec, values, timeout)
-    except _ROW_ERRORS:
+    except (*_ROW_ERRORS, *_MALFORMED):
         return await _upsert_isolating(conn, spec, rows, batch, timeout)
     return []
 
@@ -158,14 +162,27 @@ async def _upsert_isolating(
             async with conn.transaction():  # a savepoint inside the batch's transaction
                 await _upsert(conn, spec, [value], timeout)
         except _ROW_ERRORS as exc:
-            reason = f"{spec.table}: PostgreSQL refused the row: {exc}".replace("\x00", "\ufffd")
-            raw = orjson.dumps(value)
-            topic, partition, offset, index = batch.origins.get(
-                (spec, key), (f"sink:{spec.table}", -1, -1, -1)
+            reason = f"{spec.table}: PostgreSQL refused the row: {exc}"
+        except _MALFORMED as exc:
+            reason = f"{spec.table}: malformed stage output: {type(exc).__name__}: {exc}"
+        else:
+            continue
+        raw = orjson.dumps(value, default=repr)
+        topic, partition, offset, index = batch.origins.get(
+            (spec, key), (f"sink:{spec.table}", -1, -1, -1)
+        )
+        entity_id = value.get("id")
+        refused.append(
+            DeadLetterRow(
+                topic,
+                partition,
+                offset,
+                index,
+                None if entity_id is None else str(entity_id),
+                reason.replace("\x00", "\ufffd"),
+                raw,
             )
-            refused.append(
-                DeadLetterRow(topic, partition, offset, index, value.get("id"), reason, raw)
-            )
+        )
     return refused
 
 

@@ -240,3 +240,49 @@ async def test_a_log_whose_id_changes_still_lands_under_its_reference_id(
         await sink.wait_records(published)
     rows = await sink_env.conn.fetch("SELECT id, version FROM logs WHERE reference_id = 'r'")
     assert [(r["id"], r["version"]) for r in rows] == [("data_0", 2)]
+
+
+async def test_malformed_stage_outputs_become_dead_letters_and_the_sink_goes_on(
+    sink_env: SinkEnv,
+) -> None:
+    """Values the processors would never write (a foreign producer on the entities topic,
+    a bug): fields that cannot become their columns once ended the sink at the same batch
+    on every restart. Each is now its own dead letter, and the rest of its batch lands."""
+    p, topics = "acme", sink_env.settings.topics
+    made = _canonical(
+        [
+            event("l1", "log", BASE, p, {"id": "data_fine", "output": "fine"}),
+            event(
+                "g1",
+                "generation",
+                BASE,
+                p,
+                {"id": "gen-x", "trace_id": "tr-x", "provider": "openai", "model": "gpt-4o"},
+            ),
+        ]
+    )
+    log, gen = made["data_fine"], made["gen-x"]
+    text_tokens = {**gen, "id": "gen-text-tokens", "tokens": "12k"}
+    oracle = Oracle()
+    oracle.add("entities", log)
+    oracle.add("entities", gen)
+    later = _canonical([event("l9", "log", BASE, p, {"id": "data_after", "output": "after"})])
+    async with running_sink(sink_env.settings) as sink:
+        published = await publish(
+            sink_env.settings, [Published(topics.entities, 0, _record(log, text_tokens, gen))]
+        )
+        await sink.wait_records(published)
+        published += await publish(
+            sink_env.settings, [Published(topics.entities, 1, _record(*later.values()))]
+        )
+        await sink.wait_records(published)
+    oracle.add("entities", later["data_after"])
+    conn = sink_env.conn
+    assert await oracle_mismatches(conn, oracle) == []
+    letters = await conn.fetch(
+        'SELECT topic, "partition", "offset", event_index, event_id, reason FROM dead_letters'
+    )
+    assert [(r["event_id"], tuple(r)[:4]) for r in letters] == [
+        ("gen-text-tokens", (topics.entities, 0, 0, 1))
+    ]
+    assert letters[0]["reason"].startswith("generations: malformed stage output: ValueError")
