@@ -33,8 +33,15 @@ __all__ = ["RETRYABLE", "BatchReport", "Sink"]
 
 log = logging.getLogger(__name__)
 
-# Failures of the connection or the server, not of the data: retry the whole batch.
-RETRYABLE: tuple[type[BaseException], ...] = UNREACHABLE
+# Failures of the connection or the server, not of the data: retry the whole batch. A
+# deadlock with another sink (two sinks upsert the same traces and sessions rows in
+# different orders when their partitions of the entities and rollups topics differ) rolls
+# back one batch: written again, idempotently, instead of ending the process.
+RETRYABLE: tuple[type[BaseException], ...] = (
+    *UNREACHABLE,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
 _RETRY_FIRST_S = 0.4  # the first wait of an outage, then doubling up to sink_retry_max_s
 
 

@@ -58,8 +58,20 @@ def test_it_counts_as_unreachable() -> None:
     assert issubclass(asyncpg.InternalClientError, UNREACHABLE)
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        asyncpg.InternalClientError(
+            "cannot switch to state 15; another operation (2) is in progress"
+        ),
+        # Another sink upserted the same traces or sessions rows in another order.
+        asyncpg.DeadlockDetectedError("deadlock detected"),
+        asyncpg.SerializationError("could not serialize access"),
+    ],
+    ids=["broken-connection", "deadlock", "serialization"],
+)
 async def test_the_batch_is_written_again_on_a_new_connection(
-    monkeypatch: pytest.MonkeyPatch,
+    monkeypatch: pytest.MonkeyPatch, failure: Exception
 ) -> None:
     settings = Settings(topic_prefix="u", sink_retry_max_s=0.05, kafka_bootstrap_servers="x:1")
     sink = Sink(settings)
@@ -76,9 +88,7 @@ async def test_the_batch_is_written_again_on_a_new_connection(
     async def write_batch(conn: object, batch: Batch, *, staged: bool) -> WriteResult:
         writes.append(len(pools))
         if len(writes) == 1:
-            raise asyncpg.InternalClientError(
-                "cannot switch to state 15; another operation (2) is in progress"
-            )
+            raise failure
         return WriteResult(rows={"logs": 1})
 
     monkeypatch.setattr(sink, "_connection_pool", new_pool)
