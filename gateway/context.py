@@ -32,12 +32,14 @@ from .store import ReadStore
 
 __all__ = [
     "CURSOR_MAX_LENGTH",
+    "MAX_PAGE",
     "EnvironmentQuery",
     "Gateway",
     "GatewayDep",
     "IdList",
     "IdPath",
     "IdQuery",
+    "PageNumber",
     "RequiredIdQuery",
     "TextQuery",
     "body_doc",
@@ -84,6 +86,10 @@ TextQuery = Annotated[str | None, Query(pattern=ID_PATTERN, max_length=1024)]
 IdList = list[
     Annotated[str, StringConstraints(pattern=ID_PATTERN, min_length=1, max_length=MAX_ID_LENGTH)]
 ]
+# Numbered pages (Humanloop's ``page``): OFFSET is (page - 1) * size, a bigint in
+# PostgreSQL; past this bound a listing is walked with the keyset cursor instead.
+MAX_PAGE = 1_000_000
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page number, from 1.")]
 # A cursor is the last row's time and id as JSON, base64-encoded: an id of 1,024 control
 # characters is 6 KiB of JSON escapes, 8 KiB of base64.
 CURSOR_MAX_LENGTH = 16_384

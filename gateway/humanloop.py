@@ -14,7 +14,12 @@ it clears the field. Naive timestamps are taken as UTC, as Humanloop does.
 
 The older ``POST /logs`` (one log or an array) names the Prompt by ``project`` /
 ``project_id`` and its model config ``config``; those map to ``path`` / ``prompt_id`` /
-``prompt``, and its ``feedback`` entries become feedback events.
+``prompt`` (``config.id`` to ``config_id``; ``config.type`` must be ``model``, what a
+Prompt's log is), and its ``feedback`` (one entry or a list) becomes feedback events, each
+entry's keys kept: ``id``, ``value``, ``comment``, ``source`` (else its ``type``), ``user``,
+``metadata``, ``created_at``, and any other key in the feedback's metadata. A field of the
+wrong type, or one given under both of its names with different values, is refused
+(:class:`ContractError`, field and reason): nothing is dropped.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from producers.contract import ContractError, FieldError
 from producers.sdk.encoding import new_id
 
 __all__ = [
@@ -88,19 +94,41 @@ def kind_log_body(
     return body
 
 
+def _alias(body: dict[str, Any], name: str, value: Any, given_as: str) -> None:
+    """Set ``body[name]`` from a field of the older request (``given_as``); refused when
+    the request also gives ``name`` with another value (neither would be dropped)."""
+    if name in body and body[name] != value:
+        reason = f"differs from {name}, given too; give one"
+        raise ContractError([FieldError(f"body.{given_as}", reason)])
+    body[name] = value
+
+
 def legacy_log_body(request: dict[str, Any]) -> dict[str, Any]:
-    """A ``log`` body from one item of the older ``POST /logs``."""
+    """A ``log`` body from one item of the older ``POST /logs``; raises ContractError for
+    a ``config`` or ``feedback`` it cannot carry (see the module docstring)."""
     body = {k: v for k, v in request.items() if v is not None and k not in IGNORED_FIELDS}
-    body.pop("feedback", None)
+    _feedback_entries(body.pop("feedback", None))  # checked here, published by the route
     project = body.pop("project", None)
     if project is not None:
-        body.setdefault("path", project)
+        _alias(body, "path", project, "project")
     project_id = body.pop("project_id", None)
     if project_id is not None:
-        body.setdefault("prompt_id", project_id)
+        _alias(body, "prompt_id", project_id, "project_id")
     config = body.pop("config", None)
-    if isinstance(config, dict):
-        body.setdefault("prompt", {k: v for k, v in config.items() if k not in ("id", "type")})
+    if config is not None:
+        if not isinstance(config, dict):
+            raise ContractError([FieldError("body.config", "must be an object (a model config)")])
+        kernel = dict(config)
+        if kernel.get("type", "model") != "model":
+            reason = "must be model: a log of POST /logs is a Prompt's (a model config)"
+            raise ContractError([FieldError("body.config.type", reason)])
+        kernel.pop("type", None)
+        config_id = kernel.pop("id", None)
+        if config_id is not None:
+            _alias(body, "config_id", config_id, "config.id")
+        if "prompt" in body:
+            raise ContractError([FieldError("body.config", "cannot be given with prompt")])
+        body["prompt"] = kernel
     body["id"] = body.pop("log_id", None) or body.get("id") or new_id("data_")
     if "trace_parent_id" in body:
         body["trace_parent_log_id"] = body.pop("trace_parent_id")
@@ -108,25 +136,45 @@ def legacy_log_body(request: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-def feedback_bodies(request: dict[str, Any], log: dict[str, Any]) -> list[dict[str, Any]]:
-    """Feedback events for the ``feedback`` entries of an older ``POST /logs`` item."""
-    entries = request.get("feedback")
-    if not isinstance(entries, list):
+# Keys of an older feedback entry the feedback body takes as they are.
+_FEEDBACK_KEYS = ("comment", "source", "user", "metadata")
+
+
+def _feedback_entries(given: Any) -> list[Any]:
+    """The entries of an older ``feedback``: a list, or one entry (as Humanloop takes)."""
+    if given is None:
         return []
+    if isinstance(given, dict):
+        return [given]
+    if not isinstance(given, list):
+        reason = "must be a feedback object or a list of them"
+        raise ContractError([FieldError("body.feedback", reason)])
+    return given
+
+
+def feedback_bodies(request: dict[str, Any], log: dict[str, Any]) -> list[dict[str, Any]]:
+    """Feedback events for the ``feedback`` entries of an older ``POST /logs`` item (an
+    entry that is not an object is its value); every key of an entry is kept."""
     bodies = []
-    for entry in entries:
+    for entry in _feedback_entries(request.get("feedback")):
         if not isinstance(entry, dict):
             bodies.append({"id": new_id("fbk_"), "log_id": log["id"], "value": entry})
             continue
-        body: dict[str, Any] = {"id": new_id("fbk_"), "log_id": log["id"]}
+        rest = {k: v for k, v in entry.items() if v is not None}
+        body: dict[str, Any] = {"id": rest.pop("id", None) or new_id("fbk_"), "log_id": log["id"]}
         if log.get("reference_id"):
             body["reference_id"] = log["reference_id"]
-        body["value"] = entry.get("value")
-        if entry.get("type") is not None:
-            body["source"] = entry["type"]
-        for name in ("user", "metadata", "created_at"):
-            if entry.get(name) is not None:
-                body[name] = _aware(entry[name])
+        body["value"] = rest.pop("value", None)
+        body.update({name: rest.pop(name) for name in _FEEDBACK_KEYS if name in rest})
+        if "created_at" in rest:
+            body["created_at"] = _aware(rest.pop("created_at"))
+        if "type" in rest and "source" not in body:
+            body["source"] = rest.pop("type")  # Humanloop's feedback type (rating, ...)
+        if rest:  # keys the feedback has no field for (``type`` beside a source, ...)
+            metadata = body.get("metadata")
+            if metadata is None or isinstance(metadata, dict):
+                body["metadata"] = {**rest, **(metadata or {})}
+            # else: the contract refuses the metadata, and so the request
         bodies.append(body)
     return bodies
 

@@ -10,14 +10,24 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Query
+from pydantic import AfterValidator
 
 from producers.contract import FieldError
 
-from .context import IdList, IdQuery, TextQuery
+from .context import MAX_PAGE, IdList, IdQuery, TextQuery
 from .errors import ValidationFailed
-from .store import LogFilter
+from .store import LogFilter, as_utc
 
 __all__ = ["HumanloopLogQuery", "HumanloopLogs"]
+
+
+# A bound of the listing's time: naive taken as UTC (as Humanloop does), refused with 422
+# naming it when UTC's date is out of range.
+TimeQuery = Annotated[
+    datetime | None,
+    Query(description="An ISO 8601 time; without an offset, UTC."),
+    AfterValidator(lambda value: None if value is None else as_utc(value)),
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,13 +56,15 @@ class HumanloopLogQuery:
 
 def _humanloop_log_query(
     file_id: IdQuery = None,
-    page: Annotated[int | None, Query(ge=1, description="Humanloop's page number, from 1.")] = None,
+    page: Annotated[
+        int | None, Query(ge=1, le=MAX_PAGE, description="Humanloop's page number, from 1.")
+    ] = None,
     size: Annotated[int, Query(ge=1, le=500, description="Logs per numbered page.")] = 10,
     id: Annotated[IdList | None, Query(description="The log id contains any of these.")] = None,
     search: TextQuery = None,
     metadata_search: TextQuery = None,
-    start_date: datetime | None = None,
-    end_date: datetime | None = None,
+    start_date: TimeQuery = None,
+    end_date: TimeQuery = None,
     in_trace_filter: Annotated[list[bool] | None, Query()] = None,
     sample: int | None = None,
     include_parent: bool | None = None,  # only Evaluator logs have a parent to include

@@ -23,7 +23,10 @@ becomes no contract event is kept verbatim as a dead letter (:func:`not_modelled
 :func:`refused`; published by :mod:`gateway.deadletters`, stored in ``dead_letters``) with a
 reason naming its entity and action: ``evaluate`` lines (evaluators run on Maxim's
 platform), any other entity or action, and every line that is malformed or that the
-contract refuses.
+contract refuses. A line's node id and a child's ``data.id`` are checked against the
+contract's id rule before anything else (:mod:`gateway.ids`), so an id PostgreSQL cannot
+hold is refused with its line and never looked up, held or recorded; a line whose data is
+nested deeper than JSON encoding goes is refused alone too, the rest of its batch goes on.
 
 Each line becomes an event whose ``event_id`` hashes the project and the line, so a batch
 the SDK re-sends after a failure is deduplicated downstream; ``ts`` is the batch's arrival
@@ -47,6 +50,7 @@ from producers.contract import FieldError
 from producers.contract.deadletters import DeadLetter, Origin
 
 from .deadletters import Kept
+from .ids import id_problem, valid_id
 from .maxim_fields import (
     GENERATION_FIELDS,
     GENERATION_UPDATE,
@@ -169,7 +173,7 @@ def referenced_nodes(lines: list[CommitLine]) -> set[str]:
     return {
         line.entity_id
         for line in lines
-        if line.entity in _IN_TRACE and line.entity_id not in created
+        if line.entity in _IN_TRACE and line.entity_id not in created and valid_id(line.entity_id)
     }
 
 
@@ -201,6 +205,19 @@ class _Translator:
         self.out.errors.append((line.index, FieldError(name, reason)))
 
     def line(self, line: CommitLine) -> None:
+        """Translate one line, or refuse it: an id outside the contract's rule (checked
+        before the id is recorded, looked up or held), or data nested deeper than JSON
+        encoding goes (orjson writes 254 levels; ``str`` of a value recurses too)."""
+        problem = id_problem(line.entity_id)
+        if problem is not None:
+            self.refuse(line, "id", problem)
+            return
+        try:
+            self.dispatch(line)
+        except (RecursionError, orjson.JSONEncodeError):
+            self.refuse(line, "data", "is nested too deeply to be encoded as JSON")
+
+    def dispatch(self, line: CommitLine) -> None:
         entity, node, action = line.entity, line.entity_id, line.action
         if entity == "trace":
             self.trace_of[node] = node
@@ -242,18 +259,24 @@ class _Translator:
 
     def child(self, line: CommitLine, kind: str, where: dict[str, Any]) -> None:
         child = line.data.get("id")
-        if not isinstance(child, str):
+        if child is None:
             self.refuse(line, "data.id", "is required")
             return
+        problem = id_problem(child)
+        if problem is not None:
+            self.refuse(line, "data.id", problem)
+            return
+        if kind in ("span", "generation"):
+            names = SPAN_FIELDS if kind == "span" else GENERATION_FIELDS
+            etype, body = kind, {"id": child, **where, **line_fields(line.data, names)}
+        else:
+            etype, body = "node", {"id": child, "kind": kind, **where,
+                                   **node_fields(kind, line.data)}  # fmt: skip
+        # Recorded only once its body is made (a line refused on the way records nothing).
         trace_id = where["trace_id"]
         self.trace_of[child] = trace_id
         self.out.nodes[child] = (kind, trace_id)
-        if kind in ("span", "generation"):
-            names = SPAN_FIELDS if kind == "span" else GENERATION_FIELDS
-            self.emit(line, kind, {"id": child, **where, **line_fields(line.data, names)})
-        else:
-            body = {"id": child, "kind": kind, **where, **node_fields(kind, line.data)}
-            self.emit(line, "node", body)
+        self.emit(line, etype, body)
 
     def leaf(self, line: CommitLine, kind: str, where: dict[str, Any]) -> None:
         """An event, error or attachment; an error has no id of its own in maxim-py 3.14."""

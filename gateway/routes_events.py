@@ -3,8 +3,10 @@
 ``project`` may be omitted (the API key's project is filled in); an envelope naming
 another project is refused. The valid events are published together; the answer is 202
 when all were accepted, 207 when some were refused (each with field and reason), 422 when
-none was (413 when every one was over the size limit). A retry re-sends the same
-``event_id``s, which the pipeline deduplicates.
+none was (413 when every one was over the size limit; an item that is not a JSON object is
+refused as ``event``: "must be a JSON object", and a body that is neither an object nor an
+array is a 422 naming ``body``). A retry re-sends the same ``event_id``s, which the
+pipeline deduplicates.
 """
 
 from __future__ import annotations
@@ -33,26 +35,29 @@ events_router = APIRouter(tags=["native"])
 )
 async def post_events(request: Request, gw: GatewayDep, project: Project) -> JsonResponse:
     data = await read_json(request, gw.options.max_body_bytes)
+    if not isinstance(data, list | dict):
+        raise ValidationFailed([FieldError("body", "must be an event object or an array of them")])
     items = data if isinstance(data, list) else [data]
     if len(items) > gw.options.max_batch_events:
         reason = f"holds {len(items)} events; at most {gw.options.max_batch_events}"
         raise ValidationFailed([FieldError("body", reason)])
-    foreign: dict[int, FieldError] = {}
+    # Refused here, before the contract: not an object, or another project's.
+    refused: dict[int, FieldError] = {}
     for index, item in enumerate(items):
-        if isinstance(item, dict):
-            given = item.setdefault("project", project)
-            if given != project:
-                foreign[index] = FieldError("project", "is not the API key's project")
+        if not isinstance(item, dict):
+            refused[index] = FieldError("event", "must be a JSON object (an event envelope)")
+        elif item.setdefault("project", project) != project:
+            refused[index] = FieldError("project", "is not the API key's project")
     outcomes, delivery = await gw.ingest.accept_each(
-        [None if index in foreign else item for index, item in enumerate(items)]
+        [None if index in refused else item for index, item in enumerate(items)]
     )
     results = []
     for outcome in outcomes:
-        errors = (foreign[outcome.index],) if outcome.index in foreign else outcome.errors
+        errors = (refused[outcome.index],) if outcome.index in refused else outcome.errors
         results.append(_verdict(outcome, errors))
     accepted = sum(1 for r in results if r["status"] == "accepted")
     status = 202 if accepted == len(results) else 207 if accepted else 422
-    if status == 422 and all(_too_large(r) for r in results):
+    if status == 422 and not refused and all(_too_large(r) for r in results):
         status = 413  # nothing but events over the size limit
     answer = {"accepted": accepted, "rejected": len(results) - accepted,
               "delivery": delivery, "results": results}  # fmt: skip

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from producers.contract import CreateLogResponse, Event, FieldError, LogEvent
+from producers.contract import ContractError, CreateLogResponse, Event, FieldError, LogEvent
 from producers.contract.ids import file_id_for_path, file_version_id
 from producers.sdk.encoding import Encoded
 
@@ -263,7 +263,10 @@ async def post_logs(request: Request, gw: GatewayDep, project: Project) -> JsonR
     for index, item in enumerate(items):
         where: list[Any] = [index] if isinstance(data, list) else []
         request_item = _object(item, f"body[{index}]" if where else "body")
-        body = humanloop.legacy_log_body(request_item)
+        try:
+            body = humanloop.legacy_log_body(request_item)
+        except ContractError as exc:  # a config or feedback it cannot carry
+            raise ValidationFailed.of(exc, where) from None
         answer, checked, later = await _log(gw, project, body, None, where)
         answers.append(answer)
         events.append(checked)

@@ -7,7 +7,8 @@ A file attachment's bytes are never kept (they would have no place in Kafka): th
 ``GET /api/sdk/v1/log-repositories/attachments/upload-url`` where to upload a file and says
 its key, MIME type and size, which become an ``add-attachment`` line of the attachment's
 node (its own later ``add-attachment`` line adds the name and type); the URL answered is
-``PUT .../attachments/upload``, which reads the bytes and discards them.
+``PUT .../attachments/upload``, which reads the bytes and discards them. A key whose node
+or file id breaks the contract's id rule is a 400 (never looked up in PostgreSQL).
 
 The answer is 200 once every line is kept: its event acknowledged by Kafka or spooled (or,
 for a line whose span or generation is not known yet, held in Postgres, or on the local
@@ -37,6 +38,7 @@ from producers.contract import ContractError
 from .auth import Project
 from .context import GatewayDep, body_doc, read_body
 from .errors import GatewayError, JsonResponse, MaximError
+from .ids import id_problem
 from .maxim import not_modelled, parse_lines, referenced_nodes, refused, translate
 from .outage import UNAVAILABLE
 from .release import hold, release
@@ -100,6 +102,10 @@ async def upload_url(
     match = _ATTACHMENT_KEY.match(key)
     if match is None:
         raise MaximError(400, "the key is not repository/entity/id/files/original/file")
+    for part in ("node", "file"):
+        problem = id_problem(match[part])
+        if problem is not None:  # never looked up or recorded (PostgreSQL cannot hold it)
+            raise MaximError(400, f"key: the {part} id in it is invalid ({problem})")
     data = {"id": match["file"], "key": key, "mimeType": mime_type or None, "size": size}
     line = (
         f"{match['entity']}{{id={match['node']},action=add-attachment,"

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Query
 from producers.contract import FieldError
 
 from .auth import Project
-from .context import EnvironmentQuery, GatewayDep, IdPath, IdQuery, TextQuery
+from .context import EnvironmentQuery, GatewayDep, IdPath, IdQuery, PageNumber, TextQuery
 from .errors import JsonResponse, NotFound, ValidationFailed
 from .prompt_views import PromptPage, PromptVersions, PromptView, prompt_views
 from .store import ReadStore
@@ -20,7 +20,6 @@ __all__ = ["prompts_router"]
 
 prompts_router = APIRouter(tags=["humanloop"])
 
-PageNumber = Annotated[int, Query(ge=1, description="Page number, from 1.")]
 PageSize = Annotated[int, Query(ge=1, le=500, description="Records per page.")]
 
 

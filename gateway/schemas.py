@@ -82,8 +82,12 @@ class LegacyLogRequest(PromptLogRequest):
 
     project: PromptPath | None = None
     project_id: EntityId | None = None
-    config: JsonObject | None = None
-    feedback: list[JsonObject] | None = None
+    config: JsonObject | None = Field(
+        default=None, description="The model config: `prompt`; its `id` is `config_id`."
+    )
+    feedback: list[JsonObject] | JsonObject | None = Field(
+        default=None, description="One feedback entry or a list; every key of one is kept."
+    )
 
 
 class LogUpdateRequest(LogFields):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import asyncpg
@@ -20,8 +20,9 @@ import orjson
 from kernel.clients import pg_pool
 
 from .errors import BadRequest
+from .ids import valid_id
 
-__all__ = ["Cursor", "LogFilter", "ReadStore", "connect_pool"]
+__all__ = ["Cursor", "LogFilter", "ReadStore", "as_utc", "connect_pool"]
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -45,6 +46,18 @@ async def connect_pool(dsn: str, *, max_size: int, timeout_s: float) -> asyncpg.
     return pool
 
 
+def as_utc(value: datetime) -> datetime:
+    """``value`` in UTC (a naive one taken as UTC), as asyncpg sends a ``timestamptz``;
+    ValueError when UTC's date falls outside Python's years 1 to 9999 (asyncpg's conversion
+    would fail inside the query, e.g. ``0001-01-01T00:00:00+05:00``)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC (years 1 to 9999)") from None
+
+
 @dataclass(frozen=True, slots=True)
 class Cursor:
     """Where a page ends: the last row's time and id, opaque to clients."""
@@ -58,10 +71,15 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
+        """The cursor :meth:`encode` made; 400 naming ``cursor`` for any other text, also
+        for a forged one whose time or id no query could take (a time outside UTC's range,
+        an id outside the contract's rule)."""
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             at, ident = orjson.loads(raw)
-            return cls(datetime.fromisoformat(at), str(ident))
+            if not isinstance(at, str) or not valid_id(ident):
+                raise ValueError("not a time and an id")
+            return cls(as_utc(datetime.fromisoformat(at)), ident)
         except (ValueError, TypeError, orjson.JSONDecodeError):
             raise BadRequest("cursor: not a cursor this API returned") from None
 

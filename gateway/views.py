@@ -39,7 +39,17 @@ __all__ = [
 ]
 
 
-class LogView(LogResponse):
+class _QuietDump(BaseModel):
+    """A view that may hold stored values the contract would now refuse (shown as they are,
+    :func:`log_view`): its dumps never warn, since pydantic's warning about an unexpected
+    value quotes the value (a log's messages) on the gateway's stderr."""
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        kwargs.setdefault("warnings", False)
+        return super().model_dump(**kwargs)
+
+
+class LogView(LogResponse, _QuietDump):
     """A log as ``GET /logs/{id}`` answers it."""
 
     cost: float | None = Field(default=None, description="prompt_cost + output_cost.")
@@ -85,7 +95,7 @@ class DeletionAccepted(BaseModel):
     event_ids: list[str]
 
 
-class LogPage(BaseModel):
+class LogPage(_QuietDump):
     """A keyset page (``next_cursor``), or with ``page`` a numbered one (Humanloop's
     ``PaginatedDataLogResponse``: ``page``, ``size``, ``total``)."""
 
@@ -185,7 +195,7 @@ class TracePage(BaseModel):
     next_cursor: str | None = None
 
 
-class SessionView(BaseModel):
+class SessionView(_QuietDump):
     id: str
     name: str | None = Field(default=None, description="A Maxim session's own node...")
     tags: JsonObject | None = None

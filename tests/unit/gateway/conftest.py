@@ -3,6 +3,7 @@ that keeps what was published."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,16 +47,31 @@ class Env:
         return [orjson.loads(record.value) for record in self.letters.records]
 
 
-@pytest.fixture
-def env(tmp_path: Path) -> Iterator[Env]:
+@contextlib.contextmanager
+def gateway_env(
+    tmp_path: Path,
+    *,
+    nodes: MemoryNodeIndex | None = None,
+    held: MemoryHeldLines | None = None,
+    settings: Settings | None = None,
+    max_body_bytes: int = 64 * 1024,
+    raise_server_exceptions: bool = True,
+) -> Iterator[Env]:
+    """The app over in-memory twins (``nodes``/``held``: twins of one's own)."""
     transport = MemoryTransport(partitions=4)
     spool = Spool(tmp_path, max_bytes=1 << 20, segment_bytes=1 << 16, fsync="batch")
-    held = MemoryHeldLines()
+    held = held or MemoryHeldLines()
     letters = MemoryTransport(partitions=4, packed=False)
-    parts = Components(transport=transport, spool=spool, keys=DictKeys(), nodes=MemoryNodeIndex(),
-                       held=held, dead_letter_transport=letters)  # fmt: skip
-    settings = Settings(max_event_bytes=4096)
-    options = GatewaySettings(max_body_bytes=64 * 1024, linger_ms=0, held_sweep_s=0)
-    app = create_app(settings, options, parts)
-    with TestClient(app) as client:
+    parts = Components(transport=transport, spool=spool, keys=DictKeys(),
+                       nodes=nodes or MemoryNodeIndex(), held=held,
+                       dead_letter_transport=letters)  # fmt: skip
+    options = GatewaySettings(max_body_bytes=max_body_bytes, linger_ms=0, held_sweep_s=0)
+    app = create_app(settings or Settings(max_event_bytes=4096), options, parts)
+    with TestClient(app, raise_server_exceptions=raise_server_exceptions) as client:
         yield Env(client, transport, held, letters)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    with gateway_env(tmp_path) as built:
+        yield built

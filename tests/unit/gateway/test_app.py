@@ -89,6 +89,11 @@ def test_413_over_the_event_or_body_limit(env: Env):
     assert env.sent() == []
 
 
+NOT_OBJECT = {"field": "event", "reason": "must be a JSON object (an event envelope)"}
+FEEDBACK = {"event_id": "e9", "type": "feedback", "ts": "2026-01-01T00:00:00Z",
+            "body": {"id": "f9", "log_id": "data_9", "value": True}}  # fmt: skip
+
+
 def test_native_batch_is_answered_per_event(env: Env):
     ok = {"event_id": "e1", "type": "feedback", "ts": "2026-01-01T00:00:00Z",
           "body": {"id": "f1", "log_id": "data_1", "value": True}}  # fmt: skip
@@ -110,6 +115,28 @@ def test_native_batch_is_answered_per_event(env: Env):
     assert too_large.status_code == 413 and too_large.json()["results"][0]["errors"][0][
         "field"
     ] == ("event")
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "errors"),
+    [
+        (b"[1]", 422, [[NOT_OBJECT]]),
+        (b'[null, "x"]', 422, [[NOT_OBJECT], [NOT_OBJECT]]),
+        (b"[1, %s]" % orjson.dumps(FEEDBACK), 207, [[NOT_OBJECT], []]),
+        (b"42", 422, None),
+        (b'"x"', 422, None),
+    ],
+)  # fmt: skip
+def test_a_batch_item_that_is_not_an_object_is_a_422_naming_it(
+    env: Env, body: bytes, status: int, errors: list | None
+):
+    """It used to be answered 413, as if it were over the size limit."""
+    answer = env.client.post("/v1/events", headers=A, content=body)
+    assert answer.status_code == status, answer.text
+    if errors is None:  # neither an object nor an array
+        assert answer.json()["detail"][0]["field"] == "body"
+    else:
+        assert [r["errors"] for r in answer.json()["results"]] == errors
 
 
 def test_update_by_reference_and_the_older_logs_endpoint(env: Env):
