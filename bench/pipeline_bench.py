@@ -262,7 +262,7 @@ class Design:
         # restarted traces the oracle did not (runs over ~60 s never matched it).
         ts = BASE.isoformat()
         probes = [probe_event("warm", n, ts) for n in range(20)]
-        self.warm_records = _pack(probes, self.settings.partitions, 1)
+        self.warm_records = pack_keyed(probes, self.settings.partitions, 1)
         await send_all(self.settings, self.warm_records)
         ids = {orjson.loads(e)["body"]["id"] for _, e in probes}
         await wait_visible(self.conn, ids, timeout_s)
@@ -388,7 +388,7 @@ class Design:
                     now = time.monotonic()
                     for k in range(0, due, PROBE_EVERY):
                         emitted_at[probe_id(run, sent + k)] = now
-                    for partition, value in _pack(batch, s.partitions, 40):
+                    for partition, value in pack_keyed(batch, s.partitions, 40):
                         futures.append(
                             await producer.send(s.topics.events, value, partition=partition)
                         )
@@ -421,7 +421,8 @@ class Design:
         }
 
 
-def _pack(events: list[tuple[bytes, bytes]], partitions: int, per_record: int) -> list:
+def pack_keyed(events: list[tuple[bytes, bytes]], partitions: int, per_record: int) -> list:
+    """``(key, event)`` pairs packed per partition of the key, ``per_record`` per record."""
     grouped: dict[int, list[bytes]] = {}
     for key, encoded in events:
         grouped.setdefault(partition_for(key, partitions), []).append(encoded)

@@ -2,7 +2,8 @@
 derived records per input record, for the live output window against per-record packing.
 
     python bench/stage_cost_bench.py [--events 40000] [--partitions 12] [--window 64]
-        [--payload-bytes 0] [--json] [--save FILE] [--baseline FILE [--tolerance 0.2]]
+        [--payload-bytes 0] [--workload synthetic|latency [--rate 5000]]
+        [--json] [--save FILE] [--baseline FILE [--tolerance 0.2]]
 
 The synthetic stream (``logflume.synthetic``) is packed into raw-topic records as the SDK
 packs them, then run through :class:`processors.sequential.SequentialStages` (the same
@@ -16,6 +17,11 @@ records (entities + rollups + groups topics) per input record, and the stages' s
 the end (serialized bytes per event and per stage-1 entity: what the workers hold in
 memory and on the changelogs). ``--payload-bytes N`` adds N characters to every message
 and output (the heavy workload: state per entity should not grow with it).
+``--workload latency`` runs the latency runs' stream of ``bench/pipeline_bench.py``
+instead: new logs, each with one of 100 prompt versions and so a trace of its own, packed
+per partition per 20 ms tick at ``--rate`` events/s as that bench sends them (a log costs
+the stages ~2.5x the synthetic mix's average event: the reason 10,000/s of them is past
+what the pipeline holds while the mix reaches ~11,000).
 Targets (issue 13): at most 25 us/event for all stages and at most 1.5 derived records
 per input record at 12 partitions. ``--baseline FILE`` compares with a saved
 ``--json``/``--save`` result and exits 1 when a design got slower (us/event) or fanned out
@@ -28,6 +34,7 @@ import argparse
 import json
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +42,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's root
 
+from bench.pipeline_bench import PROBE_EVERY, TICK_S, pack_keyed, probe_event
 from kernel.runtime import tune_gc
 from kernel.settings import Settings
 from logflume.synthetic import generate_events, pack_events
@@ -81,6 +89,19 @@ def state_size(stages: SequentialStages, events: int) -> dict[str, Any]:
     }
 
 
+def latency_records(events: int, partitions: int, rate: int) -> list[tuple[int, bytes]]:
+    """The latency runs' logs as ``bench/pipeline_bench.py`` sends them at ``rate``
+    events/s: one batch per 20 ms tick, packed per partition (at most 40 per record)."""
+    ts = datetime.now(UTC).isoformat()
+    per_tick = max(1, round(rate * TICK_S))
+    records: list[tuple[int, bytes]] = []
+    for first in range(0, events, per_tick):
+        tick = range(first, min(first + per_tick, events))
+        batch = [probe_event("stage", n, ts, probe=(n - first) % PROBE_EVERY == 0) for n in tick]
+        records += pack_keyed(batch, partitions, 40)
+    return records
+
+
 def regressions(report: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> list[str]:
     lost = []
     for design, r in report["results"].items():
@@ -107,6 +128,15 @@ def main() -> None:
     parser.add_argument(
         "--payload-bytes", type=int, default=0, help="characters added to messages and outputs"
     )
+    parser.add_argument(
+        "--workload",
+        choices=("synthetic", "latency"),
+        default="synthetic",
+        help="the synthetic mix, or the latency runs' new logs with prompt versions",
+    )
+    parser.add_argument(
+        "--rate", type=int, default=5000, help="latency workload: events/s it is packed at"
+    )
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--save", type=Path, help="also write the JSON result to FILE")
     parser.add_argument("--baseline", type=Path, help="compare with a saved JSON result")
@@ -114,15 +144,21 @@ def main() -> None:
     args = parser.parse_args()
 
     settings = Settings(partitions=args.partitions)
-    events = generate_events(args.events, seed=args.seed, payload_bytes=args.payload_bytes)
-    records = pack_events(events, args.partitions, seed=args.seed)
-    run_design(records[:200], len(events), settings, args.window)  # warm up (price table...)
+    if args.workload == "latency":
+        count = args.events
+        records = latency_records(count, args.partitions, args.rate)
+    else:
+        events = generate_events(args.events, seed=args.seed, payload_bytes=args.payload_bytes)
+        count = len(events)
+        records = pack_events(events, args.partitions, seed=args.seed)
+    run_design(records[:200], count, settings, args.window)  # warm up (price table...)
     results = {
-        "per-record": run_design(records, len(events), settings, 1),
-        "window": run_design(records, len(events), settings, args.window),
+        "per-record": run_design(records, count, settings, 1),
+        "window": run_design(records, count, settings, args.window),
     }
     report = {
-        "events": len(events),
+        "events": count,
+        "workload": args.workload,
         "partitions": args.partitions,
         "payload_bytes": args.payload_bytes,
         "results": results,
@@ -132,7 +168,10 @@ def main() -> None:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{len(events):,} events in {len(records):,} records, {args.partitions} partitions")
+        print(
+            f"{count:,} events ({args.workload}) in {len(records):,} records, "
+            f"{args.partitions} partitions"
+        )
         for design, r in results.items():
             stages = ", ".join(f"{n} {us:.1f}" for n, us in r["us_per_event"].items())
             print(
