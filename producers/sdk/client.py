@@ -17,12 +17,16 @@ The client sends what was queued at interpreter exit (``atexit``, up to
 ``os._exit``, does the same from multiprocessing's exit hook.
 
 Fork safety: a client created before ``fork()`` (gunicorn ``--preload``, uWSGI, Celery's
-prefork pool, ``multiprocessing`` with fork) re-arms itself in the child
-(``os.register_at_fork``): a fresh queue, worker thread, Kafka producer and spool slot of its
-own. Events queued before the fork are the parent's, sent once by the parent; the child
-drops its copy. The parent's objects that the child inherited are never closed or used in
-the child, only kept: closing them would act on what the parent shares with it (its
-epoll instance, its sockets' registrations, its spool's locks).
+prefork pool, ``multiprocessing`` with fork) re-arms itself in the child: a fresh queue,
+worker thread, Kafka producer and spool slot of its own. The at-fork hook
+(``os.register_at_fork``) only marks the client; the child's first call that needs the
+machinery (an emit, or :attr:`Client.spool_slot`) re-arms it. A child that never emits (one
+that execs, as ``subprocess`` with ``preexec_fn`` does, or exits at once) claims no spool slot
+and touches no other slot's files; its ``flush``, ``close`` and ``stats`` answer for the
+nothing it emitted. Events queued before the fork are the parent's, sent once by the
+parent; the child drops its copy. The parent's objects that the child inherited are never
+closed or used in the child, only kept: closing them would act on what the parent shares
+with it (its epoll instance, its sockets' registrations, its spool's locks).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import atexit
 import logging
 import os
 import sys
+import threading
 import time
 import weakref
 from pathlib import Path
@@ -66,14 +71,22 @@ _CODECS = {"lz4": codec.has_lz4, "zstd": codec.has_zstd, "gzip": codec.has_gzip}
 _LIVE: weakref.WeakSet[Client] = weakref.WeakSet()
 _INHERITED: list[object] = []
 _PROCESS_UTILS = ("multiprocessing.util", "billiard.util")
+# Serializes the re-arms of a forked child's threads (replaced in each child: another thread
+# may have held the parent's at the fork).
+_REARM_LOCK = threading.Lock()
 
 
-def _rearm_after_fork() -> None:
+def _mark_forked() -> None:
+    """The at-fork hook, in the child: only mark the clients. It runs before an ``exec``
+    too (``subprocess`` with ``preexec_fn``), where claiming a spool slot, reading (and
+    resetting) other slots' counts or starting a thread would be work for nothing, or harm."""
+    global _REARM_LOCK
+    _REARM_LOCK = threading.Lock()
     for client in list(_LIVE):
-        client._after_fork()
+        client._forked = True
 
 
-os.register_at_fork(after_in_child=_rearm_after_fork)
+os.register_at_fork(after_in_child=_mark_forked)
 
 
 class Client:
@@ -105,16 +118,20 @@ class Client:
         self._unsaved = UnsavedLogs(settings.unsaved_capacity, settings.unsaved_ttl_s)
         self._given_transport = transport
         self._closed = False
+        self._forked = False  # in a forked child, until the first call that needs to re-arm
+        self._delivered = False  # what close() found: everything delivered
         self._start()
         atexit.register(self._at_exit)
         _LIVE.add(self)
 
-    def _start(self) -> None:
-        """Build and start the machinery: stats, spool slot, queue, transport, worker."""
+    def _start(self, *, live: bool = True) -> None:
+        """Build and start the machinery: stats, spool slot, queue, transport, worker.
+        ``live=False``: the same, already closed, without a spool slot or a thread (a forked
+        child closing a client it never used)."""
         settings = self.settings
         self._stats = StatsRecorder()
         self._warner = RateLimitedWarner(settings.warn_interval_s, log)
-        self._spool = self._open_spool(settings)
+        self._spool = self._open_spool(settings) if live else None
         self._queue = EventQueue(
             settings.max_queue_events, settings.max_queue_bytes, wake_at=settings.batch_max_events
         )
@@ -124,24 +141,38 @@ class Client:
         self._worker = Worker(
             settings, self._queue, transport, self._spool, self._encoder, self._stats, self._warner
         )
+        if not live:
+            self._queue.close()
+            self._closed = self._delivered = True  # it accepted nothing: nothing undelivered
+            atexit.unregister(self._at_exit)
+            return
         self._worker.start()
         self._queue.set_waker(self._worker.wake)
 
-    def _after_fork(self) -> None:
-        """In a forked child (the only thread there): re-arm (see the module docstring)."""
-        if self._closed:
-            return
-        _INHERITED.append((self._worker, self._queue, self._spool, self._stats))
-        self._unsaved.after_fork()
-        self._queue.close()
-        self._queue.clear()
-        if self._spool is not None:
-            self._spool.forget_after_fork()
-        self._start()
+    def _rearm(self, *, live: bool = True) -> None:
+        """In a forked child, at the first call that needs the machinery: let go of the
+        parent's and build this process's own (see the module docstring). ``live=False``
+        (close) or a client closed before the fork: build it closed, claiming no slot."""
+        with _REARM_LOCK:
+            if not self._forked:
+                return  # another thread of the child re-armed it meanwhile
+            _INHERITED.append((self._worker, self._queue, self._spool, self._stats))
+            self._unsaved.after_fork()
+            self._queue.close()
+            self._queue.clear()
+            if self._spool is not None:
+                self._spool.forget_after_fork()
+            live = live and not self._closed
+            self._start(live=live)
+            if live:
+                self._close_at_exit_of_process()
+            self._forked = False  # last: other threads wait on the lock until it is built
+
+    def _close_at_exit_of_process(self) -> None:
         # A multiprocessing (or billiard, Celery's) child leaves with os._exit, which skips
         # atexit: close from its exit hook too (close runs once). Its bootstrap clears the
-        # exit hooks inherited from the parent, then runs its after-fork callbacks: the
-        # hook is registered from one of those.
+        # exit hooks inherited from the parent, then runs its after-fork callbacks: a re-arm
+        # before that (an after-fork callback that emits) registers from one of those.
         for name in _PROCESS_UTILS:
             util = sys.modules.get(name)
             if util is not None:
@@ -205,6 +236,8 @@ class Client:
     # -- the hot path ------------------------------------------------------------------------
 
     def _emit(self, etype: str, body: dict[str, Any], stamp: tuple[str, ...]) -> None:
+        if self._forked:
+            self._rearm()
         ts = time.time()
         try:
             body_bytes = self._encoder.serialize(etype, ts, body, stamp)
@@ -218,7 +251,8 @@ class Client:
             if self._strict:
                 raise
             self._worker.reject(etype, exc)
-        except Exception as exc:  # never crash the application
+        except Exception as exc:  # never crash the application; the event is lost: count it
+            self._stats.drop(DropReason.INVALID)
             self._warner.warn("emit", "logflume: an emit call failed: %s", type(exc).__name__)
 
     def _overflow(self, item: Item) -> None:
@@ -243,9 +277,12 @@ class Client:
         try:
             written = spool.append([encoded])
         except SpoolError as exc:
-            self._stats.drop(DropReason.SPOOL_ERROR)
+            # Written whole before the error (a failed fsync): in the spool, sent from it.
+            written = exc.written
             self._warner.warn("spool_error", "logflume: cannot write the spool: %s", exc)
-            return
+            if not written:
+                self._stats.drop(DropReason.SPOOL_ERROR)
+                return
         if written:
             self._stats.add(accepted=1, spooled=1)
         else:
@@ -254,11 +291,23 @@ class Client:
     # -- delivery control ----------------------------------------------------------------------
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """Block until everything emitted so far is acknowledged by Kafka (True) or
-        ``timeout`` seconds passed (False). From async code use :meth:`aflush`."""
+        """Block until everything emitted so far is acknowledged by Kafka or ``timeout``
+        seconds passed. From async code use :meth:`aflush`.
+
+        True only if both hold when it returns: nothing this client holds is undelivered (no
+        event queued, in flight or in the spool, the spool it took over from earlier
+        processes included), and no event was lost since the previous ``flush()`` or
+        ``close()`` returned (since the client was created, or re-armed in a forked child,
+        for the first): no drop of any reason in ``stats().dropped`` but ``lost_at_exit``
+        (events an earlier process lost, counted when this one opened its spool slot), and
+        no corrupt spool region (``stats().spool_corrupt``). Spooled is not delivered: with
+        the broker away it waits for the spool to drain, and returns False at the timeout.
+        After ``close()`` it answers as ``close()`` does."""
+        if self._forked:  # a forked child that has emitted nothing: nothing to deliver
+            return True
         if self._closed:
-            return self._worker.delivered_all
-        return self._worker.flush(timeout)
+            return self._answer(self._delivered)
+        return self._answer(self._worker.flush(timeout))
 
     async def aflush(self, timeout: float = 10.0) -> bool:
         """:meth:`flush` without blocking the running event loop."""
@@ -266,13 +315,28 @@ class Client:
 
     def close(self, timeout: float | None = None) -> bool:
         """Deliver until ``timeout`` (default ``close_timeout_s``), spool what is left, stop
-        the worker. Later emits are counted as dropped ("closed"). True if all was sent."""
+        the worker. Later emits are counted as dropped ("closed").
+
+        True only if everything emitted was acknowledged by Kafka before the deadline (none
+        left to spool: spooled is not delivered) and no event was lost since the previous
+        ``flush()`` or ``close()`` returned, as :meth:`flush` says. Called again, it answers
+        the same about the first close and the events lost since the previous call (an emit
+        after close is one)."""
+        if self._forked:  # a forked child that has emitted nothing: close without a slot
+            self._rearm(live=False)
         if self._closed:
-            return self._worker.delivered_all
+            return self._answer(self._delivered)
         self._closed = True
         self._queue.close()
         atexit.unregister(self._at_exit)
-        return self._worker.close(self.settings.close_timeout_s if timeout is None else timeout)
+        timeout = self.settings.close_timeout_s if timeout is None else timeout
+        self._delivered = self._worker.close(timeout)
+        return self._answer(self._delivered)
+
+    def _answer(self, delivered: bool) -> bool:
+        """What flush and close return; moves their window of losses (always)."""
+        lost = self._stats.losses_since_last_call()
+        return delivered and not lost
 
     async def aclose(self, timeout: float | None = None) -> bool:
         return await asyncio.to_thread(self.close, timeout)
@@ -281,7 +345,10 @@ class Client:
         self.close()
 
     def stats(self) -> SDKStats:
-        """Counts of events accepted, sent, spooled and dropped (by reason)."""
+        """Counts of events accepted, sent, spooled and dropped (by reason), and of corrupt
+        spool regions skipped (see :class:`SDKStats`)."""
+        if self._forked:  # a forked child that has emitted nothing: nothing of its own yet
+            return StatsRecorder().snapshot(queued=0, inflight=0, spool_bytes=0)
         spool = self._spool
         return self._stats.snapshot(
             queued=len(self._queue),
@@ -291,7 +358,10 @@ class Client:
 
     @property
     def spool_slot(self) -> Path | None:
-        """This process's spool folder (``<spool root>/slot-<n>``), None without a spool."""
+        """This process's spool folder (``<spool root>/slot-<n>``), None without a spool. In
+        a forked child that has not re-armed yet, asking claims the slot (re-arms)."""
+        if self._forked:
+            self._rearm()
         return self._spool.slot if self._spool is not None else None
 
     def __enter__(self) -> Client:

@@ -9,9 +9,13 @@ by the next one, in order, before the client's own new events.
 A segment starts with ``MAGIC``; then frames ``[u32 length][u32 crc32][payload]`` (little
 endian), the payload being ``[u16 key length][routing key][event bytes]``. A torn write (a
 crash in the middle of a frame) or a damaged frame fails the length or CRC check: the
-reader skips to the next frame that checks out, counting the skipped region. A new process
-never appends to an old segment. A segment is deleted only once every frame in it was
-acknowledged by Kafka (:meth:`Spool.ack`); a re-sent event keeps its ``event_id``.
+reader skips to the next frame that checks out, counting the skipped region (regions, not
+events: how many frames a damaged stretch held is not known). A write or fsync that fails
+keeps the frames that reached the file whole (they are read and sent like the others), cuts
+the torn one after them, and seals the segment (:class:`SpoolError` says how many were
+kept). A new process never appends to an old segment. A segment is deleted only once every
+frame in it was acknowledged by Kafka (:meth:`Spool.ack`); a re-sent event keeps its
+``event_id``.
 
 The first 8 bytes of a slot's ``.lock`` file count the events its owner had accepted but
 held only in memory (queued or in flight) at its last cycle (:meth:`Spool.mark_unsent`).
@@ -21,7 +25,8 @@ lost (:attr:`Spool.lost_by_previous`): what a crash loses is bounded and counted
 
 After ``fork()`` the child drops its copy of the parent's spool with
 :meth:`Spool.forget_after_fork` and opens a slot of its own: two processes never append to
-one slot.
+one slot. The client does both at the child's first emit, not at the fork, so a child that
+execs or exits without emitting opens no slot and reads (and resets) no other slot's count.
 
 Thread safety: ``append`` may run on any thread; reading and acking belong to the worker.
 """
@@ -55,7 +60,16 @@ _READ_AHEAD = 1024 * 1024
 
 
 class SpoolError(OSError):
-    """The spool could not be written."""
+    """The spool could not be written. ``tried``: the events the failed write held (a prefix
+    of those given; the rest did not fit under ``max_bytes``); ``written``: how many of them
+    (a prefix) reached the file whole before the error. Those stay in the spool and are read
+    and sent like any other (without the fsync's guarantee when the fsync is what failed);
+    the others of ``tried`` are lost."""
+
+    def __init__(self, errno: int, message: str, *, tried: int = 0, written: int = 0) -> None:
+        super().__init__(errno, message)
+        self.tried = tried
+        self.written = written
 
 
 @dataclass(slots=True, eq=False)
@@ -160,7 +174,8 @@ class Spool:
     def append(self, events: Sequence[Encoded]) -> int:
         """Write events in order; returns how many fit under ``max_bytes`` (a prefix).
 
-        Raises :class:`SpoolError` when the disk refuses the write.
+        Raises :class:`SpoolError` when the disk refuses a write or an fsync; its ``written``
+        events (a prefix) are in the spool all the same, see :class:`SpoolError`.
         """
         frames = encode_frames(events)
         with self._lock:
@@ -176,7 +191,12 @@ class Spool:
                 taken += 1
             if not taken:
                 return 0
-            segment, fd = self._writable(size)
+            try:
+                segment, fd = self._writable(size)
+            except OSError as exc:
+                raise SpoolError(
+                    exc.errno, f"creating a spool segment failed: {exc.strerror}", tried=taken
+                ) from exc
             try:
                 if self._fsync == "always":
                     for frame in frames[:taken]:
@@ -187,8 +207,13 @@ class Spool:
                     if self._fsync == "batch":
                         os.fsync(fd)
             except OSError as exc:
-                self._seal_after_error(segment, fd)
-                raise SpoolError(exc.errno, f"writing the spool failed: {exc.strerror}") from exc
+                written = self._seal_after_error(segment, fd, frames[:taken])
+                raise SpoolError(
+                    exc.errno,
+                    f"writing the spool failed: {exc.strerror}",
+                    tried=taken,
+                    written=written,
+                ) from exc
             segment.size += size
             self._bytes += size
         return taken
@@ -201,14 +226,18 @@ class Spool:
             self._seal_active()
         path = self.slot / f"{self._next_seq:016d}.seg"
         self._next_seq += 1
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
             _write_all(fd, MAGIC)
             if self._fsync != "never":
                 os.fsync(fd)
                 _fsync_dir(self.slot)
-        except OSError as exc:
-            raise SpoolError(exc.errno, f"creating a spool segment failed: {exc.strerror}") from exc
+        except OSError:
+            # Holds no event: remove it, and keep no descriptor (a disk that keeps failing
+            # would otherwise leak one per batch).
+            os.close(fd)
+            path.unlink(missing_ok=True)
+            raise
         segment = _Segment(path, len(MAGIC), sealed=False)
         self._segments.append(segment)
         self._bytes += len(MAGIC)
@@ -222,16 +251,34 @@ class Spool:
             os.close(self._fd)
         self._active, self._fd = None, None
 
-    def _seal_after_error(self, segment: _Segment, fd: int) -> None:
-        """A failed write may have left part of a frame: the reader must see the whole file
-        (and skip the torn part), and later writes go to a new segment."""
+    def _seal_after_error(self, segment: _Segment, fd: int, frames: Sequence[bytes]) -> int:
+        """After a failed write or fsync of ``frames``: keep those that reached the file whole
+        (the reader reads them, the drain sends them), cut a torn frame after them, and seal
+        the segment (later writes go to a new one). Returns how many frames were kept.
+
+        Only this process appends to its slot (``O_APPEND``, under the lock), so the file's
+        size says how far the write got. A torn frame that cannot be cut stays beyond
+        ``segment.size``, which this process never reads past; a later process reading the
+        file whole skips it as a corrupt region."""
         try:
-            real = os.fstat(fd).st_size
+            reached = os.fstat(fd).st_size - segment.size
         except OSError:
-            real = segment.size
-        self._bytes += max(0, real - segment.size)
-        segment.size = max(segment.size, real)
+            reached = 0  # unknown: keep none, read none
+        kept = end = 0
+        for frame in frames:
+            if end + len(frame) > reached:
+                break
+            end += len(frame)
+            kept += 1
+        if reached > end:
+            try:
+                os.ftruncate(fd, segment.size + end)
+            except OSError:
+                pass
+        segment.size += end
+        self._bytes += end
         self._seal_active()
+        return kept
 
     # -- reading and acknowledging (the worker) --------------------------------------------
 
@@ -281,9 +328,15 @@ class Spool:
         fd = self._reader_fd(segment.path)
         chunk.segment = segment
         if offset < len(MAGIC):
-            if os.pread(fd, len(MAGIC), 0) != MAGIC:
-                log.warning("spool segment %s has no valid header; skipping it", segment.path.name)
-                chunk.corrupt_regions += 1
+            head = os.pread(fd, len(MAGIC), 0)
+            if head != MAGIC:
+                # A file shorter than its header, and the start of it, was cut while it was
+                # created (a crash before its first frame): it held no event, nothing is lost.
+                if not (limit <= len(MAGIC) and MAGIC.startswith(head)):
+                    log.warning(
+                        "spool segment %s has no valid header; skipping it", segment.path.name
+                    )
+                    chunk.corrupt_regions += 1
                 chunk.end = limit
                 return
             offset = len(MAGIC)

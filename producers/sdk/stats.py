@@ -26,8 +26,10 @@ class DropReason:
     INVALID = "invalid"  # broke the wire contract (or could not be serialized)
     QUEUE_FULL = "queue_full"  # overflow policy "drop": the in-memory queue was full
     SPOOL_FULL = "spool_full"  # the disk spool reached its size bound
-    SPOOL_ERROR = "spool_error"  # writing the spool failed (disk full, permissions)
-    SPOOL_CORRUPT = "spool_corrupt"  # torn or corrupt spool frames skipped at read
+    # Writing the spool failed (disk full, I/O error) and the event's frame did not reach the
+    # file whole. Events written whole before the error stay in the spool and are sent from
+    # it: they count as ``spooled``, then ``sent``, never here.
+    SPOOL_ERROR = "spool_error"
     CLOSED = "closed"  # emitted after close()
     UNSENT_AT_CLOSE = "unsent_at_close"  # overflow "drop": still in memory when close() ended
     REJECTED_BY_BROKER = "rejected_by_broker"  # a non-retriable Kafka error (record too large)
@@ -43,6 +45,11 @@ class SDKStats:
     ``sent`` counts events acknowledged by Kafka (directly or from the spool); ``spooled``
     counts events written to the disk spool (they are counted in ``sent`` once they are
     re-sent, and in ``resent_from_spool``); ``spool_bytes`` is the spool's size on disk.
+    ``dropped`` counts lost *events* by reason (:class:`DropReason`), ``dropped_total`` their
+    sum. ``spool_corrupt`` counts *regions*, not events: torn or damaged stretches of the
+    spool skipped at read (a frame cut by a crash, a failed CRC, a segment without its
+    header). How many events a region held cannot be known (its length fields may be what
+    is damaged), so it is in neither ``dropped`` nor ``dropped_total``.
     """
 
     accepted: int
@@ -54,6 +61,7 @@ class SDKStats:
     inflight: int
     spool_bytes: int
     invalid_fields: Mapping[str, int] = field(default_factory=dict)
+    spool_corrupt: int = 0
 
     @property
     def dropped_total(self) -> int:
@@ -72,6 +80,8 @@ class StatsRecorder:
         self.resent_from_spool = 0
         self._dropped: Counter[str] = Counter()
         self._invalid_fields: Counter[str] = Counter()
+        self.spool_corrupt = 0
+        self._losses_reported = 0
 
     def add(self, *, accepted: int = 0, sent: int = 0, spooled: int = 0, resent: int = 0) -> None:
         with self._lock:
@@ -90,6 +100,21 @@ class StatsRecorder:
             for name in fields:
                 self._invalid_fields[name] += 1
 
+    def corrupt(self, regions: int) -> None:
+        with self._lock:
+            self.spool_corrupt += regions
+
+    def losses_since_last_call(self) -> int:
+        """Losses counted since the previous call (since the recorder was built, for the
+        first): events dropped for any reason but ``lost_at_exit`` (events a previous process
+        lost, counted when this client opened its spool slot, before it accepted anything)
+        plus corrupt spool regions. ``flush`` and ``close`` report on this window."""
+        with self._lock:
+            losses = sum(self._dropped.values()) - self._dropped[DropReason.LOST_AT_EXIT]
+            losses += self.spool_corrupt
+            new, self._losses_reported = losses - self._losses_reported, losses
+            return new
+
     def snapshot(self, *, queued: int, inflight: int, spool_bytes: int) -> SDKStats:
         with self._lock:
             return SDKStats(
@@ -102,6 +127,7 @@ class StatsRecorder:
                 inflight=inflight,
                 spool_bytes=spool_bytes,
                 invalid_fields=MappingProxyType(dict(self._invalid_fields)),
+                spool_corrupt=self.spool_corrupt,
             )
 
 

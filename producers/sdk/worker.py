@@ -300,15 +300,20 @@ class Worker:
             self._pending.append(list(events))
             self._pending_bytes += sum(len(data) for _, data in events)
             return
+        failed = 0
         try:
             written = self._spool.append(events)
         except SpoolError as exc:
-            self._stats.drop(DropReason.SPOOL_ERROR, len(events))
+            # The events written whole before the error stay in the spool and are sent from
+            # it like the others: spooled, not dropped. Only the rest of the write is lost.
+            written, failed = exc.written, exc.tried - exc.written
             self._warner.warn("spool_error", "logflume: cannot write the spool: %s", exc)
-            return
         self._stats.add(spooled=written)
-        if written < len(events):
-            self._stats.drop(DropReason.SPOOL_FULL, len(events) - written)
+        if failed:
+            self._stats.drop(DropReason.SPOOL_ERROR, failed)
+        unfit = len(events) - written - failed
+        if unfit:
+            self._stats.drop(DropReason.SPOOL_FULL, unfit)
             self._warner.warn(
                 "spool_full",
                 "logflume: the spool is full (%d bytes); dropping events",
@@ -405,7 +410,7 @@ class Worker:
         )
 
     def corrupt(self, regions: int) -> None:
-        self._stats.drop(DropReason.SPOOL_CORRUPT, regions)
+        self._stats.corrupt(regions)
 
     # -- closing ---------------------------------------------------------------------------
 

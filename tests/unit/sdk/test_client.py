@@ -158,7 +158,7 @@ def test_invalid_events_are_counted_and_warned_once_naming_the_field(
         for _ in range(5):
             client.log(prompt_tokens=secret)
         client.log(output="fine")
-        assert client.flush(5)
+        assert client.flush(5) is False  # 5 events were refused
     stats = client.stats()
     assert stats.dropped == {DropReason.INVALID: 5}
     assert stats.invalid_fields == {"body.prompt_tokens": 5}
@@ -234,7 +234,8 @@ def test_close_context_manager_and_emits_after_close(make_client: MakeClient) ->
     assert len(delivered(transport)) == 1
     client.log(output="after")
     assert client.stats().dropped == {DropReason.CLOSED: 1}
-    assert client.close() is True  # idempotent
+    assert client.close() is False  # idempotent, but the emit after close was dropped
+    assert client.close() is True  # nothing lost since the previous call
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,5 +1,6 @@
-"""Fork safety and unclean exits, without a broker: the spool slot a forked child uses, the
-parent's locks surviving the child, and events lost with a process counted by the next."""
+"""Fork safety and unclean exits, without a broker: the spool slot a forked child uses (only
+once it emits), the parent's locks surviving the child, and events lost with a process
+counted by the next."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from producers.sdk import Client
+from producers.sdk import Client, MemoryTransport
 from producers.sdk.spool import Spool
 from producers.sdk.stats import DropReason
 
@@ -64,7 +65,7 @@ def test_events_lost_with_an_os_exit_are_counted_by_the_next_client(
     script = textwrap.dedent(
         f"""
         import os, time
-        from producers.sdk import Client
+        from producers.sdk import Client, MemoryTransport
         client = Client(bootstrap_servers={blackhole!r}, topic="t", project="p",
                         spool_dir={str(spool)!r}, send_timeout_s=60)
         for i in range(1000):
@@ -106,3 +107,115 @@ def test_a_clean_close_leaves_nothing_counted_as_lost(tmp_path: Path, blackhole:
         assert DropReason.LOST_AT_EXIT not in second.stats().dropped
     finally:
         second.close(0.3)
+
+
+def leave_orphan_slot(root: Path, lost: int) -> Path:
+    """A slot whose owner died without closing while ``lost`` events were in its memory."""
+    spool = open_spool(root)
+    spool.mark_unsent(lost)
+    spool.forget_after_fork()  # descriptors closed, nothing written: the flock is released
+    return spool.slot
+
+
+def lost_count(slot: Path) -> int:
+    return int.from_bytes((slot / ".lock").read_bytes()[:8], "little")
+
+
+def wait_child(pid: int) -> None:
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+def fork_and_exit(client: Client) -> None:
+    pid = os.fork()
+    if pid == 0:  # the child asks, flushes and closes, but never emits
+        code = 1
+        try:
+            stats = client.stats()
+            ok = client.flush(1) and client.close(1)
+            code = 0 if ok and stats.accepted == 0 and not stats.dropped else 2
+        finally:
+            os._exit(code)
+    wait_child(pid)
+
+
+def fork_and_exec(client: Client) -> None:
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv(sys.executable, [sys.executable, "-c", "pass"])
+        finally:
+            os._exit(1)
+    wait_child(pid)
+
+
+def subprocess_with_preexec_fn(client: Client) -> None:
+    # With preexec_fn, subprocess forks and runs the at-fork hooks before it execs.
+    subprocess.run([sys.executable, "-c", "pass"], preexec_fn=lambda: None, check=True)
+
+
+@pytest.mark.parametrize("child", [fork_and_exit, fork_and_exec, subprocess_with_preexec_fn])
+def test_a_forked_child_that_never_emits_touches_no_spool_slot(
+    tmp_path: Path, child: object
+) -> None:
+    root = tmp_path / "spool"
+    client = Client(transport=MemoryTransport(), project="p", spool_dir=root)
+    try:
+        assert client.spool_slot == root / "slot-0"
+        orphan = leave_orphan_slot(root, lost=7)  # slot-1, left by a dead process
+        files = sorted(root.rglob("*"))
+        child(client)  # type: ignore[operator]
+        # No slot claimed, none adopted, no count read (and reset) by the child.
+        assert sorted(root.rglob("*")) == files
+        assert lost_count(orphan) == 7
+        client.log(output="the parent goes on")
+        assert client.flush(5) is True
+    finally:
+        client.close(1)
+    # The next client to open the slot reports what its owner lost, once.
+    nxt = Client(transport=MemoryTransport(), project="p", spool_dir=root)
+    try:
+        assert nxt.stats().dropped == {DropReason.LOST_AT_EXIT: 7}
+    finally:
+        nxt.close(1)
+
+
+def test_a_forked_child_re_arms_at_its_first_emit_with_a_slot_of_its_own(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "spool"
+    transport = MemoryTransport()
+    client = Client(transport=transport, project="p", spool_dir=root)
+    try:
+        client.log(output="the parent's, before the fork")
+        assert client.flush(5) is True  # idle at the fork
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.close(read_end)
+                before = sorted(p.name for p in root.iterdir())
+                sent_before = len(transport.event_ids())
+                client.log(output="the child's")  # re-arms: a slot, a worker
+                ok = client.flush(5)
+                slot = client.spool_slot
+                delivered = len(transport.event_ids()) - sent_before
+                report = f"{ok} {delivered} {slot.name if slot else ''} {','.join(before)}"
+                os.write(write_end, report.encode())
+                code = 0 if client.close(5) else 2
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        wait_child(pid)
+        with os.fdopen(read_end) as pipe:
+            ok, delivered, slot, before = pipe.read().split()
+        assert (ok, delivered) == ("True", "1")
+        assert before == "slot-0"  # nothing claimed until the first emit
+        assert slot != "slot-0"
+        assert client.spool_slot == root / "slot-0"
+        client.log(output="the parent's, after the fork")
+        assert client.flush(5) is True
+        assert client.stats().sent == 2
+    finally:
+        client.close(1)

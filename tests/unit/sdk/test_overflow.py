@@ -11,7 +11,7 @@ import pytest
 from producers.sdk import MemoryTransport
 from producers.sdk.stats import DropReason
 
-from .conftest import FlakyTransport, MakeClient
+from .conftest import FlakyTransport, MakeClient, wait_for
 
 
 def emit_timed(client: object, count: int) -> float:
@@ -23,13 +23,6 @@ def emit_timed(client: object, count: int) -> float:
         took.append(time.perf_counter() - start)
     assert max(took) < 1.0  # far below any broker timeout: no call waited for the broker
     return sorted(took)[int(count * 0.99)]
-
-
-def wait_for(predicate: object, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
 
 
 def test_stalled_broker_with_drop_policy_never_blocks_and_counts_drops(
@@ -49,10 +42,12 @@ def test_stalled_broker_with_drop_policy_never_blocks_and_counts_drops(
     assert stats.dropped.get(DropReason.QUEUE_FULL, 0) > 0
     assert stats.spooled == 0
     transport.release()
-    assert client.flush(10)
+    assert client.flush(10) is False  # delivered what it kept, but it dropped events
     stats = client.stats()
+    assert stats.queued == stats.inflight == 0
     assert stats.sent + stats.dropped[DropReason.QUEUE_FULL] == 5000
     assert len(transport.event_ids()) == stats.sent
+    assert client.flush(10) is True  # nothing lost since the previous flush
 
 
 def test_stalled_broker_with_spool_policy_spills_to_disk_and_loses_nothing(
@@ -194,7 +189,7 @@ def test_broker_is_probed_again_when_the_spool_cannot_be_written(
     wait_for(lambda: client.stats().dropped.get(DropReason.SPOOL_FULL, 0) > 0)
     for i in range(10):
         client.log(output=f"after {i}")
-    assert client.flush(10)
+    assert client.flush(10) is False  # the failed batch was dropped (spool_full)
     outputs = {body["body"]["output"] for body in transport.bodies()}
     assert {f"after {i}" for i in range(10)} <= outputs
 
@@ -216,7 +211,7 @@ def test_a_spooled_event_kafka_refuses_for_good_is_counted_and_the_drain_goes_on
     assert first.stats().spooled == 21
     refusing = MemoryTransport(record_max_bytes=1500, refuse_over_bytes=4096)
     second = make_client(refusing)
-    assert second.flush(10)
+    assert second.flush(10) is False  # the spool it took over lost an event
     stats = second.stats()
     assert stats.dropped == {DropReason.REJECTED_BY_BROKER: 1}
     assert stats.sent == stats.resent_from_spool == 20  # each delivered event counted once

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from producers.sdk.spool import MAGIC, Spool, SpoolChunk
+from producers.sdk.spool import MAGIC, Spool, SpoolChunk, SpoolError, encode_frames
 
 Event = tuple[bytes, bytes]
 
@@ -146,15 +147,22 @@ def test_garbage_length_is_resynchronised(tmp_path: Path) -> None:
     again.close()
 
 
-@pytest.mark.parametrize("content", [b"", b"LFSP", b"NOTASPOOLFILE-----"])
-def test_segment_without_a_valid_header_is_skipped(tmp_path: Path, content: bytes) -> None:
+@pytest.mark.parametrize(
+    ("content", "corrupt_regions"),
+    # Empty or the start of the header: cut while it was created, it held no event.
+    [(b"", 0), (b"LFSP", 0), (b"NOTASPOOLFILE-----", 1)],
+)
+def test_segment_without_a_valid_header_is_skipped(
+    tmp_path: Path, content: bytes, corrupt_regions: int
+) -> None:
     spool = open_spool(tmp_path)
     spool.close()
     (spool.slot / "0000000000000001.seg").write_bytes(content)
     again = open_spool(tmp_path)
     again.append(events(2))
-    got, _ = read_all(again)
+    got, corrupt = read_all(again)
     assert got == events(2)
+    assert corrupt == corrupt_regions
     assert segment_files(again) == []
     again.close()
 
@@ -183,6 +191,79 @@ def test_fsync_policy(
     spool.append(events(3))
     spool.append(events(4))
     assert len(calls) == expected
+    spool.close()
+
+
+def test_a_failed_write_keeps_the_frames_written_whole_and_cuts_the_torn_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = open_spool(tmp_path, segment_bytes=10**6, fsync="never")
+    spool.append(events(2))
+    batch = events(5, start=2)
+    frames = encode_frames(batch)
+    cut = len(frames[0]) + len(frames[1]) + len(frames[2]) // 2
+    real_write = os.write
+    writes: list[int] = []
+
+    def write(fd: int, data: bytes) -> int:  # 2.5 frames reach the file, then the disk is full
+        if writes:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        writes.append(fd)
+        return real_write(fd, bytes(data)[:cut])
+
+    monkeypatch.setattr(os, "write", write)
+    with pytest.raises(SpoolError) as info:
+        spool.append(batch)
+    monkeypatch.undo()
+    assert (info.value.tried, info.value.written) == (5, 2)
+    (segment,) = segment_files(spool)
+    assert segment.stat().st_size == len(MAGIC) + sum(map(len, encode_frames(events(4))))
+    assert spool.append(events(3, start=7)) == 3  # to a new segment
+    got, corrupt = read_all(spool)
+    assert got == events(4) + events(3, start=7)
+    assert corrupt == 0  # the torn frame was cut, not left for the reader to skip
+    spool.close()
+
+
+def test_a_failed_fsync_keeps_the_whole_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = open_spool(tmp_path, segment_bytes=10**6, fsync="batch")
+    spool.append(events(1))
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(SpoolError) as info:
+        spool.append(events(4, start=1))
+    monkeypatch.undo()
+    assert (info.value.tried, info.value.written) == (4, 4)
+    got, corrupt = read_all(spool)
+    assert got == events(5) and corrupt == 0
+    spool.close()
+
+
+def test_a_segment_that_cannot_be_created_leaves_no_file_and_no_descriptor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spool = open_spool(tmp_path, fsync="batch")
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(5):
+        with pytest.raises(SpoolError) as info:
+            spool.append(events(2))
+        assert (info.value.tried, info.value.written) == (2, 0)
+    assert len(os.listdir("/proc/self/fd")) == before
+    monkeypatch.undo()
+    assert segment_files(spool) == []
+    assert spool.append(events(2)) == 2
+    got, _ = read_all(spool)
+    assert got == events(2)
     spool.close()
 
 
