@@ -245,8 +245,10 @@ class Publisher:
         try:
             written = await asyncio.to_thread(spool.append, events)
         except SpoolError as exc:
+            # Those written whole before the error stay in the spool and will be sent: their
+            # requests are answered as spooled, so that a client does not send them again.
             log.warning("cannot write the spool: %s", exc)
-            return set()
+            written = exc.written
         self.stats.spooled += written
         if written:
             self._spooled.set()

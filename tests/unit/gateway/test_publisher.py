@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -92,6 +95,37 @@ async def test_without_room_anywhere_the_request_fails_with_503(tmp_path: Path):
             await publisher.publish(_events(20))
     finally:
         await publisher.close()
+
+
+async def test_events_written_before_a_failed_fsync_are_answered_as_spooled_and_sent_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The frames on disk before the failed fsync are sent by the drain: answering 503 for
+    them would make the client send them a second time."""
+    real_fsync = os.fsync
+    failed: list[int] = []
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        if not failed and stat.S_ISREG(info.st_mode) and info.st_size > len(MAGIC):
+            failed.append(fd)
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    transport = MemoryTransport(partitions=4, down=True)
+    publisher = await _publisher(transport, _spool(tmp_path))
+    try:
+        assert await publisher.publish(_events(5, "a")) == "spooled"
+        assert failed  # the write reached the file whole; its fsync failed
+        transport.down = False
+        async with asyncio.timeout(5):
+            while len(transport.event_ids()) < 5:  # noqa: ASYNC110 - the twin has no event
+                await asyncio.sleep(0.02)
+    finally:
+        await publisher.close()
+    assert sorted(transport.event_ids()) == [f"a{i}" for i in range(5)]
+    assert publisher.stats.spooled == 5
 
 
 async def test_a_stalled_broker_times_out_into_the_spool(tmp_path: Path):
