@@ -145,6 +145,13 @@ class ProcessorOptions(BaseSettings):
         description="A state quiet this long leaves memory for the worker's disk "
         "(processors.cold) until its TTL; 0 keeps every state in memory.",
     )
+    state_hot_max: int = Field(
+        default=200_000,
+        ge=0,
+        description="States a stage keeps in memory per worker: past it, each sweep moves the "
+        "longest-quiet ones to the worker's disk before state_quiet_s (0: no bound). Memory "
+        "then stays bounded whatever the rate; between sweeps it grows by what they add.",
+    )
     gc_full_interval_s: float = Field(
         default=300.0,
         gt=0,

@@ -159,6 +159,7 @@ class Stage:
                 source_topic=spec.source,
                 snapshots=snapshot_dir(settings) if options.snapshot_interval_s else None,
                 quiet_s=options.state_quiet_s,
+                hot_max=options.state_hot_max,
                 cold=cold_dir(settings),
                 send_timeout_s=options.send_timeout_s,
                 help=f"state of the {name} stage",

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import heapq
 import logging
 import os
 import time
@@ -201,6 +202,7 @@ class ExpiringTable(faust.Table):
         source_topic: str,
         snapshots: Path | None = None,
         quiet_s: float = 0.0,
+        hot_max: int = 0,
         cold: Path | None = None,
         send_timeout_s: float = 30.0,
         **kwargs: Any,
@@ -213,6 +215,8 @@ class ExpiringTable(faust.Table):
         self.snapshots = snapshots  # the folder of the snapshots (processors.snapshots)
         # States quiet for quiet_s move to the cold tier in the folder ``cold``.
         self.quiet_s = quiet_s if cold is not None else 0.0
+        # At most this many states in memory after a sweep (0: no bound; needs the cold tier).
+        self.hot_max = hot_max if self.quiet_s else 0
         self._cold_folder = cold
         self.expired_total = 0
         self.demoted_total = 0
@@ -487,9 +491,13 @@ class ExpiringTable(faust.Table):
         owned = self.owned_partitions()
         keys = list(self._partition_of)
         stream_time = self._stream_time  # kept between sweeps: a partition may go all cold
-        async for _key, partition, last_ts in self._scan(keys, owned):
+        over_budget = self.hot_max and len(self._states) > self.hot_max
+        ages: list[tuple[float, Any]] = []  # (last_ts, key) of the owned states, if over
+        async for key, partition, last_ts in self._scan(keys, owned):
             if last_ts > stream_time.get(partition, float("-inf")):
                 stream_time[partition] = last_ts
+            if over_budget:
+                ages.append((last_ts, key))
         times = {p: min(now, t) for p, t in stream_time.items() if p in owned}
         ttl_cutoff = {p: t - self.ttl_s for p, t in times.items()}
         quiet_cutoff = {p: t - self.quiet_s for p, t in times.items()} if self.cold else {}
@@ -501,6 +509,8 @@ class ExpiringTable(faust.Table):
             expired += chunk[0]
             demoted += chunk[1]
             await asyncio.sleep(0)
+        if ages and not self.app.rebalancing:
+            demoted += await self._demote_over_budget(ages)
         cold = self.cold
         if cold is not None:
             for partition in cold.partitions & set(ttl_cutoff):
@@ -558,15 +568,44 @@ class ExpiringTable(faust.Table):
                 expired += 1
             elif last_ts < quiet_cutoff.get(partition, float("-inf")) and not unsettled(key):  # type: ignore[arg-type]
                 to_cold.setdefault(partition, []).append((key, state))  # type: ignore[arg-type]
+        return expired, self._move_to_cold(to_cold)
+
+    def _move_to_cold(self, to_cold: dict[int, list[tuple[Any, Any]]]) -> int:
+        """Commit states to the cold tier, then drop them from memory; how many moved."""
         demoted = 0
-        if to_cold:
+        states, partition_of = self._states, self._partition_of
+        for partition, items in to_cold.items():
             assert self.cold is not None
-            for partition, items in to_cold.items():
-                demoted += self.cold.put(partition, items)
-                for key, _ in items:
-                    states.pop(key, None)
-                    partition_of.pop(key, None)
-        return expired, demoted
+            demoted += self.cold.put(partition, items)
+            for key, _ in items:
+                states.pop(key, None)
+                partition_of.pop(key, None)
+        return demoted
+
+    async def _demote_over_budget(self, ages: list[tuple[float, Any]]) -> int:
+        """Move the longest-quiet states (by event time) to the cold tier until at most
+        ``hot_max`` stay in memory; states with writes Kafka does not hold yet stay (see
+        :meth:`_sweep_chunk`). How many moved."""
+        excess = len(self._states) - self.hot_max
+        if excess <= 0:
+            return 0
+        states, partition_of = self._states, self._partition_of
+        pending = [self._unsent, *self._in_flight]
+        oldest = heapq.nsmallest(excess, (age for age in ages if age[1] in states))
+        demoted = 0
+        for start in range(0, len(oldest), _SWEEP_CHUNK):
+            if self.app.rebalancing:
+                break  # ownership is changing: the next sweep goes on
+            to_cold: dict[int, list[tuple[Any, Any]]] = {}
+            for _, key in oldest[start : start + _SWEEP_CHUNK]:
+                partition = partition_of.get(key)
+                state = states.get(key)
+                if partition is None or state is None or any(key in w for w in pending):
+                    continue
+                to_cold.setdefault(partition, []).append((key, state))
+            demoted += self._move_to_cold(to_cold)
+            await asyncio.sleep(0)
+        return demoted
 
     async def _scan(self, keys: list[Any], owned: set[int]) -> Any:
         """``(key, partition, last_ts)`` of the keys still present in an owned partition."""

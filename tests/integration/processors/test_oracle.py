@@ -212,6 +212,16 @@ _COLD = {
 }
 
 
+# No state is ever quiet enough (the events span an hour), but at most 300 per stage stay in
+# memory after a sweep: the longest-quiet ones leave for the disk because of the budget alone.
+_BUDGET = {
+    "LOGFLUME_PROCESSOR_STATE_QUIET_S": "86400",
+    "LOGFLUME_PROCESSOR_STATE_HOT_MAX": "300",
+    "LOGFLUME_PROCESSOR_TTL_SWEEP_INTERVAL_S": "0.5",
+    "LOGFLUME_PROCESSOR_SNAPSHOT_INTERVAL_S": "1",
+}
+
+
 # Windows of exactly this many records, and no age limit: the test decides which records a
 # worker has flushed and which it holds.
 _WINDOW_RECORDS = 50
@@ -268,7 +278,8 @@ async def _run(settings: Settings, workers: Workers, *, kill: str | None = None)
     output windows hold everything it has reduced (its state written, nothing sent);
     ``"cold"`` lets the first half's states leave memory for the disk, SIGKILLs the worker
     and sends the second half (late updates, re-sent duplicates, members joining groups
-    whose states are on disk) to its successor."""
+    whose states are on disk) to its successor; ``"budget"`` the same, the states leaving
+    memory because of the memory budget (``_BUDGET``) instead of being quiet."""
     events, invalid_ids = _stream(seed=11)
     assert len(events) >= EVENTS * 0.97
     records = pack_events(events, settings.partitions, seed=11)
@@ -289,10 +300,11 @@ async def _run(settings: Settings, workers: Workers, *, kill: str | None = None)
         assert await _end_offsets(settings, changelog) == 0  # outputs and state writes
         workers.kill("w1")  # between buffering and sending
         workers.start("w2", real=True)
-    elif kill == "cold":
+    elif kill in ("cold", "budget"):
+        tier = _COLD if kill == "cold" else _BUDGET
         port = _free_port()
         base = port - ROLE_OFFSETS["process"]
-        workers.start("w1", real=True, LOGFLUME_METRICS_PORT=str(base), **_COLD)
+        workers.start("w1", real=True, LOGFLUME_METRICS_PORT=str(base), **tier)
         await produce_records(settings, records[:half])
         metrics = f"http://127.0.0.1:{port}/metrics"
         moved = "logflume_stage_states_moved_to_disk_total"
@@ -302,7 +314,7 @@ async def _run(settings: Settings, workers: Workers, *, kill: str | None = None)
                     await asyncio.sleep(0.2)
         await asyncio.sleep(2)  # a snapshot of the memory tier without them
         workers.kill("w1")
-        workers.start("w2", real=True, **_COLD)  # the same home: snapshot and cold files
+        workers.start("w2", real=True, **tier)  # the same home: snapshot and cold files
     elif kill == "cold-held":
         half = await _hold_quiet_states(settings, workers, records)
         workers.kill("w1")  # its last windows' states were due for the disk, never sent
@@ -406,6 +418,16 @@ async def test_same_result_when_states_left_memory_before_their_late_events(
     """Issue 18: events for entities, traces and sessions whose states moved to the disk
     tier merge exactly as with unbounded state, also across a SIGKILL and a restart."""
     await _run(settings, workers, kill="cold")
+
+
+async def test_same_result_when_the_memory_budget_moved_states_to_disk(
+    settings: Settings, workers: Workers
+) -> None:
+    """``state_hot_max``: at a high rate the states of the quiet window outgrow memory, so a
+    sweep also moves the longest-quiet states to disk until the budget holds, none of them
+    quiet for ``state_quiet_s``; they merge their late events exactly as before, also across
+    a SIGKILL and a restart."""
+    await _run(settings, workers, kill="budget")
 
 
 async def test_same_result_when_a_worker_dies_holding_states_due_for_the_disk(
