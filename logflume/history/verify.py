@@ -26,6 +26,8 @@ in-flight state of one deployment, not derived from the event history: not compa
 from __future__ import annotations
 
 import hashlib
+import hmac
+import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,6 +36,7 @@ import asyncpg
 import orjson
 
 from kernel.clients import pg_connect
+from sinks.tables import SPECS
 
 __all__ = [
     "TABLES",
@@ -42,6 +45,7 @@ __all__ = [
     "VerifyResult",
     "checksum",
     "column_differences",
+    "fingerprint",
     "verify",
 ]
 
@@ -60,7 +64,26 @@ TABLES: dict[str, tuple[str, ...]] = {
     "dead_letters": ("id", "received_at"),
 }
 
+# Table -> its columns that hold users' payloads (messages, inputs, outputs, documents, a
+# dead letter's raw event): a difference in them is printed as a fingerprint, never a value.
+PAYLOAD_COLUMNS: dict[str, frozenset[str]] = {"dead_letters": frozenset({"raw"})}
+for _spec in SPECS.values():
+    _known = PAYLOAD_COLUMNS.get(_spec.table, frozenset())
+    PAYLOAD_COLUMNS[_spec.table] = _known | frozenset(_spec.payload)
+
 _MOD = 1 << 128
+# Keys the fingerprints of one run: equal values compare equal within it, and a value cannot
+# be found again by hashing guesses (a payload may be a short, guessable text).
+_FINGERPRINT_KEY = os.urandom(16)
+
+
+def fingerprint(value: Any) -> str | None:
+    """What a difference shows of a payload value: its size and a keyed digest."""
+    if value is None:
+        return None
+    text = orjson.dumps(value)
+    digest = hmac.new(_FINGERPRINT_KEY, text, hashlib.sha256).hexdigest()[:12]
+    return f"<payload: {len(text):,} bytes of JSON, fingerprint {digest}>"
 
 
 def checksum(pairs: Iterable[tuple[str, str]]) -> tuple[int, str]:
@@ -72,15 +95,21 @@ def checksum(pairs: Iterable[tuple[str, str]]) -> tuple[int, str]:
     return count, f"{total:032x}"
 
 
-def column_differences(a: dict[str, Any] | None, b: dict[str, Any] | None) -> dict[str, Any]:
+def column_differences(
+    a: dict[str, Any] | None, b: dict[str, Any] | None, payload: frozenset[str] = frozenset()
+) -> dict[str, Any]:
     """``{column: (value in A, value in B)}`` of the columns that differ (a missing row is
-    ``None``: every column of the other side differs)."""
+    ``None``: every column of the other side differs); a ``payload`` column's values as
+    their :func:`fingerprint`."""
     a, b = a or {}, b or {}
-    return {
-        name: (a.get(name), b.get(name))
-        for name in sorted(a.keys() | b.keys())
-        if a.get(name) != b.get(name)
-    }
+    differences = {}
+    for name in sorted(a.keys() | b.keys()):
+        value_a, value_b = a.get(name), b.get(name)
+        if value_a != value_b:
+            if name in payload:
+                value_a, value_b = fingerprint(value_a), fingerprint(value_b)
+            differences[name] = (value_a, value_b)
+    return differences
 
 
 def _queries(table: str, events_topic: str) -> tuple[str, str, list[Any]]:
@@ -182,7 +211,8 @@ async def verify_table(
     for key in first:
         row_a, row_b = content_a.get(key), content_b.get(key)
         only = "A" if row_b is None else "B" if row_a is None else None
-        result.differences.append(Difference(table, key, only, column_differences(row_a, row_b)))
+        columns = column_differences(row_a, row_b, PAYLOAD_COLUMNS.get(table, frozenset()))
+        result.differences.append(Difference(table, key, only, columns))
     return result
 
 

@@ -142,6 +142,11 @@ async def test_verify_names_the_first_differing_rows(live: LiveHistory) -> None:
         )
         span = await conn.fetchrow("DELETE FROM spans WHERE id = (SELECT min(id) FROM spans) "
                                    "RETURNING project, id")  # fmt: skip
+        output = await conn.fetchval(
+            "UPDATE logs SET output = 'tampered secret ' || coalesce(output, '') "
+            "WHERE id = $1 RETURNING output",
+            log_id,
+        )
     finally:
         await conn.close()
 
@@ -153,6 +158,9 @@ async def test_verify_names_the_first_differing_rows(live: LiveHistory) -> None:
     assert log_id in out
     assert f"spans {key} (only in A)" in out, out[-3000:]
     assert "1 rows differ" in out
+    shown = next(line for line in out.splitlines() if line.strip().startswith("output: A="))
+    assert "<payload: " in shown, out[-3000:]  # payloads show as fingerprints only
+    assert "tampered secret" not in out and output not in out
     assert "error: the databases differ" in checked.stderr
     assert "***" in out and "logflume:logflume@" not in out  # passwords are masked
 

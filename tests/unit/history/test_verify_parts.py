@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import random
 
-from logflume.history.verify import TABLES, checksum, column_differences
+from logflume.history.verify import (
+    PAYLOAD_COLUMNS,
+    TABLES,
+    checksum,
+    column_differences,
+    fingerprint,
+)
 
 PAIRS = [(f'["acme", "id-{i}"]', f"{i * 7919:032x}") for i in range(500)]
 
@@ -40,6 +46,28 @@ def test_column_differences() -> None:
     assert column_differences(a, b) == {"tokens": (5, 6)}
     assert column_differences(a, a) == {}
     assert column_differences(a, None) == {k: (v, None) for k, v in a.items() if v is not None}
+
+
+def test_payload_columns_differ_by_fingerprint_never_by_value() -> None:
+    secret_a, secret_b = "my card is 4111 1111", "my card is 4111 2222"
+    a = {"id": "x", "output": secret_a, "messages": [{"content": secret_a}], "tokens": 5}
+    b = {"id": "x", "output": secret_b, "messages": [{"content": secret_a}], "tokens": 6}
+    differences = column_differences(a, b, PAYLOAD_COLUMNS["logs"])
+    assert set(differences) == {"output", "tokens"}
+    assert differences["tokens"] == (5, 6)
+    shown_a, shown_b = differences["output"]
+    assert secret_a not in str(differences) and secret_b not in str(differences)
+    assert shown_a != shown_b  # still tells which side differs
+    assert shown_a == fingerprint(secret_a)  # the same value, the same fingerprint
+    assert column_differences(a, None, PAYLOAD_COLUMNS["logs"])["output"] == (shown_a, None)
+
+
+def test_every_payload_column_of_the_sink_is_fingerprinted() -> None:
+    assert {"messages", "output", "provider_request"} <= PAYLOAD_COLUMNS["logs"]
+    assert {"messages", "result"} <= PAYLOAD_COLUMNS["generations"]
+    assert {"args", "documents"} <= PAYLOAD_COLUMNS["trace_nodes"]
+    assert PAYLOAD_COLUMNS["dead_letters"] == {"raw"}
+    assert set(PAYLOAD_COLUMNS) <= set(TABLES)
 
 
 def test_arrival_time_columns_are_the_only_ones_left_out() -> None:
