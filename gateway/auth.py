@@ -6,8 +6,11 @@ random 256-bit secret) and its first characters, to tell keys apart. Requests ca
 ``X-API-KEY`` (the Humanloop SDK), ``x-maxim-api-key`` (the Maxim SDK) or
 ``Authorization: Bearer``. Verified keys (and refused ones) are cached for
 ``key_cache_ttl_s`` so that the hot path costs a dict lookup; a revoked key stops working
-within that time. While PostgreSQL is unreachable, a key this gateway verified before keeps
-its last answer, however old (ingestion goes on); a key it never saw is answered 503 with
+within that time. Acceptances and refusals are cached apart (10,000 valid keys, 1,000
+refusals; in each, the least recently verified go first), so a flood of invalid keys only
+turns the refusals over and never evicts a valid key. While PostgreSQL is unreachable, a
+key this gateway verified before keeps its last answer, however old (ingestion goes on; a
+refusal only while it is among the last 1,000); a key it never saw is answered 503 with
 ``Retry-After``, since it can be neither accepted nor refused. Keys are never logged.
 """
 
@@ -46,7 +49,8 @@ __all__ = [
 
 KEY_PREFIX = "lf_"
 _SHOWN_CHARS = 10
-_CACHE_MAX = 10_000
+_ACCEPTED_MAX = 10_000  # valid keys: only other valid keys (re-)verified later evict one
+_REFUSED_MAX = 1_000  # refusals: any caller can add one, so they never share with the above
 
 humanloop_key = APIKeyHeader(name="X-API-KEY", auto_error=False, scheme_name="HumanloopKey")
 maxim_key = APIKeyHeader(name="x-maxim-api-key", auto_error=False, scheme_name="MaximKey")
@@ -67,9 +71,31 @@ class KeyStore(Protocol):
         ...
 
 
+class _Verdicts:
+    """``key hash -> (valid until, project or None)``, at most ``capacity`` entries; the
+    least recently verified go first (a hit does not refresh an entry, a re-check does)."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: dict[str, tuple[float, str | None]] = {}
+
+    def get(self, digest: str) -> tuple[float, str | None] | None:
+        return self._items.get(digest)
+
+    def put(self, digest: str, until: float, project: str | None) -> None:
+        self._items.pop(digest, None)
+        while len(self._items) >= self._capacity:
+            self._items.pop(next(iter(self._items)))
+        self._items[digest] = (until, project)
+
+    def discard(self, digest: str) -> None:
+        self._items.pop(digest, None)
+
+
 class PgKeyStore:
-    """Keys in PostgreSQL's ``api_keys``, with a small TTL cache in front; the last answer
-    stands in while the database is unreachable (see the module docstring)."""
+    """Keys in PostgreSQL's ``api_keys``, with small TTL caches in front (acceptances apart
+    from refusals); the last answer stands in while the database is unreachable (see the
+    module docstring)."""
 
     def __init__(
         self,
@@ -83,12 +109,14 @@ class PgKeyStore:
         self._ttl_s = ttl_s
         self._timeout_s = timeout_s
         self._watch = watch or DatabaseWatch()
-        self._cache: dict[str, tuple[float, str | None]] = {}
+        self._accepted = _Verdicts(_ACCEPTED_MAX)
+        self._refused = _Verdicts(_REFUSED_MAX)
 
     async def project_for(self, key: str) -> str | None:
         digest = hash_key(key)
         now = time.monotonic()
-        cached = self._cache.get(digest)
+        # A hash is in one cache at most: each answer removes it from the other.
+        cached = self._accepted.get(digest) or self._refused.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
         try:
@@ -106,10 +134,12 @@ class PgKeyStore:
                 ) from None
             return cached[1]  # the last answer, however old
         self._watch.answered()
-        self._cache.pop(digest, None)
-        while len(self._cache) >= _CACHE_MAX:  # the least recently verified go first
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[digest] = (now + self._ttl_s, project)
+        if project is None:  # unknown or revoked: refused from now on, offline too
+            self._accepted.discard(digest)
+            self._refused.put(digest, now + self._ttl_s, None)
+        else:
+            self._refused.discard(digest)
+            self._accepted.put(digest, now + self._ttl_s, project)
         return project  # type: ignore[no-any-return]
 
 

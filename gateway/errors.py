@@ -5,8 +5,10 @@ wire contract's :class:`~producers.contract.FieldError` list and are answered in
 own 422 shape (``{"detail": [{"loc", "msg", "type"}]}``, which the Humanloop SDK parses as
 its ``HttpValidationError``), each entry also naming ``field`` and ``reason`` as the
 contract does. Maxim's SDK reads ``{"error": {"message"}}``: its routes raise
-:class:`MaximError`, and any refusal on its paths is answered in that shape. Messages never
-quote a payload or a key.
+:class:`MaximError`, and any refusal on its paths (``/api/sdk/``), FastAPI's own 422 for a
+parameter and 404 / 405 included, is answered in that shape, the message naming each field
+and reason (``query.id: is required``) and ``error.errors`` listing them as
+``{"field", "reason"}``. Messages never quote a payload or a key.
 
 A 503 always says ``Retry-After``. A failure to reach PostgreSQL that no fallback covered
 (:mod:`gateway.outage`: the reads, a key never seen) is a 503 too, never a 500.
@@ -19,8 +21,10 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException
 
 from producers.contract import ContractError, FieldError
 from producers.contract.events import error_reason
@@ -107,14 +111,33 @@ class ValidationFailed(GatewayError):
 
 
 class MaximError(GatewayError):
-    """Answered as Maxim's SDK expects: ``{"error": {"message": ...}}``."""
+    """Answered as Maxim's SDK expects: ``{"error": {"message": ...}}``; for bad input the
+    message is ``field: reason; ...`` and ``error.errors`` lists each ``{field, reason}``.
 
-    def __init__(self, status: int, message: str) -> None:
+    The shape is what maxim-py parses from an error answer (maximhq/maxim-py,
+    ``maxim/apis/maxim_apis.py``, read at commit 7dfa051 and in the installed 3.14.20): on
+    an ``HTTPStatusError``, ``MaximAPI.__make_network_call_with_retry`` (and again
+    ``push_logs``, the Logger's ``POST /api/sdk/v3/log``) checks that the JSON body is a
+    dict whose ``"error"`` is a dict holding ``"message"`` and raises
+    ``Exception(error_data["error"]["message"])``; any other body becomes ``HTTP Error
+    <status>: ...`` with nothing of the body. It reads no other key, so ``errors`` is ours,
+    for clients that want the fields apart."""
+
+    def __init__(self, status: int, message: str, errors: Sequence[FieldError] = ()) -> None:
         super().__init__(message)
         self.status = status
+        self.errors = tuple(errors)
+
+    @classmethod
+    def invalid(cls, status: int, errors: Sequence[FieldError]) -> MaximError:
+        """Bad input: the message names every field and reason."""
+        return cls(status, "; ".join(str(e) for e in errors), errors)
 
     def body(self) -> dict[str, Any]:
-        return {"error": {"message": self.message}}
+        error: dict[str, Any] = {"message": self.message}
+        if self.errors:
+            error["errors"] = [{"field": e.field, "reason": e.reason} for e in self.errors]
+        return {"error": error}
 
 
 def _loc(field: str) -> list[str | int]:
@@ -156,6 +179,10 @@ def detail_entries(
 _MAXIM_PATHS = "/api/sdk/"
 
 
+def _maxim_path(request: Request) -> bool:
+    return request.url.path.startswith(_MAXIM_PATHS)
+
+
 async def _gateway_error(request: Request, exc: Exception) -> JsonResponse:
     assert isinstance(exc, GatewayError)
     headers: dict[str, str] = {}
@@ -164,8 +191,9 @@ async def _gateway_error(request: Request, exc: Exception) -> JsonResponse:
     elif exc.status == 503:
         headers["Retry-After"] = str(RETRY_AFTER_S)
     body = exc.body()
-    if request.url.path.startswith(_MAXIM_PATHS) and not isinstance(exc, MaximError):
-        body = MaximError(exc.status, exc.message).body()
+    if _maxim_path(request) and not isinstance(exc, MaximError):
+        errors = exc.errors if isinstance(exc, ValidationFailed) else ()
+        body = MaximError(exc.status, exc.message, errors).body()
     return JsonResponse(body, status_code=exc.status, headers=headers or None)
 
 
@@ -175,19 +203,34 @@ async def _database_unavailable(request: Request, exc: Exception) -> JsonRespons
     return await _gateway_error(request, error)
 
 
-async def _invalid_parameters(_: Request, exc: Exception) -> JsonResponse:
+async def _invalid_parameters(request: Request, exc: Exception) -> JsonResponse:
     """FastAPI's own 422 (a path, query or header parameter), each entry also naming
-    ``field`` (``path.id``, ``query.reference_id``) and ``reason`` in the contract's words."""
+    ``field`` (``path.id``, ``query.reference_id``) and ``reason`` in the contract's words;
+    on the Maxim routes in Maxim's shape (:class:`MaximError`)."""
     assert isinstance(exc, RequestValidationError)
-    detail = []
+    detail, errors = [], []
     for error in exc.errors():
         reason = error_reason(error)
         field = ".".join(str(part) for part in error["loc"])
+        errors.append(FieldError(field, reason))
         detail.append(
             {"loc": error["loc"], "msg": reason, "type": error["type"], "field": field,
              "reason": reason}
         )  # fmt: skip
+    if _maxim_path(request):
+        return JsonResponse(MaximError.invalid(422, errors).body(), status_code=422)
     return JsonResponse({"detail": detail}, status_code=422)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (404 for no route, 405 for another method): FastAPI's
+    answer, but in Maxim's shape on the Maxim routes (``Allow`` and other headers kept)."""
+    assert isinstance(exc, HTTPException)
+    if _maxim_path(request):  # the SDK's message says what was asked (never the query)
+        message = f"{exc.detail} ({request.method} {request.url.path})"
+        body = MaximError(exc.status_code, message).body()
+        return JsonResponse(body, status_code=exc.status_code, headers=exc.headers)
+    return await http_exception_handler(request, exc)
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -195,3 +238,4 @@ def install_handlers(app: FastAPI) -> None:
     for kind in UNAVAILABLE:
         app.add_exception_handler(kind, _database_unavailable)
     app.add_exception_handler(RequestValidationError, _invalid_parameters)
+    app.add_exception_handler(HTTPException, _http_error)

@@ -17,9 +17,10 @@ event (not modelled, malformed or refused by the contract) published the same wa
 letter (:mod:`gateway.deadletters`).
 Those are counted in ``data.dead_lettered`` (``entity:action``), the refused ones also
 listed under ``data.rejected`` rather than as an ``error``: the SDK re-sends a whole batch on
-an error, which would not make such a line valid. 413 / 503 / 401 come as
-``{"error": {"message"}}``, which the SDK reports (and, for 503, keeps the batch on disk and
-retries).
+an error, which would not make such a line valid. 400 / 422 (bad input: ``message`` is
+``field: reason; ...``, ``errors`` lists them), 413 / 503 / 401 come as
+``{"error": {"message"}}`` (:class:`gateway.errors.MaximError`, where maxim-py's parsing is
+cited), which the SDK reports (and, for 503, keeps the batch on disk and retries).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request
 
-from producers.contract import ContractError
+from producers.contract import ContractError, FieldError
 
 from .auth import Project
 from .context import GatewayDep, body_doc, read_body
@@ -42,14 +43,21 @@ from .ids import id_problem
 from .maxim import not_modelled, parse_lines, referenced_nodes, refused, translate
 from .outage import UNAVAILABLE
 from .release import hold, release
-from .schemas import MaximAnswer
+from .schemas import MaximAnswer, MaximErrorAnswer
 
 __all__ = ["maxim_files_router", "maxim_router"]
 
 log = logging.getLogger(__name__)
 
-maxim_router = APIRouter(prefix="/api/sdk/v3", tags=["maxim"])
-maxim_files_router = APIRouter(prefix="/api/sdk/v1/log-repositories/attachments", tags=["maxim"])
+# Refusals come in Maxim's shape (gateway.errors.MaximError), FastAPI's 422 included.
+_REFUSALS: dict[int | str, dict[str, Any]] = {
+    422: {"model": MaximErrorAnswer, "description": "A parameter is invalid (field: reason)"},
+    "4XX": {"model": MaximErrorAnswer, "description": "Refused (400, 401, 413)"},
+}
+maxim_router = APIRouter(prefix="/api/sdk/v3", tags=["maxim"], responses=_REFUSALS)
+maxim_files_router = APIRouter(
+    prefix="/api/sdk/v1/log-repositories/attachments", tags=["maxim"], responses=_REFUSALS
+)
 # maxim-py's attachment key: {repository}/{entity}/{entity id}/files/original/{file id}
 _ATTACHMENT_KEY = re.compile(
     r"^[^/]*/(?P<entity>[a-z_]+)/(?P<node>[^/]+)/files/original/(?P<file>[^/]+)$"
@@ -81,7 +89,7 @@ async def push_logs(
         raw = await read_body(request, gw.options.max_body_bytes)
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise MaximError(400, "the body is not UTF-8") from None
+        raise MaximError.invalid(400, [FieldError("body", "is not UTF-8")]) from None
     except GatewayError as exc:
         raise MaximError(exc.status, exc.message) from None
     data = {"repository": repository, **await _keep(gw, project, text)}
@@ -101,11 +109,13 @@ async def upload_url(
     attachment's node (as an ``add-attachment`` line of the node the key names)."""
     match = _ATTACHMENT_KEY.match(key)
     if match is None:
-        raise MaximError(400, "the key is not repository/entity/id/files/original/file")
+        reason = "is not repository/entity/id/files/original/file"
+        raise MaximError.invalid(400, [FieldError("query.key", reason)])
     for part in ("node", "file"):
         problem = id_problem(match[part])
         if problem is not None:  # never looked up or recorded (PostgreSQL cannot hold it)
-            raise MaximError(400, f"key: the {part} id in it is invalid ({problem})")
+            reason = f"the {part} id in it is invalid ({problem})"
+            raise MaximError.invalid(400, [FieldError("query.key", reason)])
     data = {"id": match["file"], "key": key, "mimeType": mime_type or None, "size": size}
     line = (
         f"{match['entity']}{{id={match['node']},action=add-attachment,"

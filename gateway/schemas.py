@@ -23,6 +23,7 @@ __all__ = [
     "LegacyLogRequest",
     "LogUpdateRequest",
     "MaximAnswer",
+    "MaximErrorAnswer",
     "NativeBatch",
     "PromptLogRequest",
     "ToolLogRequest",
@@ -122,3 +123,15 @@ class MaximAnswer(BaseModel):
     """What ``POST /api/sdk/v3/log`` answers (Maxim's SDK reads only ``error``)."""
 
     data: dict[str, Any]
+
+
+class MaximErrorDetail(BaseModel):
+    message: str
+    errors: list[FieldProblem] = Field(default_factory=list)
+
+
+class MaximErrorAnswer(BaseModel):
+    """A refusal on the Maxim routes: maxim-py raises ``error.message`` (for bad input,
+    ``field: reason; ...``); ``error.errors`` lists each field and reason."""
+
+    error: MaximErrorDetail

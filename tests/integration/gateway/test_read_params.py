@@ -96,7 +96,8 @@ async def test_maxim_ids_postgres_cannot_hold_are_refused_lines(env: Env, tmp_pa
         key = "r/span/a\x00b/files/original/f"
         url = "/api/sdk/v1/log-repositories/attachments/upload-url"
         answer = await c.get(url, params={"key": key}, headers=m)
-        assert answer.status_code == 400 and answer.json()["error"]["message"].startswith("key: ")
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["message"].startswith("query.key: ")
     conn = await asyncpg.connect(env.settings.dsn, timeout=10)
     try:
         nodes = await conn.fetch("SELECT id FROM gateway_nodes ORDER BY id")

@@ -144,11 +144,11 @@ def test_ids_outside_the_contract_rule_are_refused_before_postgres(
     ("key", "reason"),
     [
         ("r/span/a\x00b/files/original/f",
-         "key: the node id in it is invalid (must not contain NUL (U+0000))"),
+         "the node id in it is invalid (must not contain NUL (U+0000))"),
         (f"r/span/{'x' * 1500}/files/original/f",
-         "key: the node id in it is invalid (String should have at most 1024 characters)"),
+         "the node id in it is invalid (String should have at most 1024 characters)"),
         ("r/span/s1/files/original/f\x00",
-         "key: the file id in it is invalid (must not contain NUL (U+0000))"),
+         "the file id in it is invalid (must not contain NUL (U+0000))"),
     ],
 )  # fmt: skip
 def test_an_upload_key_naming_an_invalid_id_is_a_400(pg_env: Env, key: str, reason: str):
@@ -156,5 +156,10 @@ def test_an_upload_key_naming_an_invalid_id_is_a_400(pg_env: Env, key: str, reas
         "/api/sdk/v1/log-repositories/attachments/upload-url", params={"key": key}, headers=MAXIM
     )
     assert answer.status_code == 400
-    assert answer.json() == {"error": {"message": reason}}
+    assert answer.json() == {
+        "error": {
+            "message": f"query.key: {reason}",
+            "errors": [{"field": "query.key", "reason": reason}],
+        }
+    }
     assert pg_env.sent() == [] and pg_env.dead_letters() == []
