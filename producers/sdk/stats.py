@@ -42,6 +42,11 @@ class DropReason:
 class SDKStats:
     """A snapshot of the client's counters.
 
+    ``accepted`` counts the events the client took on to deliver: those its worker has taken
+    from the queue and found valid, and those a full queue sent to the spool at the call.
+    Events the wire contract refused (at the call or in the worker) are not in it: they are
+    in ``dropped`` as ``invalid``. Each accepted event is then in flight, sent, spooled, or
+    in ``dropped`` under another reason.
     ``sent`` counts events acknowledged by Kafka (directly or from the spool); ``spooled``
     counts events written to the disk spool (they are counted in ``sent`` once they are
     re-sent, and in ``resent_from_spool``); ``spool_bytes`` is the spool's size on disk.

@@ -259,7 +259,9 @@ class Worker:
                     continue
             out.append(event)
             nbytes += len(event[1])
-        self._stats.add(accepted=len(items))
+        # Accepted: the events this client is now to deliver. One the contract refused is
+        # counted as dropped ("invalid") only, as when the caller's own check refuses it.
+        self._stats.add(accepted=len(out))
         self._queue.observe(nbytes, len(out))
         return out
 

@@ -163,6 +163,7 @@ def test_invalid_events_are_counted_and_warned_once_naming_the_field(
     assert stats.dropped == {DropReason.INVALID: 5}
     assert stats.invalid_fields == {"body.prompt_tokens": 5}
     assert stats.sent == 1
+    assert stats.accepted == 1  # an event the contract refuses is dropped, never accepted
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1
     assert "body.prompt_tokens" in warnings[0].getMessage()
