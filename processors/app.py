@@ -585,17 +585,20 @@ class ExpiringTable(faust.Table):
     async def _demote_over_budget(self, ages: list[tuple[float, Any]]) -> int:
         """Move the longest-quiet states (by event time) to the cold tier until at most
         ``hot_max`` stay in memory; states with writes Kafka does not hold yet stay (see
-        :meth:`_sweep_chunk`). How many moved."""
+        :meth:`_sweep_chunk`), and the next sweep takes others in their place. How many
+        moved."""
         excess = len(self._states) - self.hot_max
         if excess <= 0:
             return 0
         states, partition_of = self._states, self._partition_of
-        pending = [self._unsent, *self._in_flight]
         oldest = heapq.nsmallest(excess, (age for age in ages if age[1] in states))
         demoted = 0
         for start in range(0, len(oldest), _SWEEP_CHUNK):
             if self.app.rebalancing:
                 break  # ownership is changing: the next sweep goes on
+            # Read again at every chunk: the stream wrote and flushed during the last yield
+            # (take_writes replaces _unsent), and a state written since must stay in memory.
+            pending = [self._unsent, *self._in_flight]
             to_cold: dict[int, list[tuple[Any, Any]]] = {}
             for _, key in oldest[start : start + _SWEEP_CHUNK]:
                 partition = partition_of.get(key)

@@ -83,6 +83,9 @@ def _mark_forked() -> None:
     global _REARM_LOCK
     _REARM_LOCK = threading.Lock()
     for client in list(_LIVE):
+        # Its save=false screen is used before the first emit re-arms (log, update_log): a
+        # lock some parent thread held at the fork would hang the child's first such call.
+        client._unsaved.after_fork()
         client._forked = True
 
 
@@ -157,7 +160,6 @@ class Client:
             if not self._forked:
                 return  # another thread of the child re-armed it meanwhile
             _INHERITED.append((self._worker, self._queue, self._spool, self._stats))
-            self._unsaved.after_fork()
             self._queue.close()
             self._queue.clear()
             if self._spool is not None:

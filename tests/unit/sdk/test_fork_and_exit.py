@@ -5,10 +5,12 @@ counted by the next."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -217,5 +219,37 @@ def test_a_forked_child_re_arms_at_its_first_emit_with_a_slot_of_its_own(
         client.log(output="the parent's, after the fork")
         assert client.flush(5) is True
         assert client.stats().sent == 2
+    finally:
+        client.close(1)
+
+
+def test_a_child_forked_while_a_parent_thread_screens_a_save_false_log_does_not_hang(
+    tmp_path: Path,
+) -> None:
+    """``log(save=False)`` screens its handles under a lock before the emit that re-arms the
+    client: the child gets a fresh lock at the fork, not one a parent thread held then."""
+    client = Client(transport=MemoryTransport(), project="p", spool_dir=tmp_path / "spool")
+    try:
+        client.log(path="a", save=False, messages=[{"role": "user", "content": "x"}])
+        held, release = threading.Event(), threading.Event()
+
+        def holder() -> None:
+            with client._unsaved._lock:  # another thread of the parent, inside the screen
+                held.set()
+                release.wait()
+
+        threading.Thread(target=holder, daemon=True).start()
+        held.wait()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                signal.alarm(10)  # a hang ends the child with SIGALRM, not the test run
+                client.log(path="b", save=False, messages=[{"role": "user", "content": "y"}])
+                code = 0 if client.close(5) else 2
+            finally:
+                os._exit(code)
+        release.set()
+        wait_child(pid)
     finally:
         client.close(1)
