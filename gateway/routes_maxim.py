@@ -38,7 +38,7 @@ from producers.contract import ContractError, FieldError
 
 from .auth import Project
 from .context import GatewayDep, body_doc, read_body
-from .errors import GatewayError, JsonResponse, MaximError
+from .errors import JsonResponse, MaximError
 from .ids import id_problem
 from .maxim import not_modelled, parse_lines, referenced_nodes, refused, translate
 from .outage import UNAVAILABLE
@@ -90,8 +90,6 @@ async def push_logs(
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise MaximError.invalid(400, [FieldError("body", "is not UTF-8")]) from None
-    except GatewayError as exc:
-        raise MaximError(exc.status, exc.message) from None
     data = {"repository": repository, **await _keep(gw, project, text)}
     return JsonResponse({"data": data})
 
@@ -160,12 +158,8 @@ async def _keep(gw: GatewayDep, project: str, text: str) -> dict[str, Any]:
         await gw.nodes.record(project, translation.nodes)
     kept = [*not_modelled(project, translation.unmodelled),
             *refused(project, lines, refusals, text)]  # fmt: skip
-    try:
-        deliveries = await asyncio.gather(
-            gw.ingest.publish(accepted), gw.dead_letters.publish(kept)
-        )
-    except GatewayError as exc:
-        raise MaximError(exc.status, exc.message) from None
+    # A GatewayError (503, 413) is answered in Maxim's shape on these routes (gateway.errors).
+    deliveries = await asyncio.gather(gw.ingest.publish(accepted), gw.dead_letters.publish(kept))
     waiting = {line.entity_id for line in translation.held}
     try:
         gw.watch.check()

@@ -41,7 +41,7 @@ import heapq
 import logging
 import os
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -545,11 +545,7 @@ class ExpiringTable(faust.Table):
         duplicates and never sent their outputs (a CI run: rollups a few versions behind;
         ``tests/integration/processors/test_oracle.py``, states with writes in flight)."""
         states, partition_of = self._states, self._partition_of
-        pending = [self._unsent, *self._in_flight]  # the writes Kafka does not hold yet
-
-        def unsettled(key: Any) -> bool:
-            return any(key in writes for writes in pending)
-
+        unsettled = self._unsettled()
         expired = 0
         to_cold: dict[int, list[tuple[Any, Any]]] = {}
         for key in keys:
@@ -569,6 +565,13 @@ class ExpiringTable(faust.Table):
             elif last_ts < quiet_cutoff.get(partition, float("-inf")) and not unsettled(key):  # type: ignore[arg-type]
                 to_cold.setdefault(partition, []).append((key, state))  # type: ignore[arg-type]
         return expired, self._move_to_cold(to_cold)
+
+    def _unsettled(self) -> Callable[[Any], bool]:
+        """Whether a key has a write Kafka does not hold yet (unsent, or sent with a window
+        not acknowledged): such a state never leaves memory. As of now: a flush replaces
+        ``_unsent``, so call again after every await."""
+        pending = [self._unsent, *self._in_flight]
+        return lambda key: any(key in writes for writes in pending)
 
     def _move_to_cold(self, to_cold: dict[int, list[tuple[Any, Any]]]) -> int:
         """Commit states to the cold tier, then drop them from memory; how many moved."""
@@ -596,14 +599,12 @@ class ExpiringTable(faust.Table):
         for start in range(0, len(oldest), _SWEEP_CHUNK):
             if self.app.rebalancing:
                 break  # ownership is changing: the next sweep goes on
-            # Read again at every chunk: the stream wrote and flushed during the last yield
-            # (take_writes replaces _unsent), and a state written since must stay in memory.
-            pending = [self._unsent, *self._in_flight]
+            unsettled = self._unsettled()  # again at every chunk: the stream ran meanwhile
             to_cold: dict[int, list[tuple[Any, Any]]] = {}
             for _, key in oldest[start : start + _SWEEP_CHUNK]:
                 partition = partition_of.get(key)
                 state = states.get(key)
-                if partition is None or state is None or any(key in w for w in pending):
+                if partition is None or state is None or unsettled(key):
                     continue
                 to_cold.setdefault(partition, []).append((key, state))
             demoted += self._move_to_cold(to_cold)
