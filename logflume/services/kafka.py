@@ -16,6 +16,7 @@ import asyncio
 import base64
 import logging
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -328,7 +329,7 @@ class LocalKafka:
         return [
             str(java),
             f"-Xmx{self.settings.kafka_heap}",
-            "-XX:+UseG1GC",
+            *shlex.split(self.settings.kafka_jvm_options),
             "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={self.paths.logs}",
             f"-Dlog4j.configuration={self.paths.log4j.as_uri()}",
