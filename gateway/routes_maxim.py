@@ -146,11 +146,20 @@ async def _keep(gw: GatewayDep, project: str, text: str) -> dict[str, Any]:
     translation, envelopes = translate(project, lines, known, received)
     refusals = [*errors, *translation.errors]
     accepted = []
-    for (index, _, _), item in zip(translation.events, envelopes, strict=True):
+    created, unmade = set(), set()  # nodes of this batch whose events passed / were refused
+    for (index, etype, body), item in zip(translation.events, envelopes, strict=True):
+        node = body.get("id") if etype != "trace" else None
         try:
             accepted.append(gw.ingest.encode(item))
+            created.add(node)
         except ContractError as exc:
             refusals += [(index, e) for e in exc.errors]
+            unmade.add(node)
+    # A child whose create the contract refused was never made: recorded, later lines that
+    # name it would be accepted for a node that does not exist. Unrecorded, they are held
+    # (and dead-lettered with the reason if its create never comes).
+    for node in unmade - created:
+        translation.nodes.pop(node, None)
     # Order matters (gateway.release): hold, then record, then release both sides.
     held, refused_held = await hold(gw, project, translation.held, received)
     refusals += refused_held

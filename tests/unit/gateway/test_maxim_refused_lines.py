@@ -163,3 +163,40 @@ def test_an_upload_key_naming_an_invalid_id_is_a_400(pg_env: Env, key: str, reas
         }
     }
     assert pg_env.sent() == [] and pg_env.dead_letters() == []
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ('{"id":"s1","name":"n","tags":"x"}', "body.tags"),
+        ('{"id":"s1","name":5}', "body.name"),
+        ('{"id":"s1","name":"n","startTimestamp":"garbage"}', "body.start_time"),
+    ],
+)
+def test_a_child_whose_create_the_contract_refuses_is_not_recorded(
+    pg_env: Env, data: str, field: str
+):
+    first = _push(pg_env, [
+        'trace{id=t1,action=create,data={"name":"x"}}',
+        f"trace{{id=t1,action=add-span,data={data}}}",
+    ])  # fmt: skip
+    assert _refused(first)[1][0] == field
+    assert first["accepted"] == 1
+    # A later line naming the span that was never made waits for its create (held), instead
+    # of being accepted for a node that does not exist.
+    later = _push(pg_env, ["span{id=s1,action=end,data={}}"])
+    assert later["accepted"] == 0 and later["held"] == 1
+    # Its create, valid this time, releases it.
+    fixed = _push(pg_env, ['trace{id=t1,action=add-span,data={"id":"s1","name":"n"}}'])
+    assert fixed["accepted"] == 1 and fixed["released"] == 1
+    assert sorted(b["type"] for b in pg_env.sent()) == ["span", "span", "trace"]
+
+
+def test_a_refused_update_keeps_a_child_created_in_the_same_batch(pg_env: Env):
+    data = _push(pg_env, [
+        'trace{id=t1,action=create,data={"name":"x"}}',
+        'trace{id=t1,action=add-tool-call,data={"id":"tc1","name":"f"}}',
+        'tool_call{id=tc1,action=update,data={"tags":"not a map"}}',
+    ])  # fmt: skip
+    assert 2 in _refused(data) and data["accepted"] == 2
+    assert _push(pg_env, ['tool_call{id=tc1,action=result,data={"result":"ok"}}'])["accepted"] == 1
