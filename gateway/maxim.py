@@ -39,14 +39,14 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
-from producers.contract import FieldError
+from producers.contract import ContractError, FieldError
 from producers.contract.deadletters import DeadLetter, Origin
 
 from .deadletters import Kept
@@ -68,6 +68,7 @@ __all__ = [
     "MODELLED",
     "CommitLine",
     "Translation",
+    "encode_translated",
     "event_id",
     "not_modelled",
     "parse_lines",
@@ -357,6 +358,32 @@ def translate(
         for index, etype, body in out.events
     ]
     return out, envelopes
+
+
+_Encoded = TypeVar("_Encoded")
+
+
+def encode_translated(
+    translation: Translation, envelopes: list[dict[str, Any]], encode: Callable[[Any], _Encoded]
+) -> tuple[list[_Encoded], list[tuple[int, FieldError]]]:
+    """The translated events ``encode`` accepts, and its refusals per line. A child whose
+    every event the contract refused was never made: it leaves ``translation.nodes``, so that
+    it is not recorded, and later lines naming it are held (until a valid create comes, else
+    dead-lettered with the reason) instead of accepted for a node that does not exist."""
+    accepted: list[_Encoded] = []
+    refusals: list[tuple[int, FieldError]] = []
+    made, unmade = set(), set()  # a trace's own lines never hold: only children count
+    for (index, etype, body), item in zip(translation.events, envelopes, strict=True):
+        node = body.get("id") if etype != "trace" else None
+        try:
+            accepted.append(encode(item))
+            made.add(node)
+        except ContractError as exc:
+            refusals += [(index, e) for e in exc.errors]
+            unmade.add(node)
+    for node in unmade - made:
+        translation.nodes.pop(node, None)
+    return accepted, refusals
 
 
 def _label(entity: str, action: str) -> tuple[str, str]:

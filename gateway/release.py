@@ -37,7 +37,15 @@ from .context import Gateway
 from .deferred import VersionToResolve
 from .held import HeldLine
 from .ingest import now_iso
-from .maxim import CommitLine, event_id, not_modelled, parse_lines, refused, translate
+from .maxim import (
+    CommitLine,
+    encode_translated,
+    event_id,
+    not_modelled,
+    parse_lines,
+    refused,
+    translate,
+)
 from .outage import UNAVAILABLE
 
 __all__ = ["drain_deferred", "hold", "release", "sweep", "sweep_forever", "version_event"]
@@ -111,15 +119,13 @@ async def _publish_claimed(
         by_request.setdefault(held.received_at, []).append(line)
     for received, lines in by_request.items():
         translation, envelopes = translate(project, lines, trace_of, received)
+        # (checked when held: a refusal here is a change of contract since then)
+        encoded, refusals = encode_translated(translation, envelopes, gw.ingest.encode)
+        accepted += encoded
+        refusals = [*translation.errors, *refusals]
         for node, (_, trace) in translation.nodes.items():
             trace_of[node] = trace
         created.update(translation.nodes)
-        refusals = list(translation.errors)
-        for (index, _, _), item in zip(translation.events, envelopes, strict=True):
-            try:
-                accepted.append(gw.ingest.encode(item))
-            except ContractError as exc:  # checked when held; a contract change since then
-                refusals += [(index, e) for e in exc.errors]
         kept += [*not_modelled(project, translation.unmodelled),
                  *refused(project, lines, refusals)]  # fmt: skip
     if created:

@@ -34,13 +34,20 @@ from typing import Annotated, Any
 import orjson
 from fastapi import APIRouter, Query, Request
 
-from producers.contract import ContractError, FieldError
+from producers.contract import FieldError
 
 from .auth import Project
 from .context import GatewayDep, body_doc, read_body
 from .errors import JsonResponse, MaximError
 from .ids import id_problem
-from .maxim import not_modelled, parse_lines, referenced_nodes, refused, translate
+from .maxim import (
+    encode_translated,
+    not_modelled,
+    parse_lines,
+    referenced_nodes,
+    refused,
+    translate,
+)
 from .outage import UNAVAILABLE
 from .release import hold, release
 from .schemas import MaximAnswer, MaximErrorAnswer
@@ -145,21 +152,8 @@ async def _keep(gw: GatewayDep, project: str, text: str) -> dict[str, Any]:
     known = await gw.nodes.traces_of(project, referenced_nodes(lines))
     translation, envelopes = translate(project, lines, known, received)
     refusals = [*errors, *translation.errors]
-    accepted = []
-    created, unmade = set(), set()  # nodes of this batch whose events passed / were refused
-    for (index, etype, body), item in zip(translation.events, envelopes, strict=True):
-        node = body.get("id") if etype != "trace" else None
-        try:
-            accepted.append(gw.ingest.encode(item))
-            created.add(node)
-        except ContractError as exc:
-            refusals += [(index, e) for e in exc.errors]
-            unmade.add(node)
-    # A child whose create the contract refused was never made: recorded, later lines that
-    # name it would be accepted for a node that does not exist. Unrecorded, they are held
-    # (and dead-lettered with the reason if its create never comes).
-    for node in unmade - created:
-        translation.nodes.pop(node, None)
+    accepted, contract_refusals = encode_translated(translation, envelopes, gw.ingest.encode)
+    refusals += contract_refusals
     # Order matters (gateway.release): hold, then record, then release both sides.
     held, refused_held = await hold(gw, project, translation.held, received)
     refusals += refused_held
