@@ -132,6 +132,7 @@ class Translation:
 
     events: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     nodes: dict[str, tuple[str, str]] = field(default_factory=dict)  # id -> (kind, trace id)
+    made_by: dict[str, int] = field(default_factory=dict)  # child id -> its create line
     errors: list[tuple[int, FieldError]] = field(default_factory=list)
     unmodelled: list[CommitLine] = field(default_factory=list)
     held: list[CommitLine] = field(default_factory=list)
@@ -277,6 +278,7 @@ class _Translator:
         trace_id = where["trace_id"]
         self.trace_of[child] = trace_id
         self.out.nodes[child] = (kind, trace_id)
+        self.out.made_by[child] = line.index
         self.emit(line, etype, body)
 
     def leaf(self, line: CommitLine, kind: str, where: dict[str, Any]) -> None:
@@ -367,22 +369,20 @@ def encode_translated(
     translation: Translation, envelopes: list[dict[str, Any]], encode: Callable[[Any], _Encoded]
 ) -> tuple[list[_Encoded], list[tuple[int, FieldError]]]:
     """The translated events ``encode`` accepts, and its refusals per line. A child whose
-    every event the contract refused was never made: it leaves ``translation.nodes``, so that
-    it is not recorded, and later lines naming it are held (until a valid create comes, else
+    create the contract refused was never made: it leaves ``translation.nodes``, so that it
+    is not recorded, and later lines naming it are held (until a valid create comes, else
     dead-lettered with the reason) instead of accepted for a node that does not exist."""
     accepted: list[_Encoded] = []
     refusals: list[tuple[int, FieldError]] = []
-    made, unmade = set(), set()  # a trace's own lines never hold: only children count
-    for (index, etype, body), item in zip(translation.events, envelopes, strict=True):
-        node = body.get("id") if etype != "trace" else None
+    made_by = translation.made_by
+    for (index, _, body), item in zip(translation.events, envelopes, strict=True):
         try:
             accepted.append(encode(item))
-            made.add(node)
         except ContractError as exc:
             refusals += [(index, e) for e in exc.errors]
-            unmade.add(node)
-    for node in unmade - made:
-        translation.nodes.pop(node, None)
+            node = body.get("id")
+            if isinstance(node, str) and made_by.get(node) == index:
+                translation.nodes.pop(node, None)
     return accepted, refusals
 
 

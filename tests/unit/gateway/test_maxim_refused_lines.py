@@ -200,3 +200,14 @@ def test_a_refused_update_keeps_a_child_created_in_the_same_batch(pg_env: Env):
     ])  # fmt: skip
     assert 2 in _refused(data) and data["accepted"] == 2
     assert _push(pg_env, ['tool_call{id=tc1,action=result,data={"result":"ok"}}'])["accepted"] == 1
+
+
+def test_a_refused_create_is_not_made_by_a_valid_line_after_it_in_the_batch(pg_env: Env):
+    data = _push(pg_env, [
+        'trace{id=t1,action=create,data={"name":"x"}}',
+        'trace{id=t1,action=add-span,data={"id":"s1","name":5}}',
+        'span{id=s1,action=update,data={"tags":{"a":"b"}}}',
+    ])  # fmt: skip
+    assert _refused(data)[1][0] == "body.name"
+    later = _push(pg_env, ["span{id=s1,action=end,data={}}"])
+    assert later["accepted"] == 0 and later["held"] == 1
