@@ -25,7 +25,6 @@ its ``usage`` and model, kept in the state as fields of their own.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -75,21 +74,35 @@ _ADDED = "add_messages"
 TIME_FIELDS = ("start_time", "end_time", "created_at")
 
 
-@dataclass(frozen=True, slots=True)
 class PlainEvent:
-    """A valid event as stage 1 merges it: plain data, no model.
+    """A valid event as stage 1 merges it: plain data, no model. Not changed once made.
 
     ``body`` holds the fields the event carries as they came on the wire (explicit nulls
     included), but for its datetimes, re-written as the contract's JSON dump writes them
     (:func:`json_time`); ``identity`` is its entity's (``producers.contract
-    .entity_identity``), ``ts`` its emit time."""
+    .entity_identity``), ``ts`` its emit time. A plain class for a native ``__init__``
+    (see :class:`processors.outcome.Output`)."""
 
-    type: str
-    event_id: str
-    project: str
-    ts: datetime
-    identity: str
-    body: dict[str, Any]
+    __slots__ = ("body", "event_id", "identity", "project", "ts", "type")
+
+    def __init__(
+        self,
+        type: str,
+        event_id: str,
+        project: str,
+        ts: datetime,
+        identity: str,
+        body: dict[str, Any],
+    ) -> None:
+        self.type = type
+        self.event_id = event_id
+        self.project = project
+        self.ts = ts
+        self.identity = identity
+        self.body = body
+
+    def __repr__(self) -> str:
+        return f"PlainEvent(type={self.type!r}, event_id={self.event_id!r}, ...)"
 
 
 def json_time(value: datetime) -> str:

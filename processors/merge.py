@@ -30,7 +30,6 @@ the create arrives, since no output leaves before it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from producers.contract import PAYLOAD_FIELDS
@@ -44,20 +43,47 @@ __all__ = [
 ]
 
 
-@dataclass(slots=True)
 class Change:
-    """What one event asserts about its entity, stamped with the event's version."""
+    """What one event asserts about its entity, stamped with the event's version. A plain
+    class for a native ``__init__`` (see :class:`processors.outcome.Output`)."""
 
-    kind: str
-    project: str
-    event_id: str
-    ts_us: int
-    mutable: dict[str, Any] = field(default_factory=dict)
-    immutable: dict[str, Any] = field(default_factory=dict)
-    metadata: dict[str, Any] = field(default_factory=dict)  # keys already namespaced
-    is_create: bool = False
-    save: bool = True
-    is_delete: bool = False
+    __slots__ = (
+        "event_id",
+        "immutable",
+        "is_create",
+        "is_delete",
+        "kind",
+        "metadata",
+        "mutable",
+        "project",
+        "save",
+        "ts_us",
+    )
+
+    def __init__(
+        self,
+        kind: str,
+        project: str,
+        event_id: str,
+        ts_us: int,
+        *,
+        is_create: bool = False,
+        save: bool = True,
+        is_delete: bool = False,
+    ) -> None:
+        self.kind = kind
+        self.project = project
+        self.event_id = event_id
+        self.ts_us = ts_us
+        self.mutable: dict[str, Any] = {}
+        self.immutable: dict[str, Any] = {}
+        self.metadata: dict[str, Any] = {}  # keys already namespaced
+        self.is_create = is_create
+        self.save = save
+        self.is_delete = is_delete
+
+    def __repr__(self) -> str:
+        return f"Change(kind={self.kind!r}, event_id={self.event_id!r}, ts_us={self.ts_us})"
 
 
 # What a deleted entity keeps of its mutable fields: its place in its groups.

@@ -37,12 +37,21 @@ __all__ = [
 Lookup = Callable[[str], dict[str, Any] | None]
 
 
-@dataclass(frozen=True, slots=True)
 class Output:
-    """One value to emit downstream, routed by ``key`` (sent in batch records per partition)."""
+    """One value to emit downstream, routed by ``key`` (sent in batch records per partition).
 
-    key: bytes
-    value: dict[str, Any]
+    Not changed once made. A plain class rather than a dataclass: compiled (``setup.py``),
+    its ``__init__`` is native code, where a dataclass's is generated Python that costs
+    ten times as much, and several are made per event."""
+
+    __slots__ = ("key", "value")
+
+    def __init__(self, key: bytes, value: dict[str, Any]) -> None:
+        self.key = key
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"Output(key={self.key!r}, value={self.value!r})"
 
 
 @dataclass(slots=True)

@@ -141,11 +141,16 @@ def stage_specs(topics: Topics) -> dict[StageName, StageSpec]:
     }
 
 
-@dataclass(slots=True)
 class _Held:
-    version: int
-    output: Output
-    origin: Origin
+    """An output in the window, its version and the record it came from (a plain class for
+    a native ``__init__``, see :class:`processors.outcome.Output`)."""
+
+    __slots__ = ("origin", "output", "version")
+
+    def __init__(self, version: int, output: Output, origin: Origin) -> None:
+        self.version = version
+        self.output = output
+        self.origin = origin
 
 
 class OutputWindow:
