@@ -432,7 +432,10 @@ class ExpiringTable(faust.Table):
 
     def _recover_cold(self, cold: ColdStore, events: list[EventT]) -> list[EventT]:
         """Commit the recovered states whose last record is quiet to the cold tier; the
-        events of the other keys, for the memory store."""
+        events of the other keys, for the memory store. A partition whose cold store is
+        not open keeps all its states in memory (the sweep moves them later): recovery
+        restarted by a second rebalance once handed over a batch of such a partition, and
+        the worker crashed on it (``KeyError`` in ``ColdStore.put``)."""
         cutoff = time.time() - self.quiet_s
         latest: dict[Any, tuple[int, Any]] = {}  # key -> (partition, cold state or None)
         for event in events:
@@ -444,21 +447,17 @@ class ExpiringTable(faust.Table):
         to_cold: dict[int, list[tuple[Any, Any]]] = {}
         tombstoned: dict[int, list[Any]] = {}
         for key, (partition, state) in latest.items():
-            if state is not None:
+            if state is not None and cold.store(partition) is not None:
                 to_cold.setdefault(partition, []).append((key, state))
-            else:  # hot, or deleted: a cold copy must not outlive a tombstone
+            else:  # hot, deleted (a cold copy must not outlive a tombstone), or not open
                 tombstoned.setdefault(partition, []).append(key)
         for partition, keys in tombstoned.items():
             cold.delete(partition, keys)
-        states, partition_of = self._states, self._partition_of
-        for partition, items in to_cold.items():
-            cold.put(partition, items)
-            for key, _ in items:
-                states.pop(key, None)
-                partition_of.pop(key, None)
+        self._move_to_cold(to_cold)
         if not to_cold:
             return events
-        return [e for e in events if latest[self._to_key(e.key)][1] is None]
+        gone_cold = {key for items in to_cold.values() for key, _ in items}
+        return [e for e in events if self._to_key(e.key) not in gone_cold]
 
     async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
         owned = {tp.partition for tp in active_tps}
@@ -574,12 +573,16 @@ class ExpiringTable(faust.Table):
         return lambda key: any(key in writes for writes in pending)
 
     def _move_to_cold(self, to_cold: dict[int, list[tuple[Any, Any]]]) -> int:
-        """Commit states to the cold tier, then drop them from memory; how many moved."""
+        """Commit states to the cold tier, then drop them from memory; how many moved. The
+        states of a partition whose cold store is not open stay in memory."""
         demoted = 0
         states, partition_of = self._states, self._partition_of
+        cold = self.cold
+        assert cold is not None
         for partition, items in to_cold.items():
-            assert self.cold is not None
-            demoted += self.cold.put(partition, items)
+            if cold.store(partition) is None:
+                continue
+            demoted += cold.put(partition, items)
             for key, _ in items:
                 states.pop(key, None)
                 partition_of.pop(key, None)

@@ -17,6 +17,9 @@ class _Cold:
     def __init__(self) -> None:
         self.states: dict[str, Any] = {}
 
+    def store(self, partition: int) -> _Cold:
+        return self  # every partition's store is open
+
     def put(self, partition: int, items: list[tuple[str, Any]]) -> int:
         self.states.update(items)
         return len(items)
