@@ -5,6 +5,7 @@ the pipeline has run; both must agree, so they live in the contract."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any
 
@@ -20,6 +21,9 @@ def prompt_version_id(prompt: dict[str, Any]) -> str:
     return f"prv_{digest[:24]}"
 
 
+# Paths repeat (a few per application) and a hash costs ~0.5 us a call against ~0.06 for a
+# cache hit; stage 1 derives a File id per log it emits.
+@functools.lru_cache(maxsize=4096)
 def prompt_id_for_path(path: str) -> str:
     """A Prompt's id when the caller named it only by path: stable per path."""
     return f"pr_{hashlib.sha256(path.encode()).hexdigest()[:24]}"
@@ -29,6 +33,7 @@ def prompt_id_for_path(path: str) -> str:
 _FILE_PREFIX = {"prompt": "pr", "flow": "fl", "tool": "tl", "evaluator": "ev"}
 
 
+@functools.lru_cache(maxsize=4096)
 def file_id_for_path(kind: str | None, path: str) -> str:
     """The id of a log's File (a Prompt, Flow, Tool or Evaluator) named only by path:
     stable per path (a path names one File, whatever its kind)."""
