@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -256,6 +257,20 @@ async def _play(
     return False
 
 
+def _keep_key(settings: Settings, key: str) -> Path:
+    """The demo's API key, in a file only its owner reads: a key is never printed (a
+    terminal's output ends up in CI logs and pasted issues)."""
+    path = settings.home / "demo-api-key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # a file left by an older run keeps its mode otherwise
+        os.write(fd, key.encode())
+    finally:
+        os.close(fd)
+    return path.resolve()
+
+
 async def _summary(
     settings: Settings,
     console: Console,
@@ -275,7 +290,10 @@ async def _summary(
     url = f"http://{gateway.host}:{gateway.port}/traces/{trace_id}"
     status, body = await _trace_example(url, key)
     console.print(f"\nopen a trace: [bold]GET {url}[/]", soft_wrap=True)
-    console.print(f"  curl -s -H 'X-API-KEY: {key}' {url}", soft_wrap=True, highlight=False)
+    key_file = _keep_key(settings, key)
+    console.print(
+        f'  curl -s -H "X-API-KEY: $(cat {key_file})" {url}', soft_wrap=True, highlight=False
+    )
     if status == 200 and isinstance(body, dict):
         totals = body.get("totals") or {}
         console.print(f"  (answered 200: {escape(json.dumps(totals)[:200])})", soft_wrap=True)

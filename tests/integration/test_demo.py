@@ -33,6 +33,9 @@ async def test_demo_totals_match_postgres(services: Services, tmp_path: Path) ->
         assert done.returncode == 0, output[-4000:]
         assert "all totals match" in output
         assert "Kafka and PostgreSQL are still running" in output
+        key_file = tmp_path / "home" / "demo-api-key"  # the key is in a file, never printed
+        assert key_file.stat().st_mode & 0o777 == 0o600
+        assert key_file.read_text() not in output and str(key_file) in output
         result = json.loads(summary.read_text())
         assert result["match"] and result["drained"]
         assert result["trace_status"] == 200
