@@ -575,6 +575,8 @@ class ExpiringTable(faust.Table):
     def _move_to_cold(self, to_cold: dict[int, list[tuple[Any, Any]]]) -> int:
         """Commit states to the cold tier, then drop them from memory; how many moved. The
         states of a partition whose cold store is not open stay in memory."""
+        if not to_cold:  # (also every sweep with the cold tier off)
+            return 0
         demoted = 0
         states, partition_of = self._states, self._partition_of
         cold = self.cold

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import signal
 import socket
 import time
@@ -260,15 +261,15 @@ async def _play(
 def _keep_key(settings: Settings, key: str) -> Path:
     """The demo's API key, in a file only its owner reads: a key is never printed (a
     terminal's output ends up in CI logs and pasted issues)."""
-    path = settings.home / "demo-api-key"
+    path = settings.home.expanduser().resolve() / "demo-api-key"
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     try:
         os.fchmod(fd, 0o600)  # a file left by an older run keeps its mode otherwise
         os.write(fd, key.encode())
     finally:
         os.close(fd)
-    return path.resolve()
+    return path
 
 
 async def _summary(
@@ -292,7 +293,9 @@ async def _summary(
     console.print(f"\nopen a trace: [bold]GET {url}[/]", soft_wrap=True)
     key_file = _keep_key(settings, key)
     console.print(
-        f'  curl -s -H "X-API-KEY: $(cat {key_file})" {url}', soft_wrap=True, highlight=False
+        f'  curl -s -H "X-API-KEY: $(cat {escape(shlex.quote(str(key_file)))})" {url}',
+        soft_wrap=True,
+        highlight=False,
     )
     if status == 200 and isinstance(body, dict):
         totals = body.get("totals") or {}

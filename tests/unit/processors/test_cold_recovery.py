@@ -60,3 +60,20 @@ def test_the_sweep_leaves_in_memory_the_states_of_a_partition_whose_store_is_not
     assert moved == 1
     assert cold.get(0, "log:p/a") == quiet and "log:p/a" not in table._states
     assert table._states["log:p/b"] == quiet
+
+
+def test_a_sweep_with_the_cold_tier_off_expires_and_moves_nothing_else() -> None:
+    """``LOGFLUME_PROCESSOR_STATE_QUIET_S=0``: no cold tier, every state stays in memory."""
+    table = ExpiringTable.__new__(ExpiringTable)
+    table.__dict__["cold"] = None
+    table._data = types.SimpleNamespace(
+        data={"log:p/old": {"last_ts": 1.0}, "log:p/new": {"last_ts": 500.0}},
+        _key_partition={"log:p/old": 0, "log:p/new": 0},
+    )
+    table._unsent, table._in_flight = {}, []
+
+    expired, moved = table._sweep_chunk(["log:p/old", "log:p/new"], {0: 100.0}, {})
+
+    assert (expired, moved) == (1, 0)
+    assert list(table._states) == ["log:p/new"]
+    assert table._unsent == {"log:p/old": (0, None)}  # the tombstone of the expired one
