@@ -109,9 +109,87 @@ def emit(client: Client, count: int) -> list[int]:
     return samples
 
 
-def paced(log: Callable[..., Any], count: int, rate: int) -> array[int]:
+class Schedstat:
+    """A thread's ``/proc/.../schedstat`` (Linux): nanoseconds on a CPU, and nanoseconds
+    runnable but waiting for one (its run-queue wait). Read with one ``pread`` (~1 µs)."""
+
+    def __init__(self, native_id: int | None = None) -> None:
+        path = "/proc/thread-self/schedstat" if native_id is None else (
+            f"/proc/self/task/{native_id}/schedstat"
+        )  # fmt: skip
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def read(self) -> tuple[int, int]:
+        on_cpu, waiting = os.pread(self._fd, 128, 0).split()[:2]
+        return int(on_cpu), int(waiting)
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class SlowCalls:
+    """Why each call over 1 ms was slow, from the schedstat of the calling thread and of the
+    SDK's worker thread read around every burst (not every call: a read costs ~1 µs).
+
+    A burst of calls whose slowest took ``M`` and whose caller waited ``W`` on a run queue
+    (runnable, no CPU) in a burst of wall time ``B``: at least ``W - (B - M)`` of that wait
+    fell inside the slow call. When that is at least half of ``M``, the call was slow
+    because the OS gave its CPU to another thread: to the SDK's worker if the worker was on a
+    CPU for at least as long in that burst, else to another process (on this machine, the
+    broker shares the 2 cores). Otherwise the caller was running, or sleeping on a lock (the
+    GIL): ``running_or_gil``."""
+
+    CAUSES = ("cpu_to_sdk_worker", "cpu_to_other", "running_or_gil")
+
+    def __init__(self, worker_ids: Sequence[int] = ()) -> None:
+        self.available = os.path.exists("/proc/thread-self/schedstat")
+        self._caller = Schedstat() if self.available else None
+        self._workers = [Schedstat(t) for t in worker_ids] if self.available else []
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.longest_not_os_us = 0.0  # the slowest call, less the wait the OS imposed on it
+        self._before: tuple[int, int, int] = (0, 0, 0)
+
+    def _worker_cpu(self) -> int:
+        return sum(w.read()[0] for w in self._workers)
+
+    def before(self) -> None:
+        if self._caller is not None:
+            self._before = (*self._caller.read(), self._worker_cpu())
+
+    def after(self, slowest_ns: int, burst_ns: int) -> None:
+        if self._caller is None or slowest_ns <= 1_000_000:
+            if slowest_ns > 1_000_000:
+                self.counts["unattributed"] += 1
+            self.longest_not_os_us = max(self.longest_not_os_us, slowest_ns / 1000)
+            return
+        _, waited0, worker0 = self._before
+        _, waited1 = self._caller.read()
+        worker_ran = self._worker_cpu() - worker0
+        in_call = max(0, (waited1 - waited0) - (burst_ns - slowest_ns))
+        if in_call * 2 >= slowest_ns:
+            cause = "cpu_to_sdk_worker" if worker_ran >= in_call else "cpu_to_other"
+        else:
+            cause = "running_or_gil"
+        self.counts[cause] += 1
+        self.longest_not_os_us = max(self.longest_not_os_us, (slowest_ns - in_call) / 1000)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            **{cause: self.counts[cause] for cause in (*self.CAUSES, "unattributed")},
+            "longest_less_os_wait_us": self.longest_not_os_us,
+        }
+
+    def close(self) -> None:
+        for stat in [self._caller, *self._workers]:
+            if stat is not None:
+                stat.close()
+
+
+def paced(
+    log: Callable[..., Any], count: int, rate: int, slow: SlowCalls | None = None
+) -> array[int]:
     """Call ``log`` ``count`` times at ``rate`` calls/s: a burst each millisecond, then a
-    sleep until the next one; per-call nanoseconds."""
+    sleep until the next one; per-call nanoseconds. ``slow`` attributes the calls over 1 ms."""
     # An array, not a list: a million int objects in a list would make every full pass of
     # the collector visit them, a pause this benchmark would cause itself.
     samples = array("q", bytes(8 * count))
@@ -121,12 +199,18 @@ def paced(log: Callable[..., Any], count: int, rate: int) -> array[int]:
     i = tick = 0
     while i < count:
         tick += 1
+        if slow is not None:
+            slow.before()
+        burst_began, slowest = clock(), 0
         for _ in range(min(per_tick, count - i)):
             kwargs = call_kwargs(i)
             began = clock()
             log(**kwargs)
-            samples[i] = clock() - began
+            took = samples[i] = clock() - began
+            slowest = max(slowest, took)
             i += 1
+        if slow is not None:
+            slow.after(slowest, clock() - burst_began)
         wait = start + tick / 1000 - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
@@ -140,12 +224,15 @@ def paced_scenario(
     collector on/off), ``up_contract`` (broker up, validation by the contract's models only,
     as before the msgspec mirror) or ``down`` (nothing listens: every event goes to the spool)."""
     if name == "null":
+        slow = SlowCalls()
         start = time.perf_counter()
-        samples = paced(lambda **kwargs: None, count, rate)
+        samples = paced(lambda **kwargs: None, count, rate, slow)
+        slow.close()
         return {
             **percentiles(samples),
             "calls": count,
             "rate": count / (time.perf_counter() - start),
+            "slow_calls": slow.summary(),
         }
     server = f"127.0.0.1:{closed_port()}" if name == "down" else bootstrap
     client = Client(
@@ -177,14 +264,17 @@ def paced_scenario(
 
     gc.callbacks.append(on_gc)
     steps = WorkerSteps()
+    workers = [t.native_id for t in threading.enumerate() if t.name == "logflume-sdk-worker"]
+    slow = SlowCalls([t for t in workers if t is not None])
     try:
         start = time.perf_counter()
         with steps:
-            samples = paced(client.log, count, rate)
+            samples = paced(client.log, count, rate, slow)
         elapsed = time.perf_counter() - start
     finally:
         gc.callbacks.remove(on_gc)
         gc.enable()
+        slow.close()
     delivered = client.flush(120) if name != "down" else None
     stats = client.stats()
     client.close(0.5 if name == "down" else 10)
@@ -204,6 +294,7 @@ def paced_scenario(
             for g, p in pauses.items()
         },
         "worker_steps": steps.summary(),
+        "slow_calls": slow.summary(),
     }
 
 
@@ -323,6 +414,18 @@ def print_paced(paced_results: dict[str, Any], baseline: dict[str, Any] | None) 
             )
             if steps.get("over_1ms_by_step"):
                 print(f"  steps over 1 ms of CPU: {steps['over_1ms_by_step']}")
+    for label, key in PACED:
+        why = paced_results.get(key, {}).get("slow_calls")
+        if not why or not paced_results[key].get("over_1ms"):
+            continue
+        print(
+            f"bursts with a call over 1 ms, {label}: the OS gave the caller's CPU to the SDK's "
+            f"worker {why['cpu_to_sdk_worker']}, to another process {why['cpu_to_other']}; "
+            f"the caller running or waiting for the GIL {why['running_or_gil']}"
+            + (f", unattributed {why['unattributed']}" if why["unattributed"] else "")
+            + f"; the slowest call less its run-queue wait "
+            f"{why['longest_less_os_wait_us']:,.0f} µs"
+        )
     for key in ("up", "up_gc_off", "down"):
         row = paced_results.get(key)
         if row is None:

@@ -94,6 +94,15 @@ class SDKSettings(BaseSettings):
     batch_max_events: int = Field(
         default=2000, ge=1, le=100_000, description="Events the worker encodes and sends at once."
     )
+    worker_nice: int = Field(
+        default=10,
+        ge=0,
+        le=19,
+        description="Linux: the worker thread runs this much nicer than the thread that "
+        "created the client (nice is per thread there), so that when a CPU is short the OS "
+        "runs the app's threads first and the worker's sends wait, not the app's calls "
+        "(0: the same priority; elsewhere ignored).",
+    )
     max_queue_events: int = Field(
         default=100_000, ge=1, description="Events the caller-side queue holds before overflow."
     )
