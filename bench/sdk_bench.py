@@ -12,7 +12,9 @@ Measures, against a real broker, in one run:
   burst of calls each millisecond, then a sleep (an app that does I/O between calls), with
   p99.99 and the maximum, broker up with the garbage collector on and off, broker down, and
   the same loop calling a no-op function: the floor of this machine (its scheduler's
-  pauses) measured in the same run.
+  pauses) measured in the same run; and the cause of each call over 1 ms (:class:`SlowCalls`:
+  the OS gave the caller's CPU to the SDK's worker or to another process, or the caller was
+  running or waiting for the GIL), from the threads' schedstat around every burst.
 
 Usage::
 
