@@ -144,9 +144,9 @@ class SlowCalls:
     CAUSES = ("cpu_to_sdk_worker", "cpu_to_other", "running_or_gil")
 
     def __init__(self, worker_ids: Sequence[int] = ()) -> None:
-        self.available = os.path.exists("/proc/thread-self/schedstat")
-        self._caller = Schedstat() if self.available else None
-        self._workers = [Schedstat(t) for t in worker_ids] if self.available else []
+        available = os.path.exists("/proc/thread-self/schedstat")
+        self._caller = Schedstat() if available else None
+        self._workers = [Schedstat(t) for t in worker_ids] if available else []
         self.counts: collections.Counter[str] = collections.Counter()
         self.longest_not_os_us = 0.0  # the slowest call, less the wait the OS imposed on it
         self._before: tuple[int, int, int] = (0, 0, 0)
@@ -159,20 +159,19 @@ class SlowCalls:
             self._before = (*self._caller.read(), self._worker_cpu())
 
     def after(self, slowest_ns: int, burst_ns: int) -> None:
-        if self._caller is None or slowest_ns <= 1_000_000:
-            if slowest_ns > 1_000_000:
-                self.counts["unattributed"] += 1
-            self.longest_not_os_us = max(self.longest_not_os_us, slowest_ns / 1000)
-            return
-        _, waited0, worker0 = self._before
-        _, waited1 = self._caller.read()
-        worker_ran = self._worker_cpu() - worker0
-        in_call = max(0, (waited1 - waited0) - (burst_ns - slowest_ns))
-        if in_call * 2 >= slowest_ns:
-            cause = "cpu_to_sdk_worker" if worker_ran >= in_call else "cpu_to_other"
-        else:
-            cause = "running_or_gil"
-        self.counts[cause] += 1
+        in_call = 0  # of the caller's run-queue wait, what fell inside the slowest call
+        if slowest_ns > 1_000_000:
+            cause = "unattributed"
+            if self._caller is not None:
+                _, waited0, worker0 = self._before
+                in_call = max(0, (self._caller.read()[1] - waited0) - (burst_ns - slowest_ns))
+                if in_call * 2 < slowest_ns:
+                    cause = "running_or_gil"
+                elif self._worker_cpu() - worker0 >= in_call:
+                    cause = "cpu_to_sdk_worker"
+                else:
+                    cause = "cpu_to_other"
+            self.counts[cause] += 1
         self.longest_not_os_us = max(self.longest_not_os_us, (slowest_ns - in_call) / 1000)
 
     def summary(self) -> dict[str, Any]:
