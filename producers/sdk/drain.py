@@ -144,12 +144,18 @@ def settle(
 async def send_within(
     transport: Transport, events: Sequence[Encoded], timeout_s: float | None
 ) -> None:
-    """``transport.send`` with a time limit: a send that takes longer fails (retriable)."""
+    """``transport.send`` with a time limit: a send that takes longer fails (retriable).
+
+    The send runs in the caller's task (``asyncio.timeout``), not in a task of its own
+    (``asyncio.wait_for`` on Python 3.11): a caller cancelled while its send was failing
+    (a client closing with the broker down) left that inner task's ``SendFailure``
+    unretrieved, and asyncio printed its traceback ("Task exception was never retrieved")."""
     if timeout_s is None:
         await transport.send(events)
         return
     try:
-        await asyncio.wait_for(transport.send(events), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await transport.send(events)
     except TimeoutError:
         raise SendFailure("timed out", events) from None
 

@@ -171,7 +171,8 @@ class KafkaTransport:
                 metadata_max_age_ms=60_000,
             )
             try:
-                await asyncio.wait_for(producer.start(), s.send_timeout_s)
+                async with asyncio.timeout(s.send_timeout_s):
+                    await producer.start()
             except (KafkaError, OSError, TimeoutError) as exc:
                 await _stop_quietly(producer, 1.0)
                 raise SendFailure(f"cannot connect: {type(exc).__name__}", ()) from None
@@ -190,7 +191,8 @@ class KafkaTransport:
             raise SendFailure(exc.reason, events) from None
         s = self._settings
         try:
-            partitions = await asyncio.wait_for(producer.partitions_for(s.topic), s.send_timeout_s)
+            async with asyncio.timeout(s.send_timeout_s):
+                partitions = await producer.partitions_for(s.topic)
         except (KafkaError, OSError, TimeoutError) as exc:
             await self._reset()
             raise SendFailure(f"no metadata for the topic: {type(exc).__name__}", events) from None
@@ -258,9 +260,18 @@ async def _settled(future: asyncio.Future[object] | BaseException) -> object:
 
 
 async def _stop_quietly(producer: AIOKafkaProducer, timeout_s: float) -> None:
+    """Stop a producer, logging (at DEBUG) what went wrong. A cancellation of the task
+    that stops it (the client closing) is re-raised, never swallowed: swallowed, it turned
+    the close of a client with the broker down into a ``SendFailure`` nobody awaited."""
     try:
-        await asyncio.wait_for(producer.stop(), timeout_s)
-    except (KafkaError, OSError, TimeoutError, asyncio.CancelledError):
+        async with asyncio.timeout(timeout_s):
+            await producer.stop()
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            raise
+        log.debug("the Kafka producer did not stop cleanly", exc_info=True)
+    except (KafkaError, OSError, TimeoutError):
         log.debug("the Kafka producer did not stop cleanly", exc_info=True)
 
 

@@ -4,6 +4,7 @@ retry policy and the spool's drain, against in-memory transports (no network).""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from kernel.backoff import Backoff
 from producers.sdk import MemoryTransport, SendFailure, Spool
-from producers.sdk.drain import RetryPolicy, SpoolDrain, settle
+from producers.sdk.drain import RetryPolicy, SpoolDrain, send_within, settle
 from producers.sdk.encoding import Encoded
 
 
@@ -120,3 +121,39 @@ def test_refusals_alone_do_not_make_a_failing_broker_look_healthy() -> None:
     assert not policy.healthy
     assert outcomes.counts.sent == 2 and outcomes.counts.rejected == 2
     assert outcomes.counts.retries == []
+
+
+class _FailsWhenCancelled:
+    """A transport whose send, once cancelled, fails instead (what the Kafka transport did
+    when the client closed while it was stopping a producer that could not connect)."""
+
+    async def send(self, events: Sequence[Encoded]) -> None:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise SendFailure("cannot connect", events) from None
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_a_send_cancelled_while_failing_leaves_no_unretrieved_error() -> None:
+    reported: list[dict[str, object]] = []
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda _loop, context: reported.append(context))
+    try:
+        sending = asyncio.ensure_future(
+            send_within(_FailsWhenCancelled(), [(b"k", b"{}")], 10.0)  # type: ignore[arg-type]
+        )
+        await asyncio.sleep(0.01)
+        sending.cancel()
+        try:
+            await sending
+        except (asyncio.CancelledError, SendFailure):
+            pass  # the caller sees its send end, one way or the other
+        del sending
+        gc.collect()
+        await asyncio.sleep(0)
+    finally:
+        loop.set_exception_handler(None)
+    assert [c.get("message") for c in reported] == []

@@ -9,7 +9,7 @@ import pytest
 from aiokafka.errors import KafkaTimeoutError, MessageSizeTooLargeError, ProducerClosed
 
 from producers.sdk.config import SDKSettings
-from producers.sdk.transport import KafkaTransport, SendFailure
+from producers.sdk.transport import KafkaTransport, SendFailure, _stop_quietly
 
 
 class FailingProducer:
@@ -61,3 +61,22 @@ def test_a_record_the_producer_could_not_queue_in_time_is_retried_not_rejected()
 def test_a_record_the_broker_refuses_for_good_is_rejected() -> None:
     failure = _send(MessageSizeTooLargeError())
     assert failure.retry == [] and len(failure.rejected) == 2
+
+
+class SlowToStop:
+    """A producer whose ``stop`` takes a while (aiokafka's waits for its sender)."""
+
+    async def stop(self) -> None:
+        await asyncio.sleep(5)
+
+
+async def test_stopping_a_producer_never_swallows_the_callers_cancellation() -> None:
+    stopping = asyncio.ensure_future(_stop_quietly(SlowToStop(), 10.0))  # type: ignore[arg-type]
+    await asyncio.sleep(0.01)
+    stopping.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await stopping
+
+
+async def test_a_producer_that_does_not_stop_in_time_is_left_quietly() -> None:
+    await asyncio.wait_for(_stop_quietly(SlowToStop(), 0.05), 1.0)  # returns, no error
