@@ -26,7 +26,7 @@ from importlib import resources
 from pathlib import Path
 
 from kernel.settings import Settings
-from kernel.topics import kafka_answers, min_insync_replicas, replication
+from kernel.topics import INDEX_BYTES, kafka_answers, min_insync_replicas, replication
 from logflume.services.prerequisites import (
     ServiceError,
     ensure_port_free,
@@ -201,6 +201,8 @@ class LocalKafka:
             "auto.create.topics.enable": "false",
             "delete.topic.enable": "true",
             "message.max.bytes": str(s.max_record_bytes),
+            # The internal topics' index files as small as logflume's own (kernel.topics).
+            "log.index.size.max.bytes": str(INDEX_BYTES),
         }
         self.paths.root.mkdir(parents=True, exist_ok=True)
         self.paths.logs.mkdir(parents=True, exist_ok=True)

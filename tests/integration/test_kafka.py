@@ -15,6 +15,8 @@ from aiokafka.client import AIOKafkaClient
 from aiokafka.errors import for_code
 from aiokafka.protocol.transaction import InitProducerIdRequest
 
+from kernel.settings import Settings
+from kernel.topics import INDEX_BYTES, ensure_topics
 from tests.services import Services
 
 pytestmark = pytest.mark.integration
@@ -110,3 +112,30 @@ async def test_broker_is_apache_kafka(services: Services, admin: AIOKafkaAdminCl
         await client.close()
     assert response.error_code == 0, for_code(response.error_code)
     assert response.producer_id >= 0
+
+
+async def test_the_topics_logflume_creates_have_small_index_files(
+    services: Services, admin: AIOKafkaAdminClient
+) -> None:
+    """Pipeline topics and changelogs (the ``extra`` ones) get 1 MiB index files, not
+    Kafka's 10 MiB whose first touch the page cache's readahead zero-fills."""
+    prefix = f"logflume-it-{uuid.uuid4().hex[:12]}"
+    settings = Settings(kafka_bootstrap_servers=services.bootstrap_servers, topic_prefix=prefix)
+    changelog = f"{prefix}.processors-x-changelog"
+    await ensure_topics(settings, extra={changelog: {"cleanup.policy": "compact"}})
+    try:
+        names = [settings.topics.events, changelog]
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name) for name in names]
+        )
+        found = {
+            resource[3]: {entry[0]: entry[1] for entry in resource[4]}
+            for response in responses
+            for resource in response.resources
+        }
+        assert {name: found[name]["segment.index.bytes"] for name in names} == {
+            name: str(INDEX_BYTES) for name in names
+        }
+        assert found[changelog]["cleanup.policy"] == "compact"
+    finally:
+        await admin.delete_topics([t for t in await admin.list_topics() if t.startswith(prefix)])
