@@ -266,12 +266,10 @@ async def _stop_quietly(producer: AIOKafkaProducer, timeout_s: float) -> None:
     try:
         async with asyncio.timeout(timeout_s):
             await producer.stop()
-    except asyncio.CancelledError:
+    except (KafkaError, OSError, TimeoutError, asyncio.CancelledError) as exc:
         task = asyncio.current_task()
-        if task is not None and task.cancelling():
+        if isinstance(exc, asyncio.CancelledError) and task is not None and task.cancelling():
             raise
-        log.debug("the Kafka producer did not stop cleanly", exc_info=True)
-    except (KafkaError, OSError, TimeoutError):
         log.debug("the Kafka producer did not stop cleanly", exc_info=True)
 
 
