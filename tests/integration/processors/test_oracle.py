@@ -325,7 +325,9 @@ async def _run(settings: Settings, workers: Workers, *, kill: str | None = None)
             workers.start("w2", real=True)
         await produce_records(settings, records[:half])
         if kill:
-            await consume(settings, settings.topics.entities, lambda c: len(c.records) > 20)
+            # Entities, not records: the windows pack many entities into a record per
+            # partition, and a fast worker emits the whole first half in 20 records or fewer.
+            await consume(settings, settings.topics.entities, lambda c: len(c.items()) > 20)
             workers.kill("w1")  # mid-stream, no goodbye: its partitions move to w2
     await produce_records(settings, records[half:])
 
