@@ -12,7 +12,9 @@ and checked as by ``logflume up``) and the changelog topics of its tables (compa
 the pipeline's partition count), since Faust itself is not allowed to declare topics. It
 also fixes two ways Faust's consumer loses or stalls records when partitions move
 (:func:`patch_faust_consumer`): without them a failover lost records in about one test run
-in four. A watchdog (:mod:`processors.watchdog`) ends a worker that stops making progress,
+in four; and a worker whose stream buffers filled up reads on at once when they drain
+instead of up to a second later (:mod:`processors.backpressure`). A watchdog
+(:mod:`processors.watchdog`) ends a worker that stops making progress,
 whatever the cause, with status 75 for its supervisor to restart.
 """
 
@@ -34,6 +36,7 @@ from kernel.topics import ensure_topics
 from processors.agents import STAGES, Reducers, Stage, StageName, install_stages
 from processors.app import ProcessorOptions, make_app, worker_datadir
 from processors.assignor import patch_faust_assignor
+from processors.backpressure import patch_faust_paused_fetch
 from processors.codec import RECORD_OVERHEAD_BYTES
 from processors.commits import patch_faust_commits
 from processors.metrics import instrument_processor
@@ -233,6 +236,7 @@ def run_worker(
     patch_faust_fetch_wait(options.fetch_wait_ms)
     patch_faust_commits()  # never commit past an unacknowledged record: processors/commits.py
     patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
+    patch_faust_paused_fetch(options.fetch_wait_ms / 1000)  # processors/backpressure.py
     hide_payload_debug()  # Faust's aiokafka clients: their DEBUG lines print records
     warm_prices()  # before tune_gc: the price data is then frozen with the rest
     tune_gc()
