@@ -20,11 +20,12 @@ at ~0.7 of 2 cores busy, against 0.85 s in runs where the timing missed the wind
 records (the SDK's, ~20 events each) rarely fill a buffer; a worker catching up on a
 backlog of them does, once per 3,276 records.
 
-**The fixes.** The consumer thread's wait is capped at ``poll_s`` (the stages'
-``fetch_wait_ms``, 50 ms by default), so a partition taken back is asked for within it; an
-idle worker then makes ~20 cheap calls a second instead of one. A worker with no active
-partition at all waits for one to become active (a buffer drained, a partition resumed or
-assigned), at most the second Faust slept.
+**The fixes.** The consumer thread's wait is capped at the stages' ``fetch_wait_ms`` (50
+ms by default) where the copy is made (:func:`processors.worker.patch_faust_consumer`, the
+bound set by :func:`processors.worker.patch_faust_fetch_wait`), so a partition taken back is
+asked for within it; an idle worker then makes ~20 cheap calls a second instead of one.
+Here: a worker with no active partition at all waits for one to become active (a buffer
+drained, a partition resumed or assigned), at most the second Faust slept.
 """
 
 from __future__ import annotations
@@ -46,38 +47,30 @@ def _fetchable(consumer: Any) -> asyncio.Event:
     return event  # type: ignore[no-any-return]
 
 
-def patch_faust_paused_fetch(poll_s: float) -> None:
-    """Install both fixes on Faust's consumer (idempotent; the last ``poll_s`` set wins, one
-    app per worker process)."""
-    from faust.transport.consumer import Consumer
-    from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
+def _signalling(method: Any) -> Any:
+    """``method`` of the consumer, then the consumer's fetchable event set."""
 
-    thread_cls: Any = AIOKafkaConsumerThread
-    thread_cls._logflume_poll_s = poll_s
+    def signalling(self: Any, *args: Any) -> Any:
+        result = method(self, *args)
+        _fetchable(self).set()
+        return result
+
+    return signalling
+
+
+# The consumer's ways of making a partition fetchable again: a drained buffer, a resumed
+# partition, a new assignment (Faust's own _get_active_partitions goes through the last).
+_ACTIVATING = ("on_buffer_drop", "resume_partitions", "_set_active_tps")
+
+
+def patch_faust_paused_fetch() -> None:
+    """Install the fix on Faust's consumer (idempotent)."""
+    from faust.transport.consumer import Consumer
+
     cls: Any = Consumer
     if getattr(cls, "_logflume_paused_fetch_patched", False):
         return
-    getmany = thread_cls.getmany
     wait_next_records = cls._wait_next_records
-    on_buffer_drop = cls.on_buffer_drop
-    resume_partitions = cls.resume_partitions
-    set_active_tps = cls._set_active_tps
-
-    async def polling_getmany(self: Any, active_partitions: Any, timeout: float) -> Any:
-        return await getmany(self, active_partitions, min(timeout, thread_cls._logflume_poll_s))
-
-    def signalling_drop(self: Any, tp: Any) -> None:
-        on_buffer_drop(self, tp)
-        _fetchable(self).set()
-
-    def signalling_resume(self: Any, tps: Any) -> None:
-        resume_partitions(self, tps)
-        _fetchable(self).set()
-
-    def signalling_set_active(self: Any, tps: Any) -> Any:
-        active = set_active_tps(self, tps)
-        _fetchable(self).set()
-        return active
 
     async def waiting_next_records(self: Any, timeout: float) -> Any:
         if self.flow_active and not self.app.client_only and not self._get_active_partitions():
@@ -93,9 +86,7 @@ def patch_faust_paused_fetch(poll_s: float) -> None:
                 return {}, active
         return await wait_next_records(self, timeout)
 
-    thread_cls.getmany = polling_getmany
-    cls.on_buffer_drop = signalling_drop
-    cls.resume_partitions = signalling_resume
-    cls._set_active_tps = signalling_set_active
+    for name in _ACTIVATING:
+        setattr(cls, name, _signalling(getattr(cls, name)))
     cls._wait_next_records = waiting_next_records
     cls._logflume_paused_fetch_patched = True

@@ -127,7 +127,10 @@ def patch_faust_consumer() -> None:
 
     async def getmany(self: Any, active_partitions: set[Any] | None, timeout: float) -> Any:
         frozen = None if active_partitions is None else set(active_partitions)
-        return await fetch(self, frozen, timeout)
+        # A partition that becomes active during the wait is not in the copy: the wait
+        # ends within the fetch wait, not Faust's 1 s (processors/backpressure.py).
+        wait_s = getattr(thread_cls, "_logflume_fetch_wait_s", timeout)
+        return await fetch(self, frozen, min(timeout, wait_s))
 
     async def perform_seek(self: Any) -> None:
         committed = await self.seek_to_committed()
@@ -157,10 +160,13 @@ def patch_faust_fetch_wait(wait_ms: int) -> None:
     to 1.5 s when its partitions stayed empty. The whole-pipeline benchmark saw it as a
     tail: entities and traces final 2.4 s after the first emit, sessions and prompt-version
     stats 2.7 s later with the processes mostly idle. A shorter wait costs an empty fetch
-    per ``wait_ms`` while idle. The last value set wins (one app per worker process)."""
+    per ``wait_ms`` while idle. The same bound caps Faust's wait for the consumer thread's
+    records (:func:`patch_faust_consumer`). The last value set wins (one app per worker
+    process)."""
     from faust.transport.drivers import aiokafka as faust_aiokafka
 
     thread_cls: Any = faust_aiokafka.AIOKafkaConsumerThread
+    thread_cls._logflume_fetch_wait_s = wait_ms / 1000
     create = getattr(thread_cls, "_logflume_create_worker_consumer", None)
     if create is None:
         create = thread_cls._logflume_create_worker_consumer = thread_cls._create_worker_consumer
@@ -236,7 +242,7 @@ def run_worker(
     patch_faust_fetch_wait(options.fetch_wait_ms)
     patch_faust_commits()  # never commit past an unacknowledged record: processors/commits.py
     patch_faust_assignor()  # the post-rebalance stall of issue 14: processors/assignor.py
-    patch_faust_paused_fetch(options.fetch_wait_ms / 1000)  # processors/backpressure.py
+    patch_faust_paused_fetch()  # no 1 s sleep with every partition paused
     hide_payload_debug()  # Faust's aiokafka clients: their DEBUG lines print records
     warm_prices()  # before tune_gc: the price data is then frozen with the rest
     tune_gc()

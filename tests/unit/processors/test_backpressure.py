@@ -18,6 +18,7 @@ from kernel.settings import Settings
 from processors import backpressure
 from processors.app import make_app
 from processors.backpressure import patch_faust_paused_fetch
+from processors.worker import patch_faust_consumer, patch_faust_fetch_wait
 
 TOPIC = TP("t.events", 0)
 
@@ -34,8 +35,8 @@ class Fetches:
 
 
 def _consumer(fetches: Fetches) -> Any:
-    patch_faust_paused_fetch(0.05)
-    patch_faust_paused_fetch(0.05)  # idempotent: no double wrap
+    patch_faust_paused_fetch()
+    patch_faust_paused_fetch()  # idempotent: no double wrap
     consumer: Any = make_app(Settings()).consumer  # not started
     consumer._getmany = fetches
     consumer._set_active_tps(set())  # assigned nothing, or every partition paused
@@ -78,8 +79,9 @@ async def test_a_resumed_partition_ends_the_wait_too() -> None:
 
 
 async def test_the_consumer_threads_wait_is_capped() -> None:
-    """A partition taken back while the thread waits is asked for within ``poll_s``."""
-    patch_faust_paused_fetch(0.05)
+    """A partition taken back while the thread waits is asked for within the fetch wait."""
+    patch_faust_consumer()
+    patch_faust_fetch_wait(50)
     waits: list[float] = []
 
     async def call_thread(fn: Any, consumer: Any, active: Any, **kwargs: Any) -> dict:
