@@ -14,13 +14,17 @@ Measures, against a real broker, in one run:
   the same loop calling a no-op function: the floor of this machine (its scheduler's
   pauses) measured in the same run; and the cause of each call over 1 ms (:class:`SlowCalls`:
   the OS gave the caller's CPU to the SDK's worker or to another process, or the caller was
-  running or waiting for the GIL), from the threads' schedstat around every burst.
+  running or waiting for the GIL), from the threads' schedstat around every burst; and how
+  late the caller woke from each sleep (what a waking app thread waits for a CPU or the GIL);
+* the paced runs once per placement (``--placement``, both by default): ``shared`` (the app
+  and the local broker on every CPU) and ``split`` (this process on the first CPU, the broker
+  of ``logflume up`` on the others for the run, as when the broker is on other machines).
 
 Usage::
 
     python bench/sdk_bench.py --bootstrap 127.0.0.1:29092 [--events 100000]
-        [--naive-events 5000] [--paced-calls 1000000 --rate 50000] [--save run.json]
-        [--baseline previous.json]
+        [--naive-events 5000] [--paced-calls 1000000 --rate 50000]
+        [--placement shared|split|both] [--save run.json] [--baseline previous.json]
 
 Goals: p50 <= 5 µs, p99 <= 50 µs per call (tight loop); at 50k calls/s p99.9 <= 50 µs and
 max <= 1 ms. Creates (and deletes) its own topic.
@@ -31,11 +35,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import gc
 import json
 import os
 import platform
 import resource
+import signal
 import socket
 import sys
 import tempfile
@@ -43,7 +49,7 @@ import threading
 import time
 import uuid
 from array import array
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,6 +60,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository's root
 
 from kernel.settings import Settings
+from logflume.services.kafka import LocalKafka
 from producers.contract import LogEvent, encode_event
 from producers.sdk import Client
 
@@ -188,14 +195,21 @@ class SlowCalls:
 
 def paced(
     log: Callable[..., Any], count: int, rate: int, slow: SlowCalls | None = None
-) -> array[int]:
+) -> tuple[array[int], array[int]]:
     """Call ``log`` ``count`` times at ``rate`` calls/s: a burst each millisecond, then a
-    sleep until the next one; per-call nanoseconds. ``slow`` attributes the calls over 1 ms."""
+    sleep until the next one. Returns per-call nanoseconds, and how late (ns) the caller
+    woke from each sleep (a burst that ended late has no sleep after it): the OS's timer
+    and scheduler, the wait for a CPU, and the wait for the GIL, which a sleeping thread
+    takes back before it runs again. Those waits fall outside the calls but are the app's
+    all the same: a worker that kept a CPU or the GIL for milliseconds shows here.
+    ``slow`` attributes the calls over 1 ms."""
     # An array, not a list: a million int objects in a list would make every full pass of
     # the collector visit them, a pause this benchmark would cause itself.
     samples = array("q", bytes(8 * count))
     clock = time.perf_counter_ns
     per_tick = max(1, rate // 1000)
+    late = array("q", bytes(8 * -(-count // per_tick)))
+    slept = 0
     start = time.perf_counter()
     i = tick = 0
     while i < count:
@@ -212,10 +226,24 @@ def paced(
             i += 1
         if slow is not None:
             slow.after(slowest, clock() - burst_began)
-        wait = start + tick / 1000 - time.perf_counter()
+        due = start + tick / 1000
+        wait = due - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
-    return samples
+            late[slept] = int((time.perf_counter() - due) * 1e9)
+            slept += 1
+    return samples, late[:slept]
+
+
+def wake_late(late_ns: Sequence[int]) -> dict[str, float]:
+    """p99.9 and the maximum of how late the caller woke (µs), and how often by over 1 ms."""
+    ordered = sorted(late_ns)
+    n = len(ordered)
+    return {
+        "p999_us": ordered[min(n - 1, int(n * 0.999))] / 1000 if n else 0.0,
+        "max_us": ordered[-1] / 1000 if n else 0.0,
+        "over_1ms": sum(1 for ns in ordered if ns > 1_000_000),
+    }
 
 
 def paced_scenario(
@@ -227,10 +255,11 @@ def paced_scenario(
     if name == "null":
         slow = SlowCalls()
         start = time.perf_counter()
-        samples = paced(lambda **kwargs: None, count, rate, slow)
+        samples, late = paced(lambda **kwargs: None, count, rate, slow)
         slow.close()
         return {
             **percentiles(samples),
+            "wake_late": wake_late(late),
             "calls": count,
             "rate": count / (time.perf_counter() - start),
             "slow_calls": slow.summary(),
@@ -270,7 +299,7 @@ def paced_scenario(
     try:
         start = time.perf_counter()
         with steps:
-            samples = paced(client.log, count, rate, slow)
+            samples, late = paced(client.log, count, rate, slow)
         elapsed = time.perf_counter() - start
     finally:
         gc.callbacks.remove(on_gc)
@@ -281,6 +310,7 @@ def paced_scenario(
     client.close(0.5 if name == "down" else 10)
     return {
         **percentiles(samples),
+        "wake_late": wake_late(late),
         "calls": count,
         "rate": count / elapsed,
         "delivered_all": delivered,
@@ -360,6 +390,95 @@ def _step_name(handle: asyncio.events.Handle) -> str:
     return str(getattr(callback, "__qualname__", callback))
 
 
+PLACEMENTS = {
+    "shared": "the app and the local broker on every CPU, as the OS places them",
+    "split": "the app (caller and SDK worker) on CPU {app}, the local broker on {rest}: "
+    "as in production, where the broker runs on other machines",
+}
+
+
+def _threads(pid: int) -> list[int]:
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except FileNotFoundError:
+        return []
+
+
+def _pin(pid: int, cpus: set[int] | dict[int, set[int]]) -> None:
+    """Every thread of ``pid`` on ``cpus`` (or per thread, a thread not named on its
+    process's first mask), again until no new thread shows up: a thread started meanwhile
+    inherits its starter's CPUs, which may not have been set yet."""
+    done: set[int] = set()
+    for _ in range(10):
+        new = [tid for tid in _threads(pid) if tid not in done]
+        if not new:
+            return
+        for tid in new:
+            if isinstance(cpus, dict):
+                mask = cpus.get(tid) or next(iter(cpus.values()))
+            else:
+                mask = cpus
+            with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+                os.sched_setaffinity(tid, mask)
+        done.update(new)
+
+
+def _masks(pid: int) -> dict[int, set[int]]:
+    masks = {}
+    for tid in [pid, *_threads(pid)]:
+        with contextlib.suppress(ProcessLookupError):
+            masks[tid] = os.sched_getaffinity(tid)
+    return masks
+
+
+@contextlib.contextmanager
+def placed(placement: str, bootstrap: str) -> Iterator[str]:
+    """Run the block with this process's threads and the local broker's on the CPUs of
+    ``placement`` (see :data:`PLACEMENTS`); yields its description. Afterwards this
+    process's threads get their CPUs back (one started meanwhile: those of the main
+    thread), and the broker's get this process's CPUs."""
+    if placement == "shared":
+        yield PLACEMENTS["shared"]
+        return
+    broker_pid = local_broker_pid(bootstrap)
+    if broker_pid is None or not hasattr(os, "sched_setaffinity"):
+        raise PlacementUnavailable("needs Linux and the local broker of `logflume up`")
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise PlacementUnavailable("needs two CPUs")
+    app, rest = {cpus[0]}, set(cpus[1:])
+    own = _masks(os.getpid())
+    try:
+        os.sched_getaffinity(broker_pid)
+    except OSError as exc:  # the broker ended, or is another user's
+        raise PlacementUnavailable(f"cannot read the broker's CPUs: {exc}") from exc
+    try:
+        try:
+            _pin(broker_pid, rest)
+            _pin(os.getpid(), app)
+        except OSError as exc:
+            raise PlacementUnavailable(f"cannot move the threads: {exc}") from exc
+        yield PLACEMENTS["split"].format(app=cpus[0], rest=",".join(map(str, sorted(rest))))
+    finally:
+        with contextlib.suppress(OSError):
+            _pin(os.getpid(), own)
+        with contextlib.suppress(OSError):
+            # The CPUs this process had, not the broker's own mask: a bench killed in a
+            # split run (SIGKILL) left the broker on fewer CPUs, and that is not kept.
+            _pin(broker_pid, own[os.getpid()])
+
+
+class PlacementUnavailable(Exception):
+    """A placement this machine or these services cannot give."""
+
+
+def local_broker_pid(bootstrap: str) -> int | None:
+    """The pid of the broker of ``logflume up`` if ``bootstrap`` is it, else None."""
+    broker = LocalKafka(Settings())
+    pid = broker.pid()
+    return pid if pid is not None and bootstrap.strip() == broker.address else None
+
+
 PACED = [
     ("no-op function (floor)", "null"),
     ("sdk, broker up", "up"),
@@ -369,16 +488,19 @@ PACED = [
 ]
 
 
-def print_paced(paced_results: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+def print_paced(placement: str, run: dict[str, Any], baseline: dict[str, Any] | None) -> None:
+    paced_results = run["rows"]
     print()
     rate = paced_results["null"]["rate"]
     calls = paced_results["null"]["calls"]
-    print(f"paced: {calls:,} calls at {rate:,.0f} calls/s each")
+    print(
+        f"paced, placed {placement} ({run['where']}): {calls:,} calls at {rate:,.0f} calls/s each"
+    )
     header = f"{'emitter':28} {'p50 µs':>8} {'p99 µs':>8} {'p99.9 µs':>14} {'p99.99 µs':>10}"
-    header += f" {'max µs':>16} {'>1 ms':>6}"
+    header += f" {'max µs':>16} {'>1 ms':>6} {'woke late p99.9/max µs':>23}"
     print(header)
     print("-" * len(header))
-    before = (baseline or {}).get("paced", {})
+    before = paced_baseline(baseline, placement)
     for label, key in PACED:
         row = paced_results.get(key)
         if row is None:
@@ -392,6 +514,7 @@ def print_paced(paced_results: dict[str, Any], baseline: dict[str, Any] | None) 
             f"{fmt(row['p9999_us'], 0):>10}",
             f"{fmt(row['max_us'], 0) + delta(row['max_us'], base.get('max_us')):>16}",
             f"{row['over_1ms']:>6}",
+            f"{late_text(row.get('wake_late')):>23}",
         ]
         print(" ".join(cells))
     for key in ("up", "up_contract", "up_gc_off", "down"):
@@ -434,7 +557,7 @@ def print_paced(paced_results: dict[str, Any], baseline: dict[str, Any] | None) 
         ok = row["p999_us"] <= GOAL_PACED_P999_US and row["max_us"] <= GOAL_PACED_MAX_US
         print(
             f"goal p99.9 <= {GOAL_PACED_P999_US:g} µs, max <= {GOAL_PACED_MAX_US:g} µs "
-            f"({key}): {'met' if ok else 'NOT met'}"
+            f"({key}, placed {placement}): {'met' if ok else 'NOT met'}"
             + ("" if key == "down" else f"; delivered all: {row['delivered_all']}")
         )
 
@@ -679,6 +802,45 @@ def print_table(results: dict[str, Any], baseline: dict[str, Any] | None) -> Non
         print(f"(deltas against {baseline.get('when', 'the baseline')})")
 
 
+def late_text(late: dict[str, float] | None) -> str:
+    if not late:
+        return "-"
+    return f"{late['p999_us']:,.0f} / {late['max_us']:,.0f}"
+
+
+def paced_baseline(baseline: dict[str, Any] | None, placement: str) -> dict[str, Any]:
+    """The rows of ``placement`` in a saved run (runs saved before placements: ``shared``)."""
+    if not baseline:
+        return {}
+    placed_runs = baseline.get("paced_placements")
+    if placed_runs is None:
+        return dict(baseline.get("paced", {})) if placement == "shared" else {}
+    return dict(placed_runs.get(placement, {}).get("rows", {}))
+
+
+def run_paced(args: argparse.Namespace, topic: str) -> dict[str, Any]:
+    """The paced scenarios once per placement of ``--placement``."""
+    wanted = ["shared", "split"] if args.placement == "both" else [args.placement]
+    runs: dict[str, Any] = {}
+    for placement in wanted:
+        try:
+            with placed(placement, args.bootstrap) as where:
+                print(f"paced runs, placed {placement}: {where}", flush=True)
+                with tempfile.TemporaryDirectory(prefix="logflume-sdk-bench-") as tmp:
+                    rows = {
+                        key: paced_scenario(
+                            key, args.bootstrap, topic, args.paced_calls, args.rate,
+                            Path(tmp) / key,
+                        )
+                        for _, key in PACED
+                    }  # fmt: skip
+        except PlacementUnavailable as exc:
+            print(f"paced runs, placed {placement}: skipped ({exc})", flush=True)
+            continue
+        runs[placement] = {"where": where, "rows": rows}
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -695,6 +857,14 @@ def main() -> None:
     )
     parser.add_argument("--rate", type=int, default=50_000, help="calls/s of the paced runs")
     parser.add_argument(
+        "--placement",
+        choices=("shared", "split", "both"),
+        default="both",
+        help="where the paced runs' threads run: shared (the app and the local broker on "
+        "every CPU), split (the app on one CPU, the local broker of `logflume up` on the "
+        "others, as when the broker is on other machines), or both, one after the other",
+    )
+    parser.add_argument(
         "--ab-rounds",
         type=int,
         default=0,
@@ -703,6 +873,8 @@ def main() -> None:
     parser.add_argument("--save", type=Path, help="write the results as JSON here")
     parser.add_argument("--baseline", type=Path, help="compare against a saved JSON run")
     args = parser.parse_args()
+    # SIGTERM (a timeout, `kill`) runs the cleanups too: a split run moves the broker's CPUs.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     baseline = json.loads(args.baseline.read_text()) if args.baseline else None
     topic = asyncio.run(make_topic(args.bootstrap, args.partitions))
@@ -720,13 +892,7 @@ def main() -> None:
         ab_runs: list[dict[str, Any]] = []
         if args.ab_rounds > 0:
             ab_runs = validator_ab(args.bootstrap, topic, args.events, args.ab_rounds)
-        paced_results: dict[str, Any] = {}
-        if args.paced_calls > 0:
-            with tempfile.TemporaryDirectory(prefix="logflume-sdk-bench-") as tmp:
-                for _, key in PACED:
-                    paced_results[key] = paced_scenario(
-                        key, args.bootstrap, topic, args.paced_calls, args.rate, Path(tmp) / key
-                    )
+        paced_runs = run_paced(args, topic) if args.paced_calls > 0 else {}
     finally:
         asyncio.run(drop_topic(args.bootstrap, topic))
 
@@ -734,14 +900,14 @@ def main() -> None:
         "when": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
         "results": results,
-        "paced": paced_results,
+        "paced_placements": paced_runs,
         "validator_ab": ab_runs,
     }
     print_table(results, baseline)
     if ab_runs:
         print_ab(ab_runs)
-    if paced_results:
-        print_paced(paced_results, baseline)
+    for placement, paced_run in paced_runs.items():
+        print_paced(placement, paced_run, baseline)
     if args.save:
         args.save.write_text(json.dumps(run, indent=2))
         print(f"saved to {args.save}")

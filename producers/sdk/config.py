@@ -99,9 +99,10 @@ class SDKSettings(BaseSettings):
         ge=0,
         le=19,
         description="Linux: the worker thread runs this much nicer than the thread that "
-        "created the client (nice is per thread there), so that when a CPU is short the OS "
-        "runs the app's threads first and the worker's sends wait, not the app's calls "
-        "(0: the same priority; elsewhere ignored).",
+        "created the client (nice is per thread there), and in the batch scheduling class "
+        "(SCHED_BATCH: it never preempts a running app thread when it wakes), so that when a "
+        "CPU is short the OS runs the app's threads first and the worker's sends wait, not "
+        "the app's calls (0: the same priority and class; elsewhere ignored).",
     )
     max_queue_events: int = Field(
         default=100_000, ge=1, description="Events the caller-side queue holds before overflow."

@@ -171,13 +171,17 @@ class Spool:
 
     # -- writing (any thread) --------------------------------------------------------------
 
-    def append(self, events: Sequence[Encoded]) -> int:
+    def append(self, events: Sequence[Encoded], *, frames: list[bytes] | None = None) -> int:
         """Write events in order; returns how many fit under ``max_bytes`` (a prefix).
+        ``frames``: the events' :func:`encode_frames`, when the caller encoded them already.
 
         Raises :class:`SpoolError` when the disk refuses a write or an fsync; its ``written``
         events (a prefix) are in the spool all the same, see :class:`SpoolError`.
         """
-        frames = encode_frames(events)
+        if frames is None:
+            frames = encode_frames(events)
+        elif len(frames) != len(events):
+            raise ValueError("one frame per event")
         with self._lock:
             if self._closed:
                 return 0

@@ -39,7 +39,7 @@ from .config import SDKSettings
 from .drain import RetryPolicy, SpoolDrain, send_within, settle
 from .encoding import PRE_ENCODED, Encoded, EventEncoder, Item
 from .queue import EventQueue
-from .spool import Spool, SpoolError
+from .spool import Spool, SpoolError, encode_frames
 from .stats import DropReason, RateLimitedWarner, StatsRecorder
 from .transport import SendFailure, Transport
 
@@ -49,14 +49,18 @@ log = logging.getLogger(__name__)
 
 
 def lower_thread_priority(increment: int) -> None:
-    """Make the calling thread ``increment`` nicer (Linux, where nice is per thread; a
-    thread starts with its creator's). Raising one's own nice needs no privilege.
+    """Make the calling thread ``increment`` nicer and put it in the batch scheduling class
+    (Linux, where both are per thread; a thread starts with its creator's). Lowering one's
+    own priority needs no privilege. ``increment`` 0: the thread is left as it is.
 
-    Why: ``bench/sdk_bench.py`` read the caller's and the worker's schedstat around every
-    burst of paced calls: with the broker down, most calls over 1 ms were the OS handing the
-    caller's CPU to this thread (woken by the caller, placed on its CPU, then running a spool
-    write of a batch while the caller waited on the run queue: up to 8 ms). A nicer worker
-    does not preempt the app's threads; its sends wait for a free CPU instead."""
+    Why (``bench/sdk_bench.py``, which reads the caller's and the worker's schedstat around
+    every burst of paced calls): the calls over 1 ms were the OS handing the caller's CPU to
+    this thread. Nicer (stop 38), the worker gets less of a CPU both want; with the broker
+    down it still took the caller's CPU for 1.6-6 ms in 2 runs of 4 (woken while the caller
+    ran, it preempted it, then wrote a batch to the spool). ``SCHED_BATCH`` tells the
+    scheduler the thread is throughput work: it never preempts a running thread when it
+    wakes, and it keeps its nice value and share of the CPU (unlike ``SCHED_IDLE``, which
+    would starve the sends of an app that keeps its CPUs busy): 0 of 4 such runs after."""
     if increment <= 0 or not sys.platform.startswith("linux"):
         return
     tid = threading.get_native_id()
@@ -65,6 +69,12 @@ def lower_thread_priority(increment: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
     except OSError as exc:  # a sandbox that forbids it: run at the app's priority
         log.debug("logflume: worker priority unchanged (%s)", exc)
+    batch = getattr(os, "SCHED_BATCH", None)
+    try:
+        if batch is not None and os.sched_getscheduler(tid) == os.SCHED_OTHER:  # not real-time
+            os.sched_setscheduler(tid, batch, os.sched_param(0))
+    except (OSError, AttributeError) as exc:  # musl has no sched_*scheduler (ENOSYS)
+        log.debug("logflume: worker scheduling class unchanged (%s)", exc)
 
 
 _CLOSING_TICK_S = 0.005
@@ -104,6 +114,7 @@ class Worker:
         self._drain: asyncio.Task[None] | None = None
         self._pending: deque[list[Encoded]] = deque()
         self._pending_bytes = 0
+        self._keep_lock = asyncio.Lock()  # spool writes of the worker's loop, in turn
         self.inflight_events = 0
         self._encoding = 0  # events taken from the queue and being validated
         self._inflight_bytes = 0
@@ -237,7 +248,7 @@ class Worker:
                     # interval.
                     await asyncio.sleep(0)
                 if batch:
-                    self._route(batch)
+                    await self._route(batch)
             finally:
                 self._encoding = 0
         if self._drain is None and (
@@ -301,7 +312,7 @@ class Worker:
             reasons,
         )
 
-    def _route(self, batch: list[Encoded]) -> None:
+    async def _route(self, batch: list[Encoded]) -> None:
         nbytes = sum(len(data) for _, data in batch)
         room = self._inflight_bytes + nbytes <= self._s.max_inflight_bytes or not self._tasks
         # Without a spool, memory keeps the order: nothing overtakes the backlog. With one,
@@ -315,10 +326,32 @@ class Worker:
         if (healthy or probe) and room and not backlog:
             self._start_send(batch, nbytes)
         else:
-            self._keep(batch)
+            await self._keep_sliced(batch)
 
-    def _keep(self, events: Sequence[Encoded]) -> None:
-        """Events that cannot be sent now: to the spool, or to memory without one."""
+    async def _keep_sliced(self, events: Sequence[Encoded]) -> None:
+        """:meth:`_keep`, the spool's frames encoded a slice at a time with a pass of the
+        loop between slices: encoding a whole batch for the spool held the GIL for 1-3 ms,
+        which an app thread coming back from I/O or a sleep waited out. Written at once,
+        and in the order the batches got here (a lock, first come first served: a small
+        batch does not overtake a large one still being encoded)."""
+        if self._spool is None:
+            self._keep(events)
+            return
+        try:
+            async with self._keep_lock:
+                frames: list[bytes] = []
+                for start in range(0, len(events), _ENCODE_SLICE):
+                    if start:
+                        await asyncio.sleep(0)
+                    frames += encode_frames(events[start : start + _ENCODE_SLICE])
+                self._keep(events, frames)
+        except asyncio.CancelledError:  # the client is closing: spooled all the same
+            self._keep(events)
+            raise
+
+    def _keep(self, events: Sequence[Encoded], frames: list[bytes] | None = None) -> None:
+        """Events that cannot be sent now: to the spool (``frames``: their spool frames, if
+        encoded already), or to memory without one."""
         if not events:
             return
         if self._spool is None:
@@ -327,7 +360,7 @@ class Worker:
             return
         failed = 0
         try:
-            written = self._spool.append(events)
+            written = self._spool.append(events, frames=frames)
         except SpoolError as exc:
             # The events written whole before the error stay in the spool and are sent from
             # it like the others: spooled, not dropped. Only the rest of the write is lost.
@@ -362,7 +395,7 @@ class Worker:
             await send_within(self._transport, batch, self._s.send_timeout_s)
         except SendFailure as failure:
             settle(failure, len(batch), self, self._retry, resent=False)
-            self._keep(failure.retry)
+            await self._keep_sliced(failure.retry)
         except asyncio.CancelledError:
             self._keep_at_close(batch)
             raise
@@ -370,7 +403,7 @@ class Worker:
             self._warner.warn("transport", "logflume: the transport failed: %s", type(exc).__name__)
             log.debug("transport failure", exc_info=True)
             self._retry.failed()
-            self._keep(batch)
+            await self._keep_sliced(batch)
         else:
             self._delivered(len(batch), resent=False)
         finally:

@@ -275,22 +275,29 @@ def test_delete_log_sends_a_delete_event_routed_with_the_log(make_client: MakeCl
     assert keys[0] == keys[1] == b"unit/t-9"
 
 
-def _worker_nice(client: Client) -> int:
+def _worker_priority(client: Client) -> tuple[int, int]:
+    """The nice value and the scheduling policy of the client's worker thread."""
     workers = [t for t in threading.enumerate() if t.name == "logflume-sdk-worker"]
     assert workers, "the client's worker thread is not running"
     ids = {t.native_id for t in workers}
     client.log(output="wake")  # started: the worker set its priority before it took events
     assert client.flush(10)
-    nices = {os.getpriority(os.PRIO_PROCESS, tid) for tid in ids if tid is not None}
-    assert len(nices) == 1, nices
-    return nices.pop()
+    found = {
+        (os.getpriority(os.PRIO_PROCESS, tid), os.sched_getscheduler(tid))
+        for tid in ids
+        if tid is not None
+    }
+    assert len(found) == 1, found
+    return found.pop()
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="nice is per thread on Linux")
-def test_the_worker_thread_runs_nicer_than_the_app(make_client: MakeClient) -> None:
+def test_the_worker_thread_runs_nicer_than_the_app_and_never_preempts_it(
+    make_client: MakeClient,
+) -> None:
     own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
     client = make_client(MemoryTransport())
-    assert _worker_nice(client) == min(19, own + 10)
+    assert _worker_priority(client) == (min(19, own + 10), os.SCHED_BATCH)
     client.close(timeout=1)
     same = make_client(MemoryTransport(), worker_nice=0)
-    assert _worker_nice(same) == own
+    assert _worker_priority(same) == (own, os.sched_getscheduler(0))

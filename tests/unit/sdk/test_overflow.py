@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
@@ -9,6 +10,8 @@ import orjson
 import pytest
 
 from producers.sdk import MemoryTransport
+from producers.sdk import worker as worker_module
+from producers.sdk.encoding import Encoded
 from producers.sdk.stats import DropReason
 
 from .conftest import FlakyTransport, MakeClient, wait_for
@@ -99,6 +102,40 @@ def test_spooled_events_are_resent_in_order(make_client: MakeClient) -> None:
     assert client.flush(10)
     outputs = [int(body["body"]["output"]) for body in transport.bodies()]
     assert outputs == list(range(200))
+
+
+def test_a_batch_is_spooled_a_slice_at_a_time_whole_and_in_order(
+    make_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker encodes a batch's spool frames a slice at a time, with a pass of its loop
+    # between slices: a 2,000-event batch encoded at once held the GIL for 1-3 ms, which an
+    # app thread waiting for it waited out. The batch is still written whole and in order.
+    sizes: list[int] = []
+    passed: list[int] = []  # per slice: how many earlier slices' loop callbacks had run
+    ran: list[int] = []
+    encode = worker_module.encode_frames
+
+    def recording(events: list[Encoded]) -> list[bytes]:
+        passed.append(len(ran))
+        sizes.append(len(events))
+        # Runs at the loop's next pass: before the next slice only if the worker yields.
+        asyncio.get_running_loop().call_soon(ran.append, len(sizes))
+        return encode(events)
+
+    monkeypatch.setattr(worker_module, "encode_frames", recording)
+    transport = MemoryTransport(partitions=1)
+    transport.down = True
+    # One cycle takes the whole batch: woken at 1,000 queued events, not by the interval.
+    client = make_client(transport, batch_max_events=1000, flush_interval_ms=5000)
+    for i in range(1000):
+        client.log(reference_id="same-entity", output=str(i))
+    wait_for(lambda: client.stats().spooled == 1000)
+    assert sum(sizes) >= 1000
+    assert max(sizes) <= worker_module._ENCODE_SLICE
+    assert passed == list(range(len(sizes)))  # a pass of the loop before every next slice
+    transport.down = False
+    assert client.flush(10)
+    assert [int(body["body"]["output"]) for body in transport.bodies()] == list(range(1000))
 
 
 def test_a_new_client_on_the_same_spool_sends_what_the_last_one_left(

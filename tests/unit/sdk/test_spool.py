@@ -179,6 +179,19 @@ def test_size_bound_accepts_a_prefix(tmp_path: Path) -> None:
     spool.close()
 
 
+def test_frames_encoded_by_the_caller_are_written_as_the_spool_would_encode_them(
+    tmp_path: Path,
+) -> None:
+    # The SDK's worker encodes a batch's frames a slice at a time, then writes them at once.
+    given = events(50)
+    spool = open_spool(tmp_path / "a")
+    assert spool.append(given, frames=encode_frames(given[:20]) + encode_frames(given[20:])) == 50
+    assert read_all(spool)[0] == given
+    with pytest.raises(ValueError, match="one frame per event"):
+        spool.append(given, frames=encode_frames(given[:49]))
+    spool.close()
+
+
 @pytest.mark.parametrize(("policy", "expected"), [("never", 0), ("batch", 2), ("always", 7)])
 def test_fsync_policy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, policy: str, expected: int
