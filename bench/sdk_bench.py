@@ -404,39 +404,25 @@ def _threads(pid: int) -> list[int]:
         return []
 
 
-def _pin(pid: int, cpus: set[int] | dict[int, set[int]]) -> None:
-    """Every thread of ``pid`` on ``cpus`` (or per thread, a thread not named on its
-    process's first mask), again until no new thread shows up: a thread started meanwhile
-    inherits its starter's CPUs, which may not have been set yet."""
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus``, again until no new thread shows up: a thread
+    started meanwhile inherits its starter's CPUs, which may not have been set yet."""
     done: set[int] = set()
     for _ in range(10):
         new = [tid for tid in _threads(pid) if tid not in done]
         if not new:
             return
         for tid in new:
-            if isinstance(cpus, dict):
-                mask = cpus.get(tid) or next(iter(cpus.values()))
-            else:
-                mask = cpus
             with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
-                os.sched_setaffinity(tid, mask)
+                os.sched_setaffinity(tid, cpus)
         done.update(new)
-
-
-def _masks(pid: int) -> dict[int, set[int]]:
-    masks = {}
-    for tid in [pid, *_threads(pid)]:
-        with contextlib.suppress(ProcessLookupError):
-            masks[tid] = os.sched_getaffinity(tid)
-    return masks
 
 
 @contextlib.contextmanager
 def placed(placement: str, bootstrap: str) -> Iterator[str]:
     """Run the block with this process's threads and the local broker's on the CPUs of
-    ``placement`` (see :data:`PLACEMENTS`); yields its description. Afterwards this
-    process's threads get their CPUs back (one started meanwhile: those of the main
-    thread), and the broker's get this process's CPUs."""
+    ``placement`` (see :data:`PLACEMENTS`); yields its description. Afterwards the threads
+    of both get the CPUs this process's main thread had."""
     if placement == "shared":
         yield PLACEMENTS["shared"]
         return
@@ -447,7 +433,7 @@ def placed(placement: str, bootstrap: str) -> Iterator[str]:
     if len(cpus) < 2:
         raise PlacementUnavailable("needs two CPUs")
     app, rest = {cpus[0]}, set(cpus[1:])
-    own = _masks(os.getpid())
+    own = os.sched_getaffinity(0)
     try:
         os.sched_getaffinity(broker_pid)
     except OSError as exc:  # the broker ended, or is another user's
@@ -465,7 +451,7 @@ def placed(placement: str, bootstrap: str) -> Iterator[str]:
         with contextlib.suppress(OSError):
             # The CPUs this process had, not the broker's own mask: a bench killed in a
             # split run (SIGKILL) left the broker on fewer CPUs, and that is not kept.
-            _pin(broker_pid, own[os.getpid()])
+            _pin(broker_pid, own)
 
 
 class PlacementUnavailable(Exception):

@@ -69,11 +69,10 @@ def lower_thread_priority(increment: int) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, current + increment))
     except OSError as exc:  # a sandbox that forbids it: run at the app's priority
         log.debug("logflume: worker priority unchanged (%s)", exc)
-    batch = getattr(os, "SCHED_BATCH", None)
     try:
-        if batch is not None and os.sched_getscheduler(tid) == os.SCHED_OTHER:  # not real-time
-            os.sched_setscheduler(tid, batch, os.sched_param(0))
-    except (OSError, AttributeError) as exc:  # musl has no sched_*scheduler (ENOSYS)
+        if os.sched_getscheduler(tid) == os.SCHED_OTHER:  # never a real-time app's thread
+            os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+    except (OSError, AttributeError) as exc:  # musl: ENOSYS; elsewhere no such function
         log.debug("logflume: worker scheduling class unchanged (%s)", exc)
 
 
