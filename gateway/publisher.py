@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -217,11 +217,11 @@ class Publisher:
         rejected: Sequence[Encoded],
         reason: str,
     ) -> None:
-        refused = {id(event) for event in rejected}
-        unsent = {id(event) for event in retry}
+        refused = _identities(rejected)
+        unsent = _identities(retry)
         spooled = await self._spool_events(retry)
         for request in batch:
-            ids = {id(event) for event in request.events}
+            ids = _identities(request.events)
             if ids & refused:
                 _fail(request, _refusal(reason))
             elif ids & unsent and not ids & unsent <= spooled:
@@ -232,7 +232,7 @@ class Publisher:
     async def _to_spool(self, batch: list[_Request], events: list[Encoded]) -> None:
         spooled = await self._spool_events(events)
         for request in batch:
-            if {id(event) for event in request.events} <= spooled:
+            if _identities(request.events) <= spooled:
                 _resolve(request, "spooled")
             else:
                 _fail(request, Unavailable("Kafka is unavailable and the spool is full"))
@@ -252,7 +252,7 @@ class Publisher:
         self.stats.spooled += written
         if written:
             self._spooled.set()
-        return {id(event) for event in events[:written]}
+        return _identities(events[:written])
 
     # -- the drainer -----------------------------------------------------------------------
 
@@ -305,3 +305,10 @@ def _resolve(request: _Request, delivery: Delivery) -> None:
 def _fail(request: _Request, exc: Exception) -> None:
     if not request.future.done():
         request.future.set_exception(exc)
+
+
+def _identities(events: Iterable[Encoded]) -> set[int]:
+    """Which events these are, by the identity of their bytes: a transport's failure hands
+    back the very bytes objects it was given, but not always the same ``(key, value)``
+    pairs (it holds a batch as two lists: :class:`producers.sdk.encoding.EncodedBatch`)."""
+    return {id(data) for _, data in events}

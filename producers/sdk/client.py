@@ -49,7 +49,7 @@ from typing_extensions import Unpack
 from producers.contract import ContractError
 
 from .config import SDKSettings
-from .encoding import PRE_ENCODED, EventEncoder, Item, new_id
+from .encoding import EventEncoder, Item, item_type, new_id
 from .params import FeedbackParams, LogParams, LogUpdateParams, TraceParams
 from .queue import EventQueue
 from .spool import Spool, SpoolError
@@ -242,11 +242,12 @@ class Client:
             self._rearm()
         ts = time.time()
         try:
-            body_bytes = self._encoder.serialize(etype, ts, body, stamp)
             if self._strict:
-                item: Item = (PRE_ENCODED, ts, self._encoder.finish(etype, ts, body_bytes))
+                encoder = self._encoder
+                event = encoder.finish(etype, ts, encoder.serialize(etype, ts, body, stamp))
+                item = encoder.pre_encoded_item(event)
             else:
-                item = (etype, ts, body_bytes)
+                item = self._encoder.item(etype, ts, body, stamp)
             if not self._queue.put(item):
                 self._overflow(item)
         except ContractError as exc:
@@ -270,11 +271,10 @@ class Client:
                 "queue_full", "logflume: the event queue is full; dropping events (policy drop)"
             )
             return
-        etype, ts, body = item
         try:
-            encoded = body if etype == PRE_ENCODED else self._encoder.finish(etype, ts, body)
+            encoded = self._encoder.finish_item(item)
         except ContractError as exc:
-            self._worker.reject(etype, exc)
+            self._worker.reject(item_type(item), exc)
             return
         try:
             written = spool.append([encoded])

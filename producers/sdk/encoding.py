@@ -1,9 +1,18 @@
 """From a call's fields to the wire bytes of one event, validated against the contract.
 
-A call serializes its keyword arguments at once (:meth:`EventEncoder.serialize`) and
-enqueues ``(type, ts, body bytes)`` (an :data:`Item`). The worker (or the caller, in strict
-mode) turns that into an :data:`Encoded` pair, ``(routing key, event bytes)``
-(:meth:`EventEncoder.finish`):
+A call serializes its keyword arguments at once (:meth:`EventEncoder.item`) and enqueues
+one bytes object (an :data:`Item`: the type and the emit time in a 9-byte header, then the
+body's JSON). The worker (or the caller, in strict mode) turns that into an :data:`Encoded`
+pair, ``(routing key, event bytes)`` (:meth:`EventEncoder.finish_item`), and holds a batch
+of them as an :class:`EncodedBatch` (two lists, not a tuple per event).
+
+Why bytes and two lists, not tuples: what waits in the queue or in flight is what the
+garbage collector visits at every pass that runs meanwhile, and a pass runs on whichever
+thread allocates when it is due, often the application's (``bench/sdk_bench.py``: a pass
+of the middle generation over ~3,000 young objects, 2,000 of them the ``(key, value)``
+tuples of the batch in flight and 650 the queue's ``(type, ts, body)`` tuples, took 1-2
+ms of the calling thread). Bytes are not tracked by the collector at all, and a list of
+bytes is one object to it.
 
 1. the body is serialized with orjson on the caller's thread (objects with
    ``model_dump()``, such as the openai package's responses or the contract's own models,
@@ -31,9 +40,10 @@ from __future__ import annotations
 import math
 import os
 import random
-from collections.abc import Callable, Mapping
+import struct
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, overload
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -57,16 +67,24 @@ from producers.contract import (
 from producers.contract.keys import key_part
 from producers.contract.mirror import fast_identity
 
-__all__ = ["PRE_ENCODED", "Encoded", "EventEncoder", "Item", "new_id", "to_jsonable"]
+__all__ = [
+    "Encoded",
+    "EncodedBatch",
+    "EventEncoder",
+    "Item",
+    "encoded_bytes",
+    "item_type",
+    "new_id",
+    "to_jsonable",
+]
 
-Item = tuple[str, float, Any]
-"""What a call enqueues: ``(event type, emit time, body bytes)``, or
-``(PRE_ENCODED, ts, Encoded)`` when strict mode already encoded it."""
+Item = bytes
+"""What a call enqueues: a header (:data:`_ITEM_HEAD`: the type's code and the emit time)
+then the body's JSON; or, when strict mode already encoded the event, :data:`_PRE_HEAD`
+(:data:`_PRE_CODE` and the key's length) then the routing key and the event's bytes."""
 
 Encoded = tuple[bytes, bytes]
 """``(routing key, event bytes)``: what the spool stores and the transport sends."""
-
-PRE_ENCODED: Final = "__encoded__"
 
 _BODY_MODELS: Final[dict[str, type[BaseModel]]] = {
     "log": LogBody,
@@ -117,6 +135,11 @@ _IDENTITY: Final[dict[str, Callable[[Any], str]]] = {
 }
 
 _TYPE_BYTES: Final = {name: name.encode() for name in _BODY_MODELS}
+_TYPE_NAMES: Final = tuple(_BODY_MODELS)  # an item's type code is its index here
+_TYPE_CODES: Final = {name: code for code, name in enumerate(_TYPE_NAMES)}
+_ITEM_HEAD: Final = struct.Struct("<Bd")  # type code, emit time (seconds since the epoch)
+_PRE_CODE: Final = 255
+_PRE_HEAD: Final = struct.Struct("<BH")  # _PRE_CODE, the routing key's length
 # The whole event in one formatting: the id's hex (new_id's), the type, the emit time (the
 # date and time of the second, then the microseconds), the project and the body.
 _ENVELOPE: Final = (
@@ -186,6 +209,36 @@ class EventEncoder:
     ) -> bytes:
         """The body's JSON, its ``stamp`` fields set to the emit time (the caller's part:
         ~1 µs for a typical log); raises ContractError naming an unserializable field."""
+        # A copy of the exact size, not orjson's own buffer: see :meth:`item`.
+        return memoryview(self._dumps(etype, ts, body, stamp)).tobytes()
+
+    def item(self, etype: str, ts: float, body: dict[str, Any], stamp: tuple[str, ...]) -> Item:
+        """What a call enqueues: :meth:`serialize`'s JSON behind a 9-byte header."""
+        # One bytes object of the exact size waits in the queue, not orjson's own buffer:
+        # orjson writes into 1 KB (too large for Python's small-object allocator, so from
+        # malloc) and then shrinks it, so queued bodies left holes that the next call's 1 KB
+        # did not fit, and ~0.56-1 call in 1 touched a fresh page of memory (a page fault,
+        # ~2 µs: the tight loop's p50 went 5.9 -> 3.7 µs with an exact-size copy). The
+        # header's concatenation is that copy.
+        return _ITEM_HEAD.pack(_TYPE_CODES[etype], ts) + self._dumps(etype, ts, body, stamp)
+
+    @staticmethod
+    def pre_encoded_item(event: Encoded) -> Item:
+        """The item of an event strict mode encoded at the call."""
+        key, data = event
+        return b"".join((_PRE_HEAD.pack(_PRE_CODE, len(key)), key, data))
+
+    def finish_item(self, item: Item) -> Encoded:
+        """:meth:`finish` for a queued :data:`Item`; raises ContractError naming fields."""
+        code = item[0]
+        if code == _PRE_CODE:
+            key_end = _PRE_HEAD.size + _PRE_HEAD.unpack_from(item)[1]
+            return item[_PRE_HEAD.size : key_end], item[key_end:]
+        ts = _ITEM_HEAD.unpack_from(item)[1]
+        return self.finish(_TYPE_NAMES[code], ts, item[_ITEM_HEAD.size :])
+
+    def _dumps(self, etype: str, ts: float, body: dict[str, Any], stamp: tuple[str, ...]) -> bytes:
+        """orjson's output for :meth:`serialize` (its buffer, not yet copied to size)."""
         if etype not in _VALIDATORS:
             raise ContractError([FieldError("type", f"unknown event type {etype!r}")])
         if stamp:
@@ -200,12 +253,7 @@ class EventEncoder:
             where = _non_finite(body, "body")
             if where is not None:
                 raise ContractError([FieldError(where, "Input should be a finite number")])
-        # A copy of the exact size waits in the queue, not orjson's own buffer: orjson writes
-        # into 1 KB (too large for Python's small-object allocator, so from malloc) and then
-        # shrinks it, so queued bodies left holes that the next call's 1 KB did not fit, and
-        # ~0.56-1 call in 1 touched a fresh page of memory (a page fault, ~2 µs: the tight
-        # loop's p50 went 5.9 -> 3.7 µs). The copy costs ~0.2 µs when memory is warm.
-        return memoryview(data).tobytes()
+        return data
 
     def finish(self, etype: str, ts: float, body_bytes: bytes) -> Encoded:
         """The routing key and wire bytes of a serialized body (the worker's part);
@@ -235,6 +283,88 @@ class EventEncoder:
     ) -> Encoded:
         """:meth:`serialize` then :meth:`finish`, in one call."""
         return self.finish(etype, ts, self.serialize(etype, ts, body, stamp))
+
+
+def item_type(item: Item) -> str:
+    """The event type of a queued item (``"event"`` for one strict mode encoded)."""
+    code = item[0]
+    return "event" if code == _PRE_CODE else _TYPE_NAMES[code]
+
+
+class EncodedBatch(Sequence[Encoded]):
+    """Encoded events as two parallel lists, routing keys and event bytes: how the worker
+    and the transport hold a batch (see the module docstring: the collector visits two
+    lists of untracked bytes, not a tuple per event). Indexing and iterating give
+    ``(key, value)`` pairs, so it goes wherever a sequence of :data:`Encoded` does; a
+    slice is a batch."""
+
+    __slots__ = ("keys", "values")
+
+    def __init__(self, keys: list[bytes] | None = None, values: list[bytes] | None = None) -> None:
+        self.keys: list[bytes] = [] if keys is None else keys
+        self.values: list[bytes] = [] if values is None else values
+        if len(self.keys) != len(self.values):
+            raise ValueError("one key per value")
+
+    @classmethod
+    def of(cls, events: Iterable[Encoded]) -> EncodedBatch:
+        """``events`` as a batch (itself if it is one)."""
+        if isinstance(events, EncodedBatch):
+            return events
+        batch = cls()
+        batch.extend(events)
+        return batch
+
+    def append(self, key: bytes, value: bytes) -> None:
+        self.keys.append(key)
+        self.values.append(value)
+
+    def extend(self, events: Iterable[Encoded]) -> None:
+        if isinstance(events, EncodedBatch):
+            self.keys += events.keys
+            self.values += events.values
+            return
+        for key, value in events:
+            self.keys.append(key)
+            self.values.append(value)
+
+    def nbytes(self) -> int:
+        """The events' bytes, keys excluded."""
+        return sum(map(len, self.values))
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def __iter__(self) -> Iterator[Encoded]:
+        return zip(self.keys, self.values, strict=True)
+
+    @overload
+    def __getitem__(self, index: int) -> Encoded: ...
+    @overload
+    def __getitem__(self, index: slice) -> EncodedBatch: ...
+    def __getitem__(self, index: int | slice) -> Encoded | EncodedBatch:
+        if isinstance(index, slice):
+            return EncodedBatch(self.keys[index], self.values[index])
+        return self.keys[index], self.values[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EncodedBatch):
+            return self.keys == other.keys and self.values == other.values
+        if isinstance(other, Sequence) and not isinstance(other, str | bytes):
+            return list(self) == list(other)
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def __repr__(self) -> str:
+        return f"EncodedBatch({len(self)} events)"
+
+
+def encoded_bytes(events: Iterable[Encoded]) -> int:
+    """The event bytes of ``events`` (keys excluded)."""
+    if isinstance(events, EncodedBatch):
+        return events.nbytes()
+    return sum(len(data) for _, data in events)
 
 
 def _contract_error(data: bytes, max_bytes: int | None = None) -> ContractError:

@@ -30,7 +30,7 @@ from kernel.logs import hide_payload_debug
 from producers.contract import pack_record, partition_for
 
 from .config import SDKSettings
-from .encoding import Encoded
+from .encoding import Encoded, EncodedBatch
 
 __all__ = [
     "KafkaTransport",
@@ -58,7 +58,7 @@ class Record:
 
     partition: int
     value: bytes
-    events: tuple[Encoded, ...]
+    events: EncodedBatch
 
 
 def build_records(
@@ -73,35 +73,35 @@ def build_records(
     and ``max_bytes`` bytes (one event larger than that gets a record of its own).
     ``packed=False``: one record per event, whose value is the event's bytes unchanged."""
     if not packed:
-        return [Record(partition_for(key, partitions), data, ((key, data),))
+        return [Record(partition_for(key, partitions), data, EncodedBatch([key], [data]))
                 for key, data in events]  # fmt: skip
-    groups: dict[int, list[Encoded]] = {}
+    groups: dict[int, EncodedBatch] = {}
     group_by_partition(events, partitions, groups)
     return pack_groups(groups, max_bytes=max_bytes, max_events=max_events)
 
 
 def group_by_partition(
-    events: Sequence[Encoded], partitions: int, groups: dict[int, list[Encoded]]
+    events: Sequence[Encoded], partitions: int, groups: dict[int, EncodedBatch]
 ) -> None:
-    """Append each event to its partition's list in ``groups``, in order (the per-event part
-    of :func:`build_records`, which a caller may run a slice at a time)."""
-    for event in events:
-        partition = partition_for(event[0], partitions)
+    """Append each event to its partition's batch in ``groups``, in order (the per-event
+    part of :func:`build_records`, which a caller may run a slice at a time)."""
+    for key, data in events:
+        partition = partition_for(key, partitions)
         group = groups.get(partition)
         if group is None:
-            groups[partition] = [event]
-        else:
-            group.append(event)
+            groups[partition] = group = EncodedBatch()
+        group.keys.append(key)
+        group.values.append(data)
 
 
 def pack_groups(
-    groups: dict[int, list[Encoded]], *, max_bytes: int, max_events: int
+    groups: dict[int, EncodedBatch], *, max_bytes: int, max_events: int
 ) -> list[Record]:
     """The records of events grouped by partition (see :func:`build_records`)."""
     records: list[Record] = []
     for partition, group in groups.items():
         start, size = 0, 2
-        for index, (_, data) in enumerate(group):
+        for index, data in enumerate(group.values):
             if index > start and (index - start >= max_events or size + len(data) + 1 > max_bytes):
                 records.append(_record(partition, group[start:index]))
                 start, size = index, 2
@@ -110,8 +110,8 @@ def pack_groups(
     return records
 
 
-def _record(partition: int, events: Sequence[Encoded]) -> Record:
-    return Record(partition, pack_record(data for _, data in events), tuple(events))
+def _record(partition: int, events: EncodedBatch) -> Record:
+    return Record(partition, pack_record(events.values), events)
 
 
 class SendFailure(Exception):
@@ -198,7 +198,7 @@ class KafkaTransport:
             raise SendFailure(f"no metadata for the topic: {type(exc).__name__}", events) from None
         futures: list[asyncio.Future[object] | BaseException] = []
         if self._packed:
-            groups: dict[int, list[Encoded]] = {}
+            groups: dict[int, EncodedBatch] = {}
             for start in range(0, len(events), _GROUP_SLICE):
                 if start:
                     await asyncio.sleep(0)  # a pass of the loop: see _GROUP_SLICE

@@ -37,7 +37,7 @@ from producers.contract import ContractError
 
 from .config import SDKSettings
 from .drain import RetryPolicy, SpoolDrain, send_within, settle
-from .encoding import PRE_ENCODED, Encoded, EventEncoder, Item
+from .encoding import Encoded, EncodedBatch, EventEncoder, Item, item_type
 from .queue import EventQueue
 from .spool import Spool, SpoolError, encode_frames
 from .stats import DropReason, RateLimitedWarner, StatsRecorder
@@ -109,9 +109,9 @@ class Worker:
         self._thread = threading.Thread(target=self._run, name="logflume-sdk-worker", daemon=True)
         # Direct sends in flight, each with its batch: a send cancelled at close before it
         # ever ran never reaches its own handler, so close settles its batch from here.
-        self._tasks: dict[asyncio.Task[None], list[Encoded]] = {}
+        self._tasks: dict[asyncio.Task[None], EncodedBatch] = {}
         self._drain: asyncio.Task[None] | None = None
-        self._pending: deque[list[Encoded]] = deque()
+        self._pending: deque[EncodedBatch] = deque()
         self._pending_bytes = 0
         self._keep_lock = asyncio.Lock()  # spool writes of the worker's loop, in turn
         self.inflight_events = 0
@@ -237,11 +237,11 @@ class Worker:
             if not items:
                 break
             budget -= len(items)
-            batch: list[Encoded] = []
+            batch = EncodedBatch()
             self._encoding = len(items)  # taken from the queue, not yet routed: not idle
             try:
                 for start in range(0, len(items), _ENCODE_SLICE):
-                    batch += self._encode(items[start : start + _ENCODE_SLICE])
+                    self._encode(items[start : start + _ENCODE_SLICE], batch)
                     # A pass of the loop (its select releases the GIL): an application
                     # thread waiting for the GIL gets it now, not after the 5 ms switch
                     # interval.
@@ -277,25 +277,27 @@ class Worker:
 
     # -- encoding and routing --------------------------------------------------------------
 
-    def _encode(self, items: list[Item]) -> list[Encoded]:
-        out: list[Encoded] = []
-        finish = self._encoder.finish
+    def _encode(self, items: list[Item], into: EncodedBatch | None = None) -> EncodedBatch:
+        """Validate and encode ``items``, appended to ``into`` (or a new batch)."""
+        out = EncodedBatch() if into is None else into
+        keys, values = out.keys, out.values
+        before = len(values)
+        finish = self._encoder.finish_item
         nbytes = 0
-        for etype, ts, body in items:
-            if etype == PRE_ENCODED:
-                event: Encoded = body
-            else:
-                try:
-                    event = finish(etype, ts, body)
-                except ContractError as exc:
-                    self.reject(etype, exc)
-                    continue
-            out.append(event)
-            nbytes += len(event[1])
+        for item in items:
+            try:
+                key, data = finish(item)
+            except ContractError as exc:
+                self.reject(item_type(item), exc)
+                continue
+            keys.append(key)
+            values.append(data)
+            nbytes += len(data)
         # Accepted: the events this client is now to deliver. One the contract refused is
         # counted as dropped ("invalid") only, as when the caller's own check refuses it.
-        self._stats.add(accepted=len(out))
-        self._queue.observe(nbytes, len(out))
+        accepted = len(values) - before
+        self._stats.add(accepted=accepted)
+        self._queue.observe(nbytes, accepted)
         return out
 
     def reject(self, etype: str, exc: ContractError, *, detail: str = "") -> None:
@@ -311,8 +313,8 @@ class Worker:
             reasons,
         )
 
-    async def _route(self, batch: list[Encoded]) -> None:
-        nbytes = sum(len(data) for _, data in batch)
+    async def _route(self, batch: EncodedBatch) -> None:
+        nbytes = batch.nbytes()
         room = self._inflight_bytes + nbytes <= self._s.max_inflight_bytes or not self._tasks
         # Without a spool, memory keeps the order: nothing overtakes the backlog. With one,
         # a healthy broker gets new batches directly while the drain re-sends the spool in
@@ -354,8 +356,9 @@ class Worker:
         if not events:
             return
         if self._spool is None:
-            self._pending.append(list(events))
-            self._pending_bytes += sum(len(data) for _, data in events)
+            batch = EncodedBatch.of(events)
+            self._pending.append(batch)
+            self._pending_bytes += batch.nbytes()
             return
         failed = 0
         try:
@@ -382,13 +385,13 @@ class Worker:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def _start_send(self, batch: list[Encoded], nbytes: int) -> None:
+    def _start_send(self, batch: EncodedBatch, nbytes: int) -> None:
         self._inflight_bytes += nbytes
         self.inflight_events += len(batch)
         task = asyncio.get_running_loop().create_task(self._send(batch, nbytes))
         self._tasks[task] = batch
 
-    async def _send(self, batch: list[Encoded], nbytes: int) -> None:
+    async def _send(self, batch: EncodedBatch, nbytes: int) -> None:
         task = asyncio.current_task()
         try:
             await send_within(self._transport, batch, self._s.send_timeout_s)
@@ -432,10 +435,9 @@ class Worker:
             except SendFailure as failure:
                 settle(failure, len(batch), self, self._retry, resent=True)
                 if failure.retry:
-                    self._pending_bytes -= sum(len(d) for _, d in batch) - sum(
-                        len(d) for _, d in failure.retry
-                    )
-                    self._pending[0] = failure.retry
+                    retry = EncodedBatch.of(failure.retry)
+                    self._pending_bytes -= batch.nbytes() - retry.nbytes()
+                    self._pending[0] = retry
                     if self._close_deadline is not None:
                         return
                     await self._retry.pause(self._close_deadline)
@@ -443,7 +445,7 @@ class Worker:
             else:
                 self._delivered(len(batch), resent=True)
             self._pending.popleft()
-            self._pending_bytes -= sum(len(d) for _, d in batch)
+            self._pending_bytes -= batch.nbytes()
 
     def _delivered(self, count: int, *, resent: bool) -> None:
         self.sent(count, resent=resent)
@@ -490,7 +492,7 @@ class Worker:
         # here, neither sent nor kept. Keep it (spool) or count it, as the handler would.
         for batch in self._tasks.values():
             self.inflight_events -= len(batch)
-            self._inflight_bytes -= sum(len(data) for _, data in batch)
+            self._inflight_bytes -= batch.nbytes()
             self._keep_at_close(batch)
         self._tasks.clear()
         if self._pending:

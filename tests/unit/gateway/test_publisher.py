@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gateway.errors import Unavailable
+from gateway.errors import PayloadTooLarge, Unavailable
 from gateway.publisher import Publisher
 from producers.sdk import MemoryTransport, Spool
 from producers.sdk.spool import MAGIC
@@ -42,6 +42,26 @@ async def test_concurrent_requests_are_sent_together_and_answered_after_the_ack(
     assert set(answers) == {"sent"}
     assert len(transport.event_ids()) == 150
     assert transport.sends < 50  # coalesced: fewer sends than requests
+
+
+async def test_the_request_whose_record_kafka_refuses_fails_and_the_others_are_sent():
+    # The transport hands back the refused events from its records (two lists per batch,
+    # not the pairs it was given): the publisher still knows whose they were.
+    transport = MemoryTransport(partitions=1, record_max_bytes=1024, refuse_over_bytes=4096)
+    publisher = await _publisher(transport, None)
+    big = [(b"p/big", b'{"event_id":"big","pad":"' + b"x" * 5000 + b'"}')]
+    try:
+        answers = await asyncio.gather(
+            publisher.publish(_events(3, "a")),
+            publisher.publish(big),
+            publisher.publish(_events(3, "b")),
+            return_exceptions=True,
+        )
+    finally:
+        await publisher.close()
+    assert answers[0] == answers[2] == "sent"
+    assert isinstance(answers[1], PayloadTooLarge)
+    assert sorted(transport.event_ids()) == ["a0", "a1", "a2", "b0", "b1", "b2"]
 
 
 async def test_broker_down_spools_then_the_spool_drains(tmp_path: Path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import re
@@ -16,7 +17,7 @@ from producers.contract import ContractError, parse_event, partition_for, routin
 from producers.sdk import Client, MemoryTransport, SDKSettings
 from producers.sdk.stats import DropReason
 
-from .conftest import MakeClient
+from .conftest import MakeClient, wait_for
 
 COMPLETION = {
     "id": "chatcmpl-9",
@@ -301,3 +302,30 @@ def test_the_worker_thread_runs_nicer_than_the_app_and_never_preempts_it(
     client.close(timeout=1)
     same = make_client(MemoryTransport(), worker_nice=0)
     assert _worker_priority(same) == (own, os.sched_getscheduler(0))
+
+
+def test_events_queued_or_in_flight_give_the_collector_nothing_to_visit_per_event(
+    make_client: MakeClient,
+) -> None:
+    # A collector pass runs on whichever thread allocates when it is due, often the app's,
+    # and visits every young object: events waiting as tuples made passes of 1-2 ms there.
+    transport = MemoryTransport()
+    client = make_client(transport, send_timeout_s=60)
+    client.log(output="warm-up")
+    assert client.flush(10)
+    transport.stall()
+    count = 3_000
+    gc.collect()
+    gc.disable()
+    try:
+        before = len(gc.get_objects(generation=0))
+        for i in range(count):
+            client.log(output=f"event {i}", prompt_tokens=i)
+        wait_for(lambda: client._worker.inflight_events == count)  # all taken, none acked
+        young = len(gc.get_objects(generation=0)) - before
+    finally:
+        gc.enable()
+        transport.release()
+    assert young < count / 10, f"{young} objects for the collector for {count} events"
+    assert client.flush(10)
+    assert len(transport.event_ids()) == count + 1

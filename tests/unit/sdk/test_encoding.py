@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import random
 import time
 import uuid
@@ -20,7 +21,7 @@ from producers.contract import (
     routing_key,
     unpack_record,
 )
-from producers.sdk.encoding import EventEncoder, new_id
+from producers.sdk.encoding import EncodedBatch, EventEncoder, item_type, new_id
 from producers.sdk.transport import build_records, group_by_partition, pack_groups
 
 ENCODER = EventEncoder("proj-1", max_event_bytes=64 * 1024)
@@ -271,3 +272,47 @@ def test_a_model_the_serializer_did_not_expect_is_dumped_without_a_warning_quoti
         body = encoder.serialize("log", 0.0, {"output_message": message}, ())
     assert b"SECRET ANSWER" in body  # the value travels in the event...
     assert not [w for w in caught if "SECRET" in str(w.message)]  # ...never in a warning
+
+
+def test_a_queued_item_is_one_untracked_bytes_object_that_finishes_as_encode_does() -> None:
+    ts = 1_700_000_000.123456
+    body = {"output": "hi", "messages": [{"role": "user", "content": "x"}], "id": "log_1"}
+    item = ENCODER.item("log", ts, dict(body), ())
+    assert type(item) is bytes and not gc.is_tracked(item)
+    key, data = ENCODER.finish_item(item)
+    expected_key, expected = ENCODER.encode("log", ts, dict(body), ())
+    assert key == expected_key
+    got, want = orjson.loads(data), orjson.loads(expected)
+    assert got.pop("event_id") != want.pop("event_id")  # fresh per event
+    assert got == want and got["ts"] == "2023-11-14T22:13:20.123456+00:00"
+    assert item_type(item) == "log"
+
+
+def test_an_item_strict_mode_encoded_finishes_as_the_very_same_bytes() -> None:
+    event = ENCODER.encode("trace", time.time(), {"id": "trace_1", "name": "t"}, ())
+    item = ENCODER.pre_encoded_item(event)
+    assert ENCODER.finish_item(item) == event
+    assert item_type(item) == "event"
+
+
+def test_an_item_the_contract_refuses_names_the_field_when_finished() -> None:
+    item = ENCODER.item("log", time.time(), {"prompt_tokens": -1}, ())
+    with pytest.raises(ContractError) as refused:
+        ENCODER.finish_item(item)
+    assert "body.prompt_tokens" in refused.value.fields
+
+
+def test_an_encoded_batch_is_a_sequence_of_pairs_held_as_two_lists() -> None:
+    pairs = [(f"p/k{i}".encode(), f'{{"n":{i}}}'.encode()) for i in range(5)]
+    batch = EncodedBatch.of(pairs)
+    assert EncodedBatch.of(batch) is batch
+    assert len(batch) == 5 and list(batch) == pairs and batch == pairs
+    assert batch[1] == pairs[1] and batch[-1] == pairs[-1]
+    assert isinstance(batch[1:3], EncodedBatch) and list(batch[1:3]) == pairs[1:3]
+    assert batch.nbytes() == sum(len(v) for _, v in pairs)
+    assert batch.keys == [k for k, _ in pairs] and batch.values == [v for _, v in pairs]
+    batch.extend(EncodedBatch.of(pairs[:2]))
+    batch.append(b"p/x", b"{}")
+    assert list(batch) == [*pairs, *pairs[:2], (b"p/x", b"{}")]
+    with pytest.raises(ValueError, match="one key per value"):
+        EncodedBatch([b"p/a"], [])

@@ -67,7 +67,7 @@ def test_an_emit_that_fails_unexpectedly_is_counted(
     def broken(*_: object) -> bytes:
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr(client._encoder, "serialize", broken)
+    monkeypatch.setattr(client._encoder, "item", broken)
     client.log(output="lost")
     monkeypatch.undo()
     assert client.flush(5) is False
