@@ -14,7 +14,8 @@ Measures, against a real broker, in one run:
   the same loop calling a no-op function: the floor of this machine (its scheduler's
   pauses) measured in the same run; and the cause of each call over 1 ms (:class:`SlowCalls`:
   the OS gave the caller's CPU to the SDK's worker or to another process, or the caller was
-  running or waiting for the GIL), from the threads' schedstat around every burst; and how
+  on a CPU itself, or asleep on a lock: the GIL), from the threads' schedstat around every
+  burst; and how
   late the caller woke from each sleep (what a waking app thread waits for a CPU or the GIL);
 * the paced runs once per placement (``--placement``, both by default): ``shared`` (the app
   and the local broker on every CPU) and ``split`` (this process on the first CPU, the broker
@@ -145,10 +146,11 @@ class SlowCalls:
     fell inside the slow call. When that is at least half of ``M``, the call was slow
     because the OS gave its CPU to another thread: to the SDK's worker if the worker was on a
     CPU for at least as long in that burst, else to another process (on this machine, the
-    broker shares the 2 cores). Otherwise the caller was running, or sleeping on a lock (the
-    GIL): ``running_or_gil``."""
+    broker shares the 2 cores). Otherwise the caller was on a CPU itself for at least half
+    of the slow call (its own work, a collector pass, a page fault: ``running``), or else
+    asleep, neither running nor waiting for a CPU: on a lock, the GIL (``asleep``)."""
 
-    CAUSES = ("cpu_to_sdk_worker", "cpu_to_other", "running_or_gil")
+    CAUSES = ("cpu_to_sdk_worker", "cpu_to_other", "running", "asleep")
 
     def __init__(self, worker_ids: Sequence[int] = ()) -> None:
         available = os.path.exists("/proc/thread-self/schedstat")
@@ -170,10 +172,13 @@ class SlowCalls:
         if slowest_ns > 1_000_000:
             cause = "unattributed"
             if self._caller is not None:
-                _, waited0, worker0 = self._before
-                in_call = max(0, (self._caller.read()[1] - waited0) - (burst_ns - slowest_ns))
+                ran0, waited0, worker0 = self._before
+                ran, waited = self._caller.read()
+                in_call = max(0, (waited - waited0) - (burst_ns - slowest_ns))
                 if in_call * 2 < slowest_ns:
-                    cause = "running_or_gil"
+                    # Of the caller's CPU time in the burst, what fell inside the slow call.
+                    ran_in_call = max(0, (ran - ran0) - (burst_ns - slowest_ns))
+                    cause = "running" if ran_in_call * 2 >= slowest_ns else "asleep"
                 elif self._worker_cpu() - worker0 >= in_call:
                     cause = "cpu_to_sdk_worker"
                 else:
@@ -531,7 +536,8 @@ def print_paced(placement: str, run: dict[str, Any], baseline: dict[str, Any] | 
         print(
             f"bursts with a call over 1 ms, {label}: the OS gave the caller's CPU to the SDK's "
             f"worker {why['cpu_to_sdk_worker']}, to another process {why['cpu_to_other']}; "
-            f"the caller running or waiting for the GIL {why['running_or_gil']}"
+            f"the caller on a CPU {why.get('running', 0)}, asleep (the GIL) "
+            f"{why.get('asleep', 0)}"
             + (f", unattributed {why['unattributed']}" if why["unattributed"] else "")
             + f"; the slowest call less its run-queue wait "
             f"{why['longest_less_os_wait_us']:,.0f} µs"

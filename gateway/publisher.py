@@ -219,6 +219,13 @@ class Publisher:
     ) -> None:
         refused = _identities(rejected)
         unsent = _identities(retry)
+        if not refused | unsent <= _identities(e for r in batch for e in r.events):
+            # A transport that handed back other objects than it was given (the Transport
+            # protocol says it must not): whose events failed is unknown, so no request of
+            # the batch is answered as sent; each client sends its request again.
+            for request in batch:
+                _fail(request, Unavailable("publishing failed"))
+            return
         spooled = await self._spool_events(retry)
         for request in batch:
             ids = _identities(request.events)

@@ -116,7 +116,9 @@ def _record(partition: int, events: EncodedBatch) -> Record:
 
 class SendFailure(Exception):
     """Some events were not acknowledged: ``retry`` them later; ``rejected`` never will be
-    (the broker refused them, e.g. a record too large for it)."""
+    (the broker refused them, e.g. a record too large for it). Both hold the very bytes
+    objects of the events the transport was given (not copies): the gateway's publisher
+    tells whose events failed by their identity."""
 
     def __init__(
         self, reason: str, retry: Sequence[Encoded], rejected: Sequence[Encoded] = ()

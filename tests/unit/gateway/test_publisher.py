@@ -6,13 +6,14 @@ import asyncio
 import errno
 import os
 import stat
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from gateway.errors import PayloadTooLarge, Unavailable
 from gateway.publisher import Publisher
-from producers.sdk import MemoryTransport, Spool
+from producers.sdk import MemoryTransport, SendFailure, Spool
 from producers.sdk.spool import MAGIC
 
 
@@ -44,24 +45,48 @@ async def test_concurrent_requests_are_sent_together_and_answered_after_the_ack(
     assert transport.sends < 50  # coalesced: fewer sends than requests
 
 
-async def test_the_request_whose_record_kafka_refuses_fails_and_the_others_are_sent():
-    # The transport hands back the refused events from its records (two lists per batch,
-    # not the pairs it was given): the publisher still knows whose they were.
-    transport = MemoryTransport(partitions=1, record_max_bytes=1024, refuse_over_bytes=4096)
+_BIG = (b"p/big", b'{"event_id":"big","pad":"' + b"x" * 5000 + b'"}')  # over the refusal
+
+
+async def _publish_around_a_refused_record(transport: MemoryTransport) -> list[object]:
+    """Three concurrent requests (one send, one partition), the middle one's record refused."""
     publisher = await _publisher(transport, None)
-    big = [(b"p/big", b'{"event_id":"big","pad":"' + b"x" * 5000 + b'"}')]
     try:
-        answers = await asyncio.gather(
+        return await asyncio.gather(
             publisher.publish(_events(3, "a")),
-            publisher.publish(big),
+            publisher.publish([_BIG]),
             publisher.publish(_events(3, "b")),
             return_exceptions=True,
         )
     finally:
         await publisher.close()
+
+
+async def test_the_request_whose_record_kafka_refuses_fails_and_the_others_are_sent():
+    # The transport hands back the refused events from its records (two lists per batch,
+    # not the pairs it was given): the publisher still knows whose they were.
+    transport = MemoryTransport(partitions=1, record_max_bytes=1024, refuse_over_bytes=4096)
+    answers = await _publish_around_a_refused_record(transport)
     assert answers[0] == answers[2] == "sent"
     assert isinstance(answers[1], PayloadTooLarge)
     assert sorted(transport.event_ids()) == ["a0", "a1", "a2", "b0", "b1", "b2"]
+
+
+class _CopyingTransport(MemoryTransport):
+    """Hands back copies of the events it refuses: against the Transport protocol."""
+
+    async def send(self, events: Sequence[tuple[bytes, bytes]]) -> None:
+        try:
+            await super().send(events)
+        except SendFailure as failure:
+            copies = [(bytes(key), bytearray(data)) for key, data in failure.rejected]
+            raise SendFailure(failure.reason, failure.retry, copies) from None  # type: ignore[arg-type]
+
+
+async def test_failed_events_the_publisher_cannot_place_fail_every_request_not_2xx():
+    transport = _CopyingTransport(partitions=1, record_max_bytes=1024, refuse_over_bytes=4096)
+    answers = await _publish_around_a_refused_record(transport)
+    assert all(isinstance(answer, Unavailable) for answer in answers), answers
 
 
 async def test_broker_down_spools_then_the_spool_drains(tmp_path: Path):

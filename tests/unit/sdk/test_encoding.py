@@ -316,3 +316,9 @@ def test_an_encoded_batch_is_a_sequence_of_pairs_held_as_two_lists() -> None:
     assert list(batch) == [*pairs, *pairs[:2], (b"p/x", b"{}")]
     with pytest.raises(ValueError, match="one key per value"):
         EncodedBatch([b"p/a"], [])
+
+
+def test_an_item_of_an_unknown_type_is_refused_naming_the_type() -> None:
+    with pytest.raises(ContractError) as refused:
+        ENCODER.item("log_v2", time.time(), {"output": "x"}, ())
+    assert refused.value.fields == ("type",)
