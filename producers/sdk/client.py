@@ -1,12 +1,12 @@
 """The public client: fire-and-forget emit calls, flush, close, stats.
 
 Every emit call does cheap work on the caller's thread (an id when none is given, the
-time, a tuple appended to a bounded deque) and returns at once; it never blocks on the
-network, and on the disk only when the queue is full with ``overflow="spool"`` (it then
-writes its event to the spool itself), and it never raises, except in strict mode where
-the event is validated
-at the call and a :class:`~producers.contract.ContractError` (a ``ValueError``) names the
-field. Usable from plain threads and from inside a running asyncio loop: the sending
+time, its JSON appended to a bounded deque as one bytes object) and returns at once; it
+never blocks on the network, and on the disk only when the queue is full with
+``overflow="spool"`` (it then writes its event to the spool itself), and it never raises,
+except in strict mode where the event is validated at the call and a
+:class:`~producers.contract.ContractError` (a ``ValueError``) names the field. Usable
+from plain threads and from inside a running asyncio loop: the sending
 happens on the client's own worker thread and loop.
 
 Objects passed in (messages, metadata, completions) are serialized at the call, so the
