@@ -243,9 +243,7 @@ class Client:
         ts = time.time()
         try:
             if self._strict:
-                encoder = self._encoder
-                event = encoder.finish(etype, ts, encoder.serialize(etype, ts, body, stamp))
-                item = encoder.pre_encoded_item(event)
+                item = self._encoder.pre_encoded_item(self._encoder.encode(etype, ts, body, stamp))
             else:
                 item = self._encoder.item(etype, ts, body, stamp)
             if not self._queue.put(item):

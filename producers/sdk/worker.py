@@ -277,10 +277,9 @@ class Worker:
 
     # -- encoding and routing --------------------------------------------------------------
 
-    def _encode(self, items: list[Item], into: EncodedBatch | None = None) -> EncodedBatch:
-        """Validate and encode ``items``, appended to ``into`` (or a new batch)."""
-        out = EncodedBatch() if into is None else into
-        keys, values = out.keys, out.values
+    def _encode(self, items: list[Item], into: EncodedBatch) -> None:
+        """Validate and encode ``items``, appended to ``into``."""
+        keys, values = into.keys, into.values
         before = len(values)
         finish = self._encoder.finish_item
         nbytes = 0
@@ -298,7 +297,6 @@ class Worker:
         accepted = len(values) - before
         self._stats.add(accepted=accepted)
         self._queue.observe(nbytes, accepted)
-        return out
 
     def reject(self, etype: str, exc: ContractError, *, detail: str = "") -> None:
         """Count an invalid event and warn (rate-limited) naming the fields, never values."""
@@ -483,7 +481,9 @@ class Worker:
         self.delivered_all = self._idle()
         leftovers = self._queue.drain(len(self._queue) + 1_000_000)
         if leftovers:
-            self._keep_at_close(self._encode(leftovers))
+            batch = EncodedBatch()
+            self._encode(leftovers, batch)
+            self._keep_at_close(batch)
         running = [*self._tasks, *([self._drain] if self._drain else [])]
         for task in running:
             task.cancel()
