@@ -19,13 +19,16 @@ Measures, against a real broker, in one run:
   late the caller woke from each sleep (what a waking app thread waits for a CPU or the GIL);
 * the paced runs once per placement (``--placement``, both by default): ``shared`` (the app
   and the local broker on every CPU) and ``split`` (this process on the first CPU, the broker
-  of ``logflume up`` on the others for the run, as when the broker is on other machines).
+  of ``logflume up`` on the others for the run, as when the broker is on other machines);
+  ``shared-batch`` on request (shared, the broker's threads in the batch scheduling class for
+  the run, so that they cannot preempt a running app thread on waking: the shared
+  placement's calls over 1 ms that this removes were the broker's).
 
 Usage::
 
     python bench/sdk_bench.py --bootstrap 127.0.0.1:29092 [--events 100000]
         [--naive-events 5000] [--paced-calls 1000000 --rate 50000]
-        [--placement shared|split|both] [--save run.json] [--baseline previous.json]
+        [--placement shared|split|shared-batch|both] [--save run.json] [--baseline previous.json]
 
 Goals: p50 <= 5 µs, p99 <= 50 µs per call (tight loop); at 50k calls/s p99.9 <= 50 µs and
 max <= 1 ms. Creates (and deletes) its own topic.
@@ -399,6 +402,9 @@ PLACEMENTS = {
     "shared": "the app and the local broker on every CPU, as the OS places them",
     "split": "the app (caller and SDK worker) on CPU {app}, the local broker on {rest}: "
     "as in production, where the broker runs on other machines",
+    "shared-batch": "the app and the local broker on every CPU, the broker's threads in the "
+    "batch scheduling class for the run: the OS no longer lets them preempt a running app "
+    "thread when they wake (which of the shared placement's slow calls were the broker's)",
 }
 
 
@@ -434,6 +440,10 @@ def placed(placement: str, bootstrap: str) -> Iterator[str]:
     broker_pid = local_broker_pid(bootstrap)
     if broker_pid is None or not hasattr(os, "sched_setaffinity"):
         raise PlacementUnavailable("needs Linux and the local broker of `logflume up`")
+    if placement == "shared-batch":
+        with _in_batch_class(broker_pid):
+            yield PLACEMENTS["shared-batch"]
+        return
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
         raise PlacementUnavailable("needs two CPUs")
@@ -457,6 +467,38 @@ def placed(placement: str, bootstrap: str) -> Iterator[str]:
             # The CPUs this process had, not the broker's own mask: a bench killed in a
             # split run (SIGKILL) left the broker on fewer CPUs, and that is not kept.
             _pin(broker_pid, own)
+
+
+@contextlib.contextmanager
+def _in_batch_class(pid: int) -> Iterator[None]:
+    """Every thread of ``pid`` in the batch scheduling class (``SCHED_BATCH``, same nice
+    and same share of the CPU, but a waking thread never preempts a running one) for the
+    block; afterwards each thread back in the class it had (a thread started meanwhile:
+    the normal class, as the broker's threads start)."""
+    before: dict[int, tuple[int, int]] = {}  # thread -> its class and priority
+    try:
+        for _ in range(10):  # again until no new thread shows up (see _pin)
+            new = [tid for tid in _threads(pid) if tid not in before]
+            if not new:
+                break
+            for tid in new:
+                with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
+                    before[tid] = (os.sched_getscheduler(tid), os.sched_getparam(tid)[0])
+                    os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+    except OSError as exc:
+        _restore_class(pid, before)
+        raise PlacementUnavailable(f"cannot change the broker's scheduling: {exc}") from exc
+    try:
+        yield
+    finally:
+        _restore_class(pid, before)
+
+
+def _restore_class(pid: int, before: dict[int, tuple[int, int]]) -> None:
+    for tid in _threads(pid):
+        with contextlib.suppress(OSError):
+            policy, priority = before.get(tid, (os.SCHED_OTHER, 0))
+            os.sched_setscheduler(tid, policy, os.sched_param(priority))
 
 
 class PlacementUnavailable(Exception):
@@ -864,11 +906,13 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=50_000, help="calls/s of the paced runs")
     parser.add_argument(
         "--placement",
-        choices=("shared", "split", "both"),
+        choices=("shared", "split", "shared-batch", "both"),
         default="both",
         help="where the paced runs' threads run: shared (the app and the local broker on "
         "every CPU), split (the app on one CPU, the local broker of `logflume up` on the "
-        "others, as when the broker is on other machines), or both, one after the other",
+        "others, as when the broker is on other machines), or both, one after the other; "
+        "shared-batch (shared, the local broker in the batch scheduling class for the run, "
+        "so that it cannot preempt the app when it wakes): which slow calls were the broker's",
     )
     parser.add_argument(
         "--ab-rounds",
