@@ -47,6 +47,7 @@ import contextlib
 import itertools
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -531,7 +532,41 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     config = {k: getattr(args, k) for k in
               ("events", "baseline_events", "rates", "duration", "workers", "partitions",
                "linger_ms", "seed", "heavy", "warm_events")}  # fmt: skip
-    return {"config": config, "warm_up": warm_up, "results": results}
+    report = {"config": config, "warm_up": warm_up, "results": results}
+    budget = ratio_budget(results, len(os.sched_getaffinity(0)))
+    if budget is not None:
+        report["one_event_budget"] = budget
+    return report
+
+
+# The issue's goal against the one-event-per-record baseline (README, issue 13).
+ONE_EVENT_GOAL = 5.0
+# The roles that are not the stages' workers: what the pipeline spends per event outside them.
+_OUTSIDE_WORKERS = ("sink", "postgres", "kafka")
+
+
+def ratio_budget(results: dict[str, Any], cores: int) -> dict[str, Any] | None:
+    """What the ratio to the one-event-per-record baseline asks of the pipeline's CPU, from
+    this run: at ``ONE_EVENT_GOAL`` times the baseline's events/s with every one of
+    ``cores`` busy (the most the machine gives), the CPU each event may take, against what
+    the pipeline's events took and what the roles outside its workers took alone. None
+    without both designs."""
+    pipeline, one = results.get("pipeline"), results.get("one-event-per-record")
+    if not pipeline or not one:
+        return None
+    spent = pipeline["cpu_us_per_event"]
+    used = sum(us for role, us in spent.items() if role not in ("bench", "kafka_jit"))
+    outside = sum(spent.get(role, 0.0) for role in _OUTSIDE_WORKERS)
+    goal_rate = ONE_EVENT_GOAL * one["events_per_s"]
+    return {
+        "ratio": pipeline["events_per_s"] / one["events_per_s"],
+        "goal_events_per_s": goal_rate,
+        "cores": cores,
+        "budget_us_per_event": cores * 1e6 / goal_rate,
+        "pipeline_us_per_event": used,
+        "outside_workers_us_per_event": outside,
+        "workers_us_per_event": spent.get("worker", 0.0),
+    }
 
 
 def _ms(seconds: float | None) -> str:
@@ -595,6 +630,17 @@ def print_report(report: dict[str, Any], baseline: dict[str, Any] | None) -> Non
                 cells.append(_change(m["p99_s"], before, higher_is_better=False))
             lat.add_row(*cells)
         console.print(lat)
+    budget = report.get("one_event_budget")
+    if budget:
+        console.print(
+            f"vs one event per record: {budget['ratio']:.2f}x (goal {ONE_EVENT_GOAL:g}x, "
+            f"{budget['goal_events_per_s']:,.0f} events/s): with all {budget['cores']} cores "
+            f"busy that leaves {budget['budget_us_per_event']:.0f} us of CPU per event; the "
+            f"pipeline took {budget['pipeline_us_per_event']:.0f} (workers "
+            f"{budget['workers_us_per_event']:.0f}; the sink, PostgreSQL and Kafka alone "
+            f"{budget['outside_workers_us_per_event']:.0f})",
+            soft_wrap=True,
+        )
     c = report["config"]
     console.print(
         f"{c['workers']} Faust worker(s) with all stages + 1 sink, {c['partitions']} "
