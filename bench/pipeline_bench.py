@@ -307,10 +307,14 @@ class Design:
                 )
             await asyncio.sleep(REACHED_POLL_S)
         observed = time.monotonic() - started  # the CPU readings cover this much
-        cpu = cpu_figures(roles, cpu_before, len(events), observed)
         # Emit to final rows; never less than the emit itself (a stream whose every event
         # was refused leaves its tables final before the first emit).
         seconds = max(max(final_at.values(), default=observed), emitted)
+        # Cores busy over the work (emit to final rows), not over the polls after it: the
+        # last poll comes up to REACHED_POLL_S later, idle time that once read a saturated
+        # quick run (~1.5 s) as 1.4-1.5 cores busy. The idle tail's CPU stays in (idle
+        # workers, the polls): it may over-read by a tenth of a core.
+        cpu = cpu_figures(roles, cpu_before, len(events), seconds)
         oracle.dead_letters.clear()  # checked by the suites; offsets differ after the warm-up
         problems = await oracle_mismatches(self.conn, oracle)
         return {
