@@ -415,9 +415,10 @@ def _threads(pid: int) -> list[int]:
         return []
 
 
-def _pin(pid: int, cpus: set[int]) -> None:
-    """Every thread of ``pid`` on ``cpus``, again until no new thread shows up: a thread
-    started meanwhile inherits its starter's CPUs, which may not have been set yet."""
+def _each_thread(pid: int, act: Callable[[int], None]) -> None:
+    """``act`` on every thread of ``pid``, again until no new thread shows up: a thread
+    started meanwhile inherits its starter's settings, which ``act`` may not have changed
+    yet."""
     done: set[int] = set()
     for _ in range(10):
         new = [tid for tid in _threads(pid) if tid not in done]
@@ -425,8 +426,13 @@ def _pin(pid: int, cpus: set[int]) -> None:
             return
         for tid in new:
             with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
-                os.sched_setaffinity(tid, cpus)
+                act(tid)
         done.update(new)
+
+
+def _pin(pid: int, cpus: set[int]) -> None:
+    """Every thread of ``pid`` on ``cpus``."""
+    _each_thread(pid, lambda tid: os.sched_setaffinity(tid, cpus))
 
 
 @contextlib.contextmanager
@@ -476,15 +482,13 @@ def _in_batch_class(pid: int) -> Iterator[None]:
     block; afterwards each thread back in the class it had (a thread started meanwhile:
     the normal class, as the broker's threads start)."""
     before: dict[int, tuple[int, int]] = {}  # thread -> its class and priority
+
+    def to_batch(tid: int) -> None:
+        before[tid] = (os.sched_getscheduler(tid), os.sched_getparam(tid)[0])
+        os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+
     try:
-        for _ in range(10):  # again until no new thread shows up (see _pin)
-            new = [tid for tid in _threads(pid) if tid not in before]
-            if not new:
-                break
-            for tid in new:
-                with contextlib.suppress(ProcessLookupError):  # a thread that has just ended
-                    before[tid] = (os.sched_getscheduler(tid), os.sched_getparam(tid)[0])
-                    os.sched_setscheduler(tid, os.SCHED_BATCH, os.sched_param(0))
+        _each_thread(pid, to_batch)
     except OSError as exc:
         _restore_class(pid, before)
         raise PlacementUnavailable(f"cannot change the broker's scheduling: {exc}") from exc
